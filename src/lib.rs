@@ -1,0 +1,10 @@
+pub mod cache;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod model;
+pub mod preprocess;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

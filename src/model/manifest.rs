@@ -1,0 +1,70 @@
+//! manifest.json: what a model needs from the server, kept beside its weights so that a reload
+//! can bring a model with a different input size or normalisation.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::LoadError;
+use crate::preprocess::InputSpec;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub name: String,
+    pub version: String,
+    /// Only "torchscript" today.
+    pub format: String,
+    /// File name of the weights, inside the model folder.
+    pub weights: String,
+    /// Width of the model's output (logits) row.
+    pub num_outputs: i64,
+    pub input_size: u32,
+    pub resize_shorter_side: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Manifest {
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| LoadError::io(&path, e))?;
+        let manifest: Self = serde_json::from_str(&text)
+            .map_err(|e| LoadError::new(&path, format!("not a valid manifest: {e}")))?;
+        manifest.validate().map_err(|reason| LoadError::new(&path, reason))?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.format != "torchscript" {
+            return Err(format!("format {:?} is not supported (only \"torchscript\")", self.format));
+        }
+        let file_name_only = Path::new(&self.weights).file_name() == Some(self.weights.as_ref());
+        if !file_name_only {
+            return Err(format!("weights {:?} must be a file name inside the model folder", self.weights));
+        }
+        if self.num_outputs < 1 {
+            return Err("num_outputs must be at least 1".into());
+        }
+        if self.input_size == 0 || self.resize_shorter_side < self.input_size {
+            return Err("need 0 < input_size <= resize_shorter_side".into());
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
+            return Err("mean must be finite and std finite and positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn weights_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.weights)
+    }
+
+    pub fn input_spec(&self) -> InputSpec {
+        InputSpec {
+            input_size: self.input_size,
+            resize_shorter_side: self.resize_shorter_side,
+            mean: self.mean,
+            std: self.std,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The model: its files (manifest, weights, class mapping), loading and validating them, the
+//! inference thread that runs it, and the handle that swaps in a reloaded one.
+mod loaded;
+mod manifest;
+mod mapping;
+mod prediction;
+mod registry;
+mod worker;
+
+use std::path::{Path, PathBuf};
+
+pub use loaded::{LoadedModel, ModelFile, ModelPaths};
+pub use manifest::{Manifest, MANIFEST_FILE};
+pub use mapping::{ClassEntry, ClassMapping};
+pub use prediction::{ClassScore, Prediction};
+pub use registry::{ModelRegistry, ReloadRecord};
+pub use worker::{Inference, InferenceWorker};
+
+/// Why a model folder cannot be served, naming the file at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", file.display())]
+pub struct LoadError {
+    pub file: PathBuf,
+    pub reason: String,
+}
+
+impl LoadError {
+    pub fn new(file: &Path, reason: impl Into<String>) -> Self {
+        Self { file: file.to_path_buf(), reason: reason.into() }
+    }
+
+    pub fn io(file: &Path, e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Self::new(file, "file not found"),
+            _ => Self::new(file, format!("cannot read: {e}")),
+        }
+    }
+}

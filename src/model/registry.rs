@@ -1,0 +1,103 @@
+//! The serving model behind an atomically swapped handle, and the reload that replaces it.
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tch::Device;
+
+use super::{LoadError, LoadedModel, ModelPaths};
+
+pub struct ModelRegistry {
+    current: ArcSwap<LoadedModel>,
+    paths: ModelPaths,
+    device: Device,
+    /// Serialises reloads; never held by a prediction.
+    reload_lock: tokio::sync::Mutex<()>,
+    reloads: Mutex<ReloadStats>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReloadStats {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub last: Option<ReloadRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadRecord {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub ok: bool,
+    pub generation: u64,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+}
+
+impl ModelRegistry {
+    /// Loads generation 1. Blocks on libtorch: call it off the async workers.
+    pub fn load(paths: ModelPaths, device: Device) -> Result<Self, LoadError> {
+        let model = LoadedModel::load(&paths, device, 1)?;
+        tracing::info!(
+            name = %model.manifest.name, version = %model.manifest.version, classes = model.classes.len(),
+            load_ms = model.load_ms, ?device, "model loaded"
+        );
+        Ok(Self {
+            current: ArcSwap::from_pointee(model),
+            paths,
+            device,
+            reload_lock: tokio::sync::Mutex::new(()),
+            reloads: Mutex::new(ReloadStats::default()),
+        })
+    }
+
+    /// The model serving now. Holding the `Arc` keeps it alive across a swap.
+    pub fn current(&self) -> Arc<LoadedModel> {
+        self.current.load_full()
+    }
+
+    pub fn paths(&self) -> &ModelPaths {
+        &self.paths
+    }
+
+    pub fn reload_stats(&self) -> ReloadStats {
+        self.reloads.lock().expect("reload stats lock").clone()
+    }
+
+    /// Reads the model files again and swaps the new model in only if it loads, validates and
+    /// warms up; otherwise the serving model stays and the error names the file at fault.
+    pub async fn reload(&self) -> Result<Arc<LoadedModel>, LoadError> {
+        let _serialised = self.reload_lock.lock().await;
+        let started = Instant::now();
+        let generation = self.current().generation + 1;
+        let (paths, device) = (self.paths.clone(), self.device);
+        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&paths, device, generation))
+            .await
+            .unwrap_or_else(|e| Err(LoadError::new(&self.paths.model_dir, format!("loader crashed: {e}"))));
+
+        let record = |ok: bool, error: Option<String>| ReloadRecord {
+            at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            ok,
+            generation: if ok { generation } else { generation - 1 },
+            duration_ms: started.elapsed().as_secs_f64() * 1e3,
+            error,
+        };
+        let mut stats = self.reloads.lock().expect("reload stats lock");
+        match loaded {
+            Ok(model) => {
+                let model = Arc::new(model);
+                self.current.store(model.clone());
+                stats.succeeded += 1;
+                stats.last = Some(record(true, None));
+                tracing::info!(generation, version = %model.manifest.version, load_ms = model.load_ms, "model reloaded");
+                Ok(model)
+            }
+            Err(e) => {
+                stats.failed += 1;
+                stats.last = Some(record(false, Some(e.to_string())));
+                tracing::warn!(error = %e, "reload refused, the previous model keeps serving");
+                Err(e)
+            }
+        }
+    }
+}

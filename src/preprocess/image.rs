@@ -1,0 +1,96 @@
+//! Image bytes -> normalised CHW floats, the way the model was trained to see them:
+//! decode, upright by EXIF, RGB, shorter side to `resize_shorter_side` (bilinear), centre crop,
+//! then (x / 255 - mean) / std per channel.
+use std::io::Cursor;
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+
+use crate::error::ApiError;
+
+/// How a model wants its input; read from the model's manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub input_size: u32,
+    pub resize_shorter_side: u32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+const SUPPORTED: [ImageFormat; 6] =
+    [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Gif, ImageFormat::Tiff];
+
+/// The format named by the file's magic bytes, if it is one we decode.
+pub fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ApiError> {
+    let format = image::guess_format(bytes).map_err(|_| {
+        ApiError::UnsupportedMediaType("the `image` file is not a recognised image (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into())
+    })?;
+    if !SUPPORTED.contains(&format) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "{format:?} images are not supported (expected JPEG, PNG, WebP, BMP, GIF or TIFF)"
+        )));
+    }
+    Ok(format)
+}
+
+/// Decodes after checking the dimensions in the header, so a small file that claims a huge
+/// image is refused before any pixel buffer is allocated.
+pub fn decode_rgb(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<RgbImage, ApiError> {
+    let invalid = |e: image::ImageError| ApiError::InvalidImage(format!("cannot decode the {format:?} image: {e}"));
+    let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(invalid)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(ApiError::InvalidImage(format!("the image is {width}x{height} pixels")));
+    }
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(ApiError::ImageTooLarge(format!(
+            "the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels"
+        )));
+    }
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// Resize-then-crop as one resize of the source region that the crop keeps: the same pixels as
+/// resizing the whole image (the filter still reads neighbours outside the region), without
+/// allocating the resized whole, which for a 10000x1 image would be gigabytes.
+pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Vec<f32> {
+    let (w, h) = (rgb.width() as f64, rgb.height() as f64);
+    let short = spec.resize_shorter_side as f64;
+    // Integer sizes as torchvision's Resize computes them, so crops line up with the reference.
+    let (new_w, new_h) = if w <= h { (short, (short * h / w).floor()) } else { ((short * w / h).floor(), short) };
+    let crop = spec.input_size as f64;
+    let left = ((new_w - crop) / 2.0).round_ties_even();
+    let top = ((new_h - crop) / 2.0).round_ties_even();
+    let (scale_x, scale_y) = (new_w / w, new_h / h);
+
+    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage buffer is width x height x 3 bytes");
+    let mut dst = Image::new(spec.input_size, spec.input_size, PixelType::U8x3);
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(left / scale_x, top / scale_y, crop / scale_x, crop / scale_y);
+    Resizer::new()
+        .resize(&src, &mut dst, &options)
+        .expect("crop box lies inside the source and pixel types match");
+    normalise(dst.buffer(), spec)
+}
+
+/// HWC bytes -> CHW floats, (x / 255 - mean) / std.
+fn normalise(hwc: &[u8], spec: &InputSpec) -> Vec<f32> {
+    let plane = hwc.len() / 3;
+    let mut chw = vec![0f32; hwc.len()];
+    for (i, pixel) in hwc.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            chw[c * plane + i] = (pixel[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+        }
+    }
+    chw
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

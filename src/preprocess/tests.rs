@@ -1,0 +1,94 @@
+//! The Rust pipeline against the reference one (PIL, scripts/reference.py): same crop, same
+//! normalisation, pixel values within resampling rounding.
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::*;
+
+#[derive(Deserialize)]
+struct Fixture {
+    image: String,
+    shape: [usize; 3],
+    channel_means: [f32; 3],
+    grid_step: usize,
+    grid: Vec<Vec<Vec<f32>>>,
+}
+
+fn spec() -> InputSpec {
+    InputSpec { input_size: 224, resize_shorter_side: 256, mean: [0.5; 3], std: [0.5; 3] }
+}
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn preprocess(bytes: &[u8]) -> Vec<f32> {
+    let format = sniff_format(bytes).unwrap();
+    to_model_input(&decode_rgb(bytes, format, u64::MAX).unwrap(), &spec())
+}
+
+#[test]
+fn preprocessing_matches_the_reference_pipeline() {
+    let fixture: Fixture =
+        serde_json::from_str(&std::fs::read_to_string(repo_file("tests/fixtures/preprocess_reference.json")).unwrap()).unwrap();
+    let chw = preprocess(&std::fs::read(repo_file(&fixture.image)).unwrap());
+    let [channels, height, width] = fixture.shape;
+    assert_eq!(chw.len(), channels * height * width);
+
+    for c in 0..3 {
+        let plane = &chw[c * height * width..(c + 1) * height * width];
+        let mean = plane.iter().sum::<f32>() / plane.len() as f32;
+        assert!((mean - fixture.channel_means[c]).abs() < 0.003, "channel {c}: mean {mean} vs {}", fixture.channel_means[c]);
+        for (gy, row) in fixture.grid[c].iter().enumerate() {
+            for (gx, expected) in row.iter().enumerate() {
+                let (y, x) = (gy * fixture.grid_step, gx * fixture.grid_step);
+                let got = plane[y * width + x];
+                // Two 8-bit rounding steps apart at most: 2 / 255 / std.
+                assert!((got - expected).abs() <= 2.0 / 255.0 / 0.5 + 1e-5, "c{c} y{y} x{x}: {got} vs {expected}");
+            }
+        }
+    }
+}
+
+#[test]
+fn normalisation_maps_0_and_255_to_minus_one_and_one() {
+    let mut image = image::RgbImage::new(300, 300);
+    for (x, _, p) in image.enumerate_pixels_mut() {
+        *p = if x < 150 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) };
+    }
+    let chw = to_model_input(&image, &spec());
+    assert_eq!(chw[0], -1.0, "top-left is black");
+    assert_eq!(chw[223], 1.0, "top-right is white");
+}
+
+#[test]
+fn an_extreme_aspect_ratio_still_gives_one_model_input() {
+    let image = image::RgbImage::from_pixel(10_000, 1, image::Rgb([200, 10, 10]));
+    let chw = to_model_input(&image, &spec());
+    assert_eq!(chw.len(), 3 * 224 * 224);
+    assert!((chw[0] - (200.0 / 255.0 - 0.5) / 0.5).abs() < 1e-2);
+}
+
+#[test]
+fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
+    let bytes = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
+    let err = decode_rgb(&bytes, image::ImageFormat::Jpeg, 1000).unwrap_err();
+    assert!(matches!(err, ApiError::ImageTooLarge(_)), "{err:?}");
+}
+
+#[test]
+fn sniffing_tells_text_from_images_and_refuses_unsupported_formats() {
+    assert!(matches!(sniff_format(b"hello, this is text"), Err(ApiError::UnsupportedMediaType(_))));
+    let ico = [0u8, 0, 1, 0, 1, 0, 16, 16, 0, 0];
+    assert!(matches!(sniff_format(&ico), Err(ApiError::UnsupportedMediaType(m)) if m.contains("Ico")));
+    let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
+    assert_eq!(sniff_format(&png).unwrap(), image::ImageFormat::Png);
+}
+
+#[test]
+fn a_truncated_png_is_an_invalid_image() {
+    let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
+    let result = decode_rgb(&png[..png.len() / 3], image::ImageFormat::Png, u64::MAX);
+    assert!(matches!(result, Err(ApiError::InvalidImage(_))), "{:?}", result.err());
+}

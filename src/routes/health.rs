@@ -1,0 +1,16 @@
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+
+use super::ModelRef;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// GET /health: 200 while a warmed-up model and its inference thread can answer, 503 otherwise.
+/// The server binds its port only after the model has loaded and warmed up.
+pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.worker.is_alive() {
+        return Err(ApiError::ModelUnavailable);
+    }
+    let model = state.registry.current();
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok", "model": ModelRef::from(&*model) })))
+}

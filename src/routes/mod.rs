@@ -1,0 +1,30 @@
+//! One file per endpoint.
+mod classes;
+mod health;
+mod predict;
+mod reload;
+mod system_status;
+
+pub use classes::classes;
+pub use health::health;
+pub use predict::predict;
+pub use reload::reload_model;
+pub use system_status::system_status;
+
+use serde::Serialize;
+
+use crate::model::LoadedModel;
+
+/// Which model answered: every response that depends on the model names it.
+#[derive(Serialize)]
+pub struct ModelRef<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub generation: u64,
+}
+
+impl<'a> From<&'a LoadedModel> for ModelRef<'a> {
+    fn from(model: &'a LoadedModel) -> Self {
+        Self { name: &model.manifest.name, version: &model.manifest.version, generation: model.generation }
+    }
+}

@@ -1,0 +1,67 @@
+use std::sync::atomic::Ordering;
+use std::time::UNIX_EPOCH;
+
+use actix_web::{web, HttpResponse};
+use serde_json::json;
+use sysinfo::{ProcessesToUpdate, System};
+
+use super::ModelRef;
+use crate::state::AppState;
+
+/// GET /system_status: machine, process, model, caches, queue and request counts.
+pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
+    let model = state.registry.current();
+    let pid = sysinfo::get_current_pid().ok();
+    let (machine, process) = {
+        let mut sys = state.system.lock().expect("sysinfo lock");
+        // CPU usage is the change since the previous refresh: the first call reads 0.
+        sys.refresh_cpu_usage();
+        sys.refresh_memory();
+        if let Some(pid) = pid {
+            sys.refresh_processes(ProcessesToUpdate::Some(&[pid]), true);
+        }
+        let machine = json!({
+            "cpus": sys.cpus().len(),
+            "cpu_percent": sys.global_cpu_usage(),
+            "memory_total_bytes": sys.total_memory(),
+            "memory_used_bytes": sys.used_memory(),
+            "memory_available_bytes": sys.available_memory(),
+            "uptime_seconds": System::uptime(),
+        });
+        let process = pid.and_then(|pid| sys.process(pid)).map(|p| {
+            json!({
+                "pid": p.pid().as_u32(),
+                "cpu_percent": p.cpu_usage(),
+                "memory_rss_bytes": p.memory(),
+                "memory_virtual_bytes": p.virtual_memory(),
+            })
+        });
+        (machine, process)
+    };
+    let requests = &state.requests;
+    HttpResponse::Ok().json(json!({
+        "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
+        "machine": machine,
+        "process": process,
+        "model": {
+            "id": ModelRef::from(&*model),
+            "device": crate::startup::device_name(model.device),
+            "torch_threads": tch::get_num_threads(),
+            "classes": model.classes.len(),
+            "input_size": model.manifest.input_size,
+            "loaded_at_unix": model.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "load_ms": model.load_ms,
+            "files": model.files,
+            "reloads": state.registry.reload_stats(),
+        },
+        "caches": { "prediction": state.predictions.stats() },
+        "queue": { "depth": state.worker.queued(), "capacity": state.config.queue_capacity },
+        "requests": {
+            "total": requests.total.load(Ordering::Relaxed),
+            "success": requests.success.load(Ordering::Relaxed),
+            "client_error": requests.client_error.load(Ordering::Relaxed),
+            "server_error": requests.server_error.load(Ordering::Relaxed),
+            "predictions": requests.predictions.load(Ordering::Relaxed),
+        },
+    }))
+}

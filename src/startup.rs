@@ -1,0 +1,100 @@
+//! Builds the application: model first (loaded and warmed up), then the listener and routes.
+use std::net::TcpListener;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use tch::Device;
+use tracing_actix_web::TracingLogger;
+
+use crate::config::{Config, DeviceChoice};
+use crate::error::ApiError;
+use crate::model::{InferenceWorker, ModelPaths, ModelRegistry};
+use crate::routes;
+use crate::state::AppState;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let device = resolve_device(config.device)?;
+        let threads = config.torch_threads();
+        // Also sizes the pool that reload warm-ups use.
+        tch::set_num_threads(threads as i32);
+        let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
+        let registry = tokio::task::spawn_blocking(move || ModelRegistry::load(paths, device))
+            .await
+            .context("model loader thread failed")?
+            .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
+        let worker = InferenceWorker::spawn(config.queue_capacity, threads).context("cannot start the inference thread")?;
+
+        let listener = TcpListener::bind((config.host.as_str(), config.port))
+            .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let workers = config.workers.max(1);
+        let state = web::Data::new(AppState::new(config, registry, worker));
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap_fn(|req, srv| {
+                    let state = req.app_data::<web::Data<AppState>>().cloned();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        if let Some(state) = state {
+                            state.requests.record(response.status());
+                        }
+                        Ok(response)
+                    }
+                })
+                .wrap(TracingLogger::default())
+                .app_data(state.clone())
+                .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
+                .route("/predict", web::post().to(routes::predict))
+                .route("/classes", web::get().to(routes::classes))
+                .route("/health", web::get().to(routes::health))
+                .route("/system_status", web::get().to(routes::system_status))
+                .route("/reload_model", web::post().to(routes::reload_model))
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run();
+        tracing::info!(port, workers, torch_threads = threads, device = device_name(device), "ready");
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn resolve_device(choice: DeviceChoice) -> anyhow::Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+        DeviceChoice::Cuda => anyhow::bail!("--device cuda was asked for, but libtorch sees no CUDA device"),
+    }
+}
+
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({
+        "error": "no such route; see GET /health, GET /classes, GET /system_status, POST /predict, POST /reload_model",
+        "error_type": "not_found",
+    }))
+}

@@ -1,0 +1,61 @@
+//! What every handler shares.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use serde::Serialize;
+
+use crate::cache::PredictionCache;
+use crate::config::Config;
+use crate::domain::UploadLimits;
+use crate::model::{InferenceWorker, ModelRegistry};
+
+pub struct AppState {
+    pub config: Config,
+    pub registry: ModelRegistry,
+    pub worker: InferenceWorker,
+    pub predictions: PredictionCache,
+    pub requests: RequestCounters,
+    pub started_at: Instant,
+    pub system: Mutex<sysinfo::System>,
+}
+
+impl AppState {
+    pub fn new(config: Config, registry: ModelRegistry, worker: InferenceWorker) -> Self {
+        Self {
+            predictions: PredictionCache::new(config.prediction_cache_size),
+            config,
+            registry,
+            worker,
+            requests: RequestCounters::default(),
+            started_at: Instant::now(),
+            system: Mutex::new(sysinfo::System::new()),
+        }
+    }
+
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits { max_body_bytes: self.config.max_upload_bytes, max_text_chars: self.config.max_text_chars }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RequestCounters {
+    pub total: AtomicU64,
+    pub success: AtomicU64,
+    pub client_error: AtomicU64,
+    pub server_error: AtomicU64,
+    pub predictions: AtomicU64,
+}
+
+impl RequestCounters {
+    pub fn record(&self, status: StatusCode) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let class = match status.as_u16() {
+            200..=399 => &self.success,
+            400..=499 => &self.client_error,
+            _ => &self.server_error,
+        };
+        class.fetch_add(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,106 @@
+use std::path::{Path, PathBuf};
+
+use food_api::config::Config;
+use food_api::startup::Application;
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    /// A private copy of the model files, for tests that change them; None serves the repo's.
+    pub model_dir: Option<TempDir>,
+}
+
+pub fn repo_path(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(repo_path("sample").join(name)).unwrap_or_else(|e| panic!("sample/{name}: {e}"))
+}
+
+pub fn test_config() -> Config {
+    let mut config = Config::defaults();
+    config.host = "127.0.0.1".into();
+    config.port = 0;
+    config.workers = 2;
+    config.torch_threads = 1;
+    config
+}
+
+/// The app on the repo's model, with the default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_config()).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let app = Application::build(config).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp { address, client: reqwest::Client::new(), model_dir: None }
+}
+
+/// The app on a copy of the model files, which the test may then break or replace.
+pub async fn spawn_app_on_model_copy() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["manifest.json", "efficientnet_lite0.pt"] {
+        std::fs::copy(repo_path("checkpoints").join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::copy(repo_path("class_mapping.json"), dir.path().join("class_mapping.json")).unwrap();
+    let mut config = test_config();
+    config.model_dir = dir.path().to_path_buf();
+    config.class_mapping = dir.path().join("class_mapping.json");
+    let mut app = spawn_app_with(config).await;
+    app.model_dir = Some(dir);
+    app
+}
+
+impl TestApp {
+    pub fn model_file(&self, name: &str) -> PathBuf {
+        self.model_dir.as_ref().expect("spawned on a model copy").path().join(name)
+    }
+
+    pub async fn post_predict(&self, image: &[u8], text: Option<&str>) -> reqwest::Response {
+        let mut form = Form::new().part("image", Part::bytes(image.to_vec()).file_name("upload"));
+        if let Some(text) = text {
+            form = form.text("text", text.to_string());
+        }
+        self.post_form("/predict", form).await
+    }
+
+    pub async fn post_form(&self, path: &str, form: Form) -> reqwest::Response {
+        self.client.post(format!("{}{path}", self.address)).multipart(form).send().await.expect("request sent")
+    }
+
+    /// A prediction that must succeed, as JSON.
+    pub async fn predict_ok(&self, image: &[u8], text: Option<&str>) -> Value {
+        let response = self.post_predict(image, text).await;
+        assert_eq!(response.status(), 200, "predict failed: {}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.address)).send().await.expect("request sent")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn post_reload(&self) -> reqwest::Response {
+        self.client.post(format!("{}/reload_model", self.address)).send().await.expect("request sent")
+    }
+}
+
+/// Status and JSON body of an error answer, which must carry `error` and `error_type`.
+pub async fn error_of(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    let error = body["error"].as_str().expect("error message").to_string();
+    let kind = body["error_type"].as_str().expect("error_type").to_string();
+    (status, kind, error)
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real model, real HTTP on port 0. One binary, one module per area.
+mod bad_input;
+mod classes;
+mod health;
+mod helpers;
+mod predict;
+mod reload;
+mod startup;
+mod system_status;

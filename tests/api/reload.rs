@@ -1,0 +1,106 @@
+use futures_util::future::join_all;
+
+use crate::helpers::{error_of, sample, spawn_app_on_model_copy};
+
+#[tokio::test]
+async fn reload_swaps_in_a_new_model_and_bumps_the_generation() {
+    let app = spawn_app_on_model_copy().await;
+    let coffee = sample("coffee.png");
+    app.predict_ok(&coffee, None).await;
+
+    let response = app.post_reload().await;
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["model"]["generation"], 2);
+    assert_eq!(body["files"].as_array().unwrap().len(), 3);
+
+    let after = app.predict_ok(&coffee, None).await;
+    assert_eq!(after["cache_hit"], false, "the old model's answer is not served");
+    assert_eq!(after["model"]["generation"], 2);
+    assert_eq!(after["label"], "espresso");
+    assert_eq!(app.get_json("/health").await["model"]["generation"], 2);
+}
+
+#[tokio::test]
+async fn reload_reads_a_new_class_mapping() {
+    let app = spawn_app_on_model_copy().await;
+    std::fs::write(app.model_file("class_mapping.json"), r#"{"espresso": 967, "pizza": 963}"#).unwrap();
+    assert_eq!(app.post_reload().await.status(), 200);
+    let classes = app.get_json("/classes").await;
+    assert_eq!(classes["count"], 2);
+    let body = app.predict_ok(&sample("coffee.png"), None).await;
+    assert_eq!(body["label"], "espresso");
+    assert_eq!(body["top_k"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn reload_with_corrupt_weights_fails_and_the_old_model_keeps_serving() {
+    let app = spawn_app_on_model_copy().await;
+    let coffee = sample("coffee.png");
+    let before = app.predict_ok(&coffee, None).await;
+
+    std::fs::write(app.model_file("efficientnet_lite0.pt"), b"these are not weights").unwrap();
+    let response = app.post_reload().await;
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error_type"], "invalid_model");
+    assert!(body["file"].as_str().unwrap().ends_with("efficientnet_lite0.pt"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("TorchScript"), "{body}");
+
+    let again = app.predict_ok(&coffee, None).await;
+    assert_eq!((again["label"].clone(), again["top_k"].clone()), (before["label"].clone(), before["top_k"].clone()));
+    assert_eq!(again["model"]["generation"], 1);
+    let fresh = app.predict_ok(&sample("orange.jpg"), None).await;
+    assert_eq!((fresh["label"].as_str(), fresh["cache_hit"].as_bool()), (Some("orange"), Some(false)));
+
+    let reloads = app.get_json("/system_status").await["model"]["reloads"].clone();
+    assert_eq!((reloads["failed"].as_u64(), reloads["succeeded"].as_u64()), (Some(1), Some(0)));
+    assert!(reloads["last"]["error"].as_str().unwrap().contains("efficientnet_lite0.pt"));
+}
+
+#[tokio::test]
+async fn reload_with_an_out_of_range_or_duplicate_mapping_is_refused() {
+    let app = spawn_app_on_model_copy().await;
+    for (mapping, reason) in [
+        (r#"{"pizza": 1000}"#, "outside the model's 1000 outputs"),
+        (r#"{"pizza": 963, "pie": 963}"#, "mapped twice"),
+    ] {
+        std::fs::write(app.model_file("class_mapping.json"), mapping).unwrap();
+        let (status, kind, message) = error_of(app.post_reload().await).await;
+        assert_eq!((status, kind.as_str()), (422, "invalid_model"), "{message}");
+        assert!(message.contains("class_mapping.json") && message.contains(reason), "{message}");
+    }
+    assert_eq!(app.get_json("/classes").await["count"], 47);
+}
+
+#[tokio::test]
+async fn reload_with_a_missing_manifest_names_it() {
+    let app = spawn_app_on_model_copy().await;
+    std::fs::remove_file(app.model_file("manifest.json")).unwrap();
+    let (status, _, message) = error_of(app.post_reload().await).await;
+    assert_eq!(status, 422);
+    assert!(message.contains("manifest.json") && message.contains("not found"), "{message}");
+}
+
+#[tokio::test]
+async fn predictions_sent_during_reloads_all_succeed() {
+    let app = spawn_app_on_model_copy().await;
+    let coffee = sample("coffee.png");
+    // Distinct texts make every request a cache miss, so each one runs the model.
+    let predictions = join_all((0..12).map(|i| {
+        let (app, coffee) = (&app, &coffee);
+        async move { app.post_predict(coffee, Some(&format!("request {i}"))).await }
+    }));
+    let reloads = async { (app.post_reload().await.status(), app.post_reload().await.status()) };
+    let (responses, reload_statuses) = tokio::join!(predictions, reloads);
+
+    assert_eq!(reload_statuses, (reqwest::StatusCode::OK, reqwest::StatusCode::OK));
+    for response in responses {
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["label"], "espresso");
+        assert!((1..=3).contains(&body["model"]["generation"].as_u64().unwrap()));
+    }
+    assert_eq!(app.get_json("/health").await["model"]["generation"], 3, "reloads are serialised, none lost");
+}

@@ -1,0 +1,30 @@
+use crate::helpers::{sample, spawn_app};
+
+#[tokio::test]
+async fn system_status_reports_machine_process_model_caches_and_requests() {
+    let app = spawn_app().await;
+    app.predict_ok(&sample("orange.jpg"), None).await;
+    let status = app.get_json("/system_status").await;
+
+    assert!(status["machine"]["memory_total_bytes"].as_u64().unwrap() > 0);
+    assert!(status["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert!(status["process"]["memory_rss_bytes"].as_u64().unwrap() > 10_000_000, "libtorch and a model");
+    assert!(status["uptime_seconds"].as_f64().unwrap() >= 0.0);
+
+    let model = &status["model"];
+    assert_eq!(model["device"], "cpu");
+    assert_eq!(model["torch_threads"], 1);
+    assert_eq!(model["classes"], 47);
+    let files = model["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    for file in files {
+        assert_eq!(file["sha256"].as_str().unwrap().len(), 64);
+    }
+    assert!(model["load_ms"].as_f64().unwrap() > 0.0);
+
+    let cache = &status["caches"]["prediction"];
+    assert_eq!((cache["size"].as_u64(), cache["capacity"].as_u64()), (Some(1), Some(100)));
+    assert_eq!(status["requests"]["predictions"], 1);
+    assert_eq!(status["requests"]["success"], 1, "the predict; this request is counted when it ends");
+    assert_eq!(status["queue"]["capacity"], 64);
+}
