@@ -5,7 +5,6 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use sysinfo::{ProcessesToUpdate, System};
 
-use super::ModelRef;
 use crate::state::AppState;
 
 /// GET /system_status: machine, process, model, caches, queue and request counts.
@@ -44,9 +43,11 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
         "machine": machine,
         "process": process,
         "model": {
-            "id": ModelRef::from(&*model),
+            "name": model.manifest.name,
+            "version": model.manifest.version,
+            "generation": model.generation,
             "device": crate::startup::device_name(model.device),
-            "torch_threads": tch::get_num_threads(),
+            "torch_threads": state.config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
             "loaded_at_unix": model.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
