@@ -1,7 +1,9 @@
-//! Bake libtorch's library folder into the binary's rpath, so that `cargo run`, `cargo test` and
-//! the release binary find libtorch without LD_LIBRARY_PATH.
+//! Link flags for libtorch from the PyPI wheel: its library folder goes into the rpath, so that
+//! `cargo run`, `cargo test` and the release binary find libtorch without LD_LIBRARY_PATH. The
+//! folder is also handed to the code, which loads libtorch_cuda from it on machines with a GPU.
 fn main() {
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
+        println!("cargo:rustc-env=FOOD_API_LIBTORCH_LIB={lib_dir}");
     }
 }

@@ -4,12 +4,11 @@ use std::net::TcpListener;
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use tch::Device;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::{Config, DeviceChoice};
+use crate::config::Config;
 use crate::error::ApiError;
-use crate::model::{InferenceWorker, ModelPaths, ModelRegistry};
+use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
 use crate::routes;
 use crate::state::AppState;
 
@@ -72,23 +71,6 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
-    }
-}
-
-fn resolve_device(choice: DeviceChoice) -> anyhow::Result<Device> {
-    match choice {
-        DeviceChoice::Cpu => Ok(Device::Cpu),
-        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
-        DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
-        DeviceChoice::Cuda => anyhow::bail!("--device cuda was asked for, but libtorch sees no CUDA device"),
-    }
-}
-
-pub fn device_name(device: Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(i) => format!("cuda:{i}"),
-        other => format!("{other:?}").to_lowercase(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The model: its files (manifest, weights, class mapping), loading and validating them, the
 //! inference thread that runs it, and the handle that swaps in a reloaded one.
+mod device;
 mod loaded;
 mod manifest;
 mod mapping;
@@ -9,6 +10,7 @@ mod worker;
 
 use std::path::{Path, PathBuf};
 
+pub use device::{device_name, resolve_device};
 pub use loaded::{LoadedModel, ModelFile, ModelPaths};
 pub use manifest::{Manifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};

@@ -46,7 +46,7 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "name": model.manifest.name,
             "version": model.manifest.version,
             "generation": model.generation,
-            "device": crate::startup::device_name(model.device),
+            "device": crate::model::device_name(model.device),
             "torch_threads": state.config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
