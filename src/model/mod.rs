@@ -6,16 +6,18 @@ mod manifest;
 mod mapping;
 mod prediction;
 mod registry;
+mod text;
 mod worker;
 
 use std::path::{Path, PathBuf};
 
 pub use device::{device_name, resolve_device};
-pub use loaded::{LoadedModel, ModelFile, ModelPaths};
-pub use manifest::{Manifest, MANIFEST_FILE};
+pub use loaded::{LoadedModel, ModelFile, ModelPaths, Work};
+pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
-pub use prediction::{ClassScore, Prediction};
+pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use registry::{ModelRegistry, ReloadRecord};
+pub use text::TextModel;
 pub use worker::{Inference, InferenceWorker};
 
 /// Why a model folder cannot be served, naming the file at fault.

@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::LoadedModel;
+use super::{LoadedModel, Work};
 use crate::error::ApiError;
 
 struct Job {
     model: Arc<LoadedModel>,
-    input: Vec<f32>,
+    work: Work,
     queued_at: Instant,
     reply: oneshot::Sender<Result<Inference, String>>,
     span: tracing::Span,
 }
 
-/// Softmax over all outputs of the model that ran, with where the time went.
+/// What the model returned for the work (see `Work`), with where the time went.
 pub struct Inference {
-    pub probabilities: Vec<f32>,
+    pub output: Vec<f32>,
     pub queue_wait: Duration,
     pub forward: Duration,
 }
@@ -56,11 +56,11 @@ impl InferenceWorker {
         self.queue.max_capacity() - self.queue.capacity()
     }
 
-    /// Runs `model` on one preprocessed image. The caller's `Arc` keeps that model alive even if a
+    /// Runs `work` on `model`. The caller's `Arc` keeps that model alive even if a
     /// reload swaps another in meanwhile: a request finishes on the model it started with.
-    pub async fn infer(&self, model: Arc<LoadedModel>, input: Vec<f32>) -> Result<Inference, ApiError> {
+    pub async fn infer(&self, model: Arc<LoadedModel>, work: Work) -> Result<Inference, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job { model, input, queued_at: Instant::now(), reply, span: tracing::Span::current() };
+        let job = Job { model, work, queued_at: Instant::now(), reply, span: tracing::Span::current() };
         self.queue.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => ApiError::ModelUnavailable,
@@ -78,9 +78,9 @@ fn run(mut jobs: mpsc::Receiver<Job>, torch_threads: usize) {
         let queue_wait = job.queued_at.elapsed();
         let started = Instant::now();
         // A panic inside one forward pass must not take the thread, and so the server, down.
-        let outcome = catch_unwind(AssertUnwindSafe(|| job.model.forward(&job.input)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work)));
         let result = match outcome {
-            Ok(Ok(probabilities)) => Ok(Inference { probabilities, queue_wait, forward: started.elapsed() }),
+            Ok(Ok(output)) => Ok(Inference { output, queue_wait, forward: started.elapsed() }),
             Ok(Err(e)) => Err(e.to_string().lines().next().unwrap_or_default().to_string()),
             Err(_) => Err("panic in the forward pass".to_string()),
         };

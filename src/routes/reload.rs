@@ -11,6 +11,7 @@ pub async fn reload_model(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     let model = state.registry.reload().await?;
     // Answers of the old model are never served again (entries also carry their generation).
     state.predictions.clear();
+    state.texts.clear();
     Ok(HttpResponse::Ok().json(json!({
         "status": "reloaded",
         "model": ModelRef::from(&*model),

@@ -54,8 +54,15 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "load_ms": model.load_ms,
             "files": model.files,
             "reloads": state.registry.reload_stats(),
+            "text_encoder": {
+                "name": model.text.manifest.name,
+                "version": model.text.manifest.version,
+                "dim": model.text.manifest.dim,
+                "max_tokens": model.text.manifest.max_tokens,
+                "weight": state.config.text_weight,
+            },
         },
-        "caches": { "prediction": state.predictions.stats() },
+        "caches": { "prediction": state.predictions.stats(), "text": state.texts.stats() },
         "queue": { "depth": state.worker.queued(), "capacity": state.config.queue_capacity },
         "requests": {
             "total": requests.total.load(Ordering::Relaxed),

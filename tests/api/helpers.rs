@@ -45,7 +45,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 /// The app on a copy of the model files, which the test may then break or replace.
 pub async fn spawn_app_on_model_copy() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    for file in ["manifest.json", "efficientnet_lite0.pt"] {
+    for file in ["manifest.json", "efficientnet_lite0.pt", "minilm_l6_v2.pt", "tokenizer.json"] {
         std::fs::copy(repo_path("checkpoints").join(file), dir.path().join(file)).unwrap();
     }
     std::fs::copy(repo_path("class_mapping.json"), dir.path().join("class_mapping.json")).unwrap();

@@ -12,7 +12,7 @@ async fn reload_swaps_in_a_new_model_and_bumps_the_generation() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["model"]["generation"], 2);
-    assert_eq!(body["files"].as_array().unwrap().len(), 3);
+    assert_eq!(body["files"].as_array().unwrap().len(), 5);
 
     let after = app.predict_ok(&coffee, None).await;
     assert_eq!(after["cache_hit"], false, "the old model's answer is not served");

@@ -16,7 +16,7 @@ async fn system_status_reports_machine_process_model_caches_and_requests() {
     assert_eq!(model["torch_threads"], 1);
     assert_eq!(model["classes"], 47);
     let files = model["files"].as_array().unwrap();
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 5, "manifest, weights, mapping, text encoder, tokenizer");
     for file in files {
         assert_eq!(file["sha256"].as_str().unwrap().len(), 64);
     }

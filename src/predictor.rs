@@ -1,0 +1,141 @@
+//! The prediction pipeline behind `POST /predict`: cache lookups, image preprocessing and the
+//! text's tokenization beside the async workers, both models on the inference thread, and the
+//! rule that combines their answers.
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use serde::Serialize;
+
+use crate::cache::prediction_key;
+use crate::domain::{ImageUpload, PredictUpload};
+use crate::error::ApiError;
+use crate::model::{class_probabilities, combine, softmax, ClassScore, LoadedModel, Prediction, Work};
+use crate::preprocess::{decode_rgb, to_model_input};
+use crate::state::AppState;
+
+/// A cached answer: everything in it depends only on (image, text, model generation).
+pub struct Answer {
+    pub combined: Prediction,
+    /// The image's own best class, before the text had its say.
+    pub image: ClassScore,
+    pub text_match: Option<TextMatch>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TextMatch {
+    pub label: String,
+    /// Cosine similarity of the text to the label's prompt.
+    pub similarity: f32,
+    /// The text's own probability for this label (softmax over similarities / temperature).
+    pub probability: f32,
+}
+
+/// What the text cache keeps per text: the tokenization and the embedding.
+pub struct TextEncoding {
+    pub token_ids: Vec<i64>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub preprocess: Option<f64>,
+    pub queue: Option<f64>,
+    pub inference: Option<f64>,
+    /// Tokenizing and encoding the text; null when there is none or it came from the text cache.
+    pub text: Option<f64>,
+    pub total: f64,
+}
+
+pub struct Outcome {
+    pub model: Arc<LoadedModel>,
+    pub answer: Arc<Answer>,
+    pub cache_hit: bool,
+    pub timings: Timings,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
+    let started = Instant::now();
+    // The whole request runs on this model, whatever a reload swaps in meanwhile.
+    let model = state.registry.current();
+    let text = upload.text.as_ref().map(|t| t.as_str());
+    let key = prediction_key(upload.image.bytes(), text);
+    if let Some(answer) = state.predictions.get(&key, model.generation) {
+        let timings = Timings { total: ms(started.elapsed()), ..Default::default() };
+        return Ok(Outcome { model, answer, cache_hit: true, timings });
+    }
+
+    let weight = state.config.text_weight;
+    let used_text = text.filter(|_| weight > 0.0);
+    let ((image_output, mut timings), encoded) =
+        tokio::try_join!(run_image(state, &model, &upload.image), encode_text(state, &model, used_text))?;
+
+    let image = class_probabilities(&image_output, &model.classes);
+    let image_best = Prediction::rank(&image, &model.classes).best().clone();
+    let (combined, text_match) = match encoded {
+        None => (Prediction::rank(&image, &model.classes), None),
+        Some((encoding, text_ms)) => {
+            timings.text = text_ms;
+            let similarities = model.text.similarities(&encoding.embedding);
+            let text_probabilities = softmax(&similarities, model.text.manifest.temperature);
+            let best = (0..similarities.len()).max_by(|&a, &b| similarities[a].total_cmp(&similarities[b])).unwrap_or(0);
+            let text_match = TextMatch {
+                label: model.classes.entries()[best].label.clone(),
+                similarity: similarities[best],
+                probability: text_probabilities[best],
+            };
+            let combined = combine(&image, &text_probabilities, weight);
+            (Prediction::rank(&combined, &model.classes), Some(text_match))
+        }
+    };
+    let answer = Arc::new(Answer { combined, image: image_best, text_match });
+    // A reload may have swapped the model while this one ran: its answer is then not cached.
+    if state.registry.current().generation == model.generation {
+        state.predictions.insert(key, model.generation, answer.clone());
+    }
+    timings.total = ms(started.elapsed());
+    Ok(Outcome { model, answer, cache_hit: false, timings })
+}
+
+/// Decode and resize on actix's blocking pool, then the image model on the inference thread.
+async fn run_image(state: &AppState, model: &Arc<LoadedModel>, image: &ImageUpload) -> Result<(Vec<f32>, Timings), ApiError> {
+    let started = Instant::now();
+    let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), state.config.max_image_pixels);
+    let input = web::block(move || decode_rgb(image.bytes(), image.format(), max_pixels).map(|rgb| to_model_input(&rgb, &spec)))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("preprocessing thread failed: {e}")))??;
+    let preprocess = started.elapsed();
+    let inference = state.worker.infer(model.clone(), Work::Image(input)).await?;
+    let timings = Timings {
+        preprocess: Some(ms(preprocess)),
+        queue: Some(ms(inference.queue_wait)),
+        inference: Some(ms(inference.forward)),
+        ..Default::default()
+    };
+    Ok((inference.output, timings))
+}
+
+/// The text's embedding from the text cache, or tokenized here and encoded on the inference thread.
+async fn encode_text(
+    state: &AppState,
+    model: &Arc<LoadedModel>,
+    text: Option<&str>,
+) -> Result<Option<(Arc<TextEncoding>, Option<f64>)>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    if let Some(hit) = state.texts.get(text, model.generation) {
+        return Ok(Some((hit, None)));
+    }
+    let started = Instant::now();
+    // A few microseconds for a text within the length limit: not worth a thread hop.
+    let token_ids = model.text.tokenize(text).map_err(|e| ApiError::Validation(format!("`text` {e}")))?;
+    let inference = state.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
+    let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
+    if state.registry.current().generation == model.generation {
+        state.texts.insert(text.to_string(), model.generation, encoding.clone());
+    }
+    Ok(Some((encoding, Some(ms(started.elapsed())))))
+}
