@@ -7,3 +7,4 @@ mod predict;
 mod reload;
 mod startup;
 mod system_status;
+mod text;
