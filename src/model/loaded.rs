@@ -54,12 +54,14 @@ impl LoadedModel {
     pub fn load(paths: &ModelPaths, device: Device, generation: u64) -> Result<Self, LoadError> {
         let started = Instant::now();
         let _no_grad = tch::no_grad_guard();
-        let manifest = Manifest::load(&paths.model_dir)?;
-        let manifest_file = hashed(&paths.model_dir.join(MANIFEST_FILE))?.0;
-        let classes = ClassMapping::load(&paths.class_mapping, manifest.num_outputs)?;
-        let mapping_file = hashed(&paths.class_mapping)?.0;
+        // Every file is read once and parsed from the bytes that were hashed, so the reported
+        // hashes are those of what is served.
+        let manifest_path = paths.model_dir.join(MANIFEST_FILE);
+        let (manifest_file, bytes) = hashed(&manifest_path)?;
+        let manifest = Manifest::from_bytes(&manifest_path, &bytes)?;
+        let (mapping_file, bytes) = hashed(&paths.class_mapping)?;
+        let classes = ClassMapping::from_bytes(&paths.class_mapping, &bytes, manifest.num_outputs)?;
 
-        // Load the very bytes that were hashed, so the reported hash is the served model's.
         let weights_path = manifest.weights_path(&paths.model_dir);
         let (weights_file, weights) = hashed(&weights_path)?;
         let module = CModule::load_data_on_device(&mut Cursor::new(weights), device)

@@ -44,12 +44,11 @@ pub struct TextEncoderManifest {
 }
 
 impl Manifest {
-    pub fn load(dir: &Path) -> Result<Self, LoadError> {
-        let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| LoadError::io(&path, e))?;
-        let manifest: Self = serde_json::from_str(&text)
-            .map_err(|e| LoadError::new(&path, format!("not a valid manifest: {e}")))?;
-        manifest.validate().map_err(|reason| LoadError::new(&path, reason))?;
+    /// Parses and checks manifest.json, read from `path`.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        let manifest: Self = serde_json::from_slice(bytes)
+            .map_err(|e| LoadError::new(path, format!("not a valid manifest: {e}")))?;
+        manifest.validate().map_err(|reason| LoadError::new(path, reason))?;
         Ok(manifest)
     }
 

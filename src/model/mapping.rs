@@ -17,9 +17,10 @@ pub struct ClassEntry {
 pub struct ClassMapping(Vec<ClassEntry>);
 
 impl ClassMapping {
-    pub fn load(path: &Path, num_outputs: i64) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path, e))?;
-        Self::parse(&text, num_outputs).map_err(|reason| LoadError::new(path, reason))
+    /// Parses and checks class_mapping.json, read from `path`.
+    pub fn from_bytes(path: &Path, bytes: &[u8], num_outputs: i64) -> Result<Self, LoadError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| LoadError::new(path, "is not UTF-8 text"))?;
+        Self::parse(text, num_outputs).map_err(|reason| LoadError::new(path, reason))
     }
 
     pub fn parse(json: &str, num_outputs: i64) -> Result<Self, String> {
