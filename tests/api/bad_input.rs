@@ -108,6 +108,14 @@ async fn predict_returns_400_for_two_image_fields() {
 }
 
 #[tokio::test]
+async fn predict_returns_400_for_two_text_fields() {
+    let app = spawn_app().await;
+    let form = image_form(sample("orange.jpg")).text("text", "oranges").text("text", "lemons");
+    let message = assert_refused(&app, form, 400, "validation").await;
+    assert!(message.contains("more than one `text`"), "{message}");
+}
+
+#[tokio::test]
 async fn after_bad_requests_the_server_still_answers_and_counted_no_server_error() {
     let app = spawn_app().await;
     for form in [image_form(vec![]), image_form(b"text".to_vec()), Form::new()] {
