@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::admin::Secret;
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "food-api", version, about = "Food classifier REST API on libtorch")]
 pub struct Config {
@@ -69,6 +71,14 @@ pub struct Config {
     /// libtorch intra-op threads (0: one per core)
     #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: usize,
+
+    /// Bearer token for management endpoints (/reload_model); without one they accept only loopback callers
+    #[arg(long, env = "FOOD_API_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<Secret>,
+
+    /// File holding the admin token (first line), instead of --admin-token
+    #[arg(long, env = "FOOD_API_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
+    pub admin_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +92,18 @@ impl Config {
     /// The settings of a start with no flags (environment variables still apply).
     pub fn defaults() -> Self {
         Self::parse_from(["food-api"])
+    }
+
+    /// The admin token from the flag, the environment or the token file.
+    pub fn admin_token(&self) -> anyhow::Result<Option<Secret>> {
+        if let Some(path) = &self.admin_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display()))?;
+            let token = text.lines().next().unwrap_or("").trim();
+            anyhow::ensure!(!token.is_empty(), "the admin token file {} is empty", path.display());
+            return Ok(Some(Secret::new(token)));
+        }
+        Ok(self.admin_token.clone())
     }
 
     pub fn torch_threads(&self) -> usize {

@@ -17,6 +17,10 @@ pub enum ApiError {
     ImageTooLarge(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("this endpoint needs `Authorization: Bearer <admin token>`")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the model queue is full, retry shortly")]
     Overloaded,
     #[error("no model is serving")]
@@ -43,6 +47,8 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
             Self::Overloaded => "overloaded",
             Self::ModelUnavailable => "model_unavailable",
             Self::Reload(_) => "invalid_model",
@@ -57,6 +63,8 @@ impl ResponseError for ApiError {
             Self::Validation(_) | Self::InvalidImage(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Overloaded | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             // The files on disk cannot become a model: the request was understood but cannot be
             // carried out until someone fixes them.
@@ -80,6 +88,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if matches!(self, Self::Overloaded) {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if matches!(self, Self::Unauthorized) {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         response.json(body)
     }

@@ -19,6 +19,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let threads = config.torch_threads();
         // Also sizes the pool that reload warm-ups use.
@@ -34,7 +35,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
-        let state = web::Data::new(AppState::new(config, registry, worker));
+        let state = web::Data::new(AppState::new(config, admin_token, registry, worker));
         let server = HttpServer::new(move || {
             App::new()
                 .wrap_fn(|req, srv| {

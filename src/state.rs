@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use serde::Serialize;
 
+use crate::admin::Secret;
 use crate::cache::{GenerationCache, PredictionKey};
 use crate::config::Config;
 use crate::domain::UploadLimits;
@@ -14,6 +15,7 @@ use crate::predictor::{Answer, TextEncoding};
 
 pub struct AppState {
     pub config: Config,
+    pub admin_token: Option<Secret>,
     pub registry: ModelRegistry,
     pub worker: InferenceWorker,
     pub predictions: GenerationCache<PredictionKey, Answer>,
@@ -24,8 +26,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, registry: ModelRegistry, worker: InferenceWorker) -> Self {
+    pub fn new(config: Config, admin_token: Option<Secret>, registry: ModelRegistry, worker: InferenceWorker) -> Self {
         Self {
+            admin_token,
             predictions: GenerationCache::new(config.prediction_cache_size),
             texts: GenerationCache::new(config.text_cache_size),
             config,

@@ -2,12 +2,14 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::ModelRef;
+use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// POST /reload_model: reads the model folder and class mapping again; swaps the new model in
 /// only if it is valid. Requests already running finish on the model they started with.
-pub async fn reload_model(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+/// A management endpoint: see `admin`.
+pub async fn reload_model(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let model = state.registry.reload().await?;
     // Answers of the old model are never served again (entries also carry their generation).
     state.predictions.clear();

@@ -1,4 +1,5 @@
 //! Integration tests: the real model, real HTTP on port 0. One binary, one module per area.
+mod admin;
 mod bad_input;
 mod classes;
 mod health;
