@@ -64,6 +64,18 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
 
+    /// Status for a full queue: 503 (with Retry-After) or 429
+    #[arg(long, env = "FOOD_API_OVERLOAD_STATUS", value_enum, default_value_t = OverloadStatus::ServiceUnavailable)]
+    pub overload_status: OverloadStatus,
+
+    /// Seconds that in-flight requests get to finish after SIGTERM/SIGINT before the server stops
+    #[arg(long, env = "FOOD_API_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Origins a browser may call the API from (comma-separated, e.g. https://app.example.com); none by default
+    #[arg(long, env = "FOOD_API_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Where the model runs: auto picks CUDA when libtorch sees a GPU
     #[arg(long, env = "FOOD_API_DEVICE", value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
@@ -79,6 +91,14 @@ pub struct Config {
     /// File holding the admin token (first line), instead of --admin-token
     #[arg(long, env = "FOOD_API_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OverloadStatus {
+    #[value(name = "503")]
+    ServiceUnavailable,
+    #[value(name = "429")]
+    TooManyRequests,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

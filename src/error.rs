@@ -22,7 +22,7 @@ pub enum ApiError {
     #[error("{0}")]
     Forbidden(String),
     #[error("the model queue is full, retry shortly")]
-    Overloaded,
+    Overloaded { too_many_requests: bool },
     #[error("no model is serving")]
     ModelUnavailable,
     #[error("reload failed, the previous model keeps serving: {0}")]
@@ -49,7 +49,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
-            Self::Overloaded => "overloaded",
+            Self::Overloaded { .. } => "overloaded",
             Self::ModelUnavailable => "model_unavailable",
             Self::Reload(_) => "invalid_model",
             Self::Internal(_) => "internal",
@@ -65,7 +65,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Overloaded | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             // The files on disk cannot become a model: the request was understood but cannot be
             // carried out until someone fixes them.
             Self::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -86,7 +87,7 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Overloaded) {
+        if matches!(self, Self::Overloaded { .. }) {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
         if matches!(self, Self::Unauthorized) {

@@ -1,12 +1,14 @@
 //! Builds the application: model first (loaded and warmed up), then the listener and routes.
 use std::net::TcpListener;
 
+use actix_cors::Cors;
 use actix_web::dev::{Server, Service};
+use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use tracing_actix_web::TracingLogger;
 
-use crate::config::Config;
+use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
 use crate::routes;
@@ -29,12 +31,13 @@ impl Application {
             .await
             .context("model loader thread failed")?
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
-        let worker = InferenceWorker::spawn(config.queue_capacity, threads).context("cannot start the inference thread")?;
+        let worker = InferenceWorker::spawn(config.queue_capacity, threads, config.overload_status == OverloadStatus::TooManyRequests).context("cannot start the inference thread")?;
 
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
+        let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let state = web::Data::new(AppState::new(config, admin_token, registry, worker));
         let server = HttpServer::new(move || {
             App::new()
@@ -49,6 +52,7 @@ impl Application {
                         Ok(response)
                     }
                 })
+                .wrap(cors(&origins))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
@@ -60,6 +64,8 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .workers(workers)
+        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, then stop.
+        .shutdown_timeout(grace)
         .listen(listener)?
         .run();
         tracing::info!(port, workers, torch_threads = threads, device = device_name(device), "ready");
@@ -73,6 +79,16 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Closed unless origins are configured: a browser page elsewhere cannot call the API.
+fn cors(origins: &[String]) -> Cors {
+    origins
+        .iter()
+        .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(3600)
 }
 
 async fn not_found() -> HttpResponse {

@@ -31,10 +31,12 @@ pub struct Inference {
 pub struct InferenceWorker {
     queue: mpsc::Sender<Job>,
     alive: Arc<AtomicBool>,
+    /// Answer a full queue with 429 rather than 503.
+    full_is_429: bool,
 }
 
 impl InferenceWorker {
-    pub fn spawn(queue_capacity: usize, torch_threads: usize) -> std::io::Result<Self> {
+    pub fn spawn(queue_capacity: usize, torch_threads: usize, full_is_429: bool) -> std::io::Result<Self> {
         let (queue, jobs) = mpsc::channel(queue_capacity.max(1));
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
@@ -44,7 +46,7 @@ impl InferenceWorker {
                 run(jobs, torch_threads);
                 flag.store(false, Ordering::SeqCst);
             })?;
-        Ok(Self { queue, alive })
+        Ok(Self { queue, alive, full_is_429 })
     }
 
     pub fn is_alive(&self) -> bool {
@@ -62,7 +64,7 @@ impl InferenceWorker {
         let (reply, answer) = oneshot::channel();
         let job = Job { model, work, queued_at: Instant::now(), reply, span: tracing::Span::current() };
         self.queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ApiError::Overloaded,
+            mpsc::error::TrySendError::Full(_) => ApiError::Overloaded { too_many_requests: self.full_is_429 },
             mpsc::error::TrySendError::Closed(_) => ApiError::ModelUnavailable,
         })?;
         let result = answer.await.map_err(|_| ApiError::ModelUnavailable)?;

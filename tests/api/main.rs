@@ -2,7 +2,9 @@
 mod admin;
 mod bad_input;
 mod classes;
+mod cors;
 mod health;
+mod overload;
 mod helpers;
 mod predict;
 mod reload;

@@ -32,3 +32,29 @@ async fn start_up_with_a_corrupt_class_mapping_fails_naming_it() {
     let message = format!("{err:#}");
     assert!(message.contains("class_mapping.json") && message.contains("JSON object"), "{message}");
 }
+
+#[test]
+fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
+        .args(["--port", "0", "--workers", "1", "--torch-threads", "1", "--shutdown-grace-seconds", "5"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = lines.by_ref().map(|l| l.unwrap()).find(|l| l.contains(" ready ")).expect("a ready line");
+    let port: u16 = ready.split("port=").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let health = std::net::TcpStream::connect(("127.0.0.1", port));
+    assert!(health.is_ok(), "listening on {port}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}; log: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("SIGTERM") || l.contains("shutdown") || l.contains("stopping")), "{rest:?}");
+}
