@@ -6,6 +6,7 @@ use actix_web::dev::{Server, Service};
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::{Config, OverloadStatus};
@@ -17,6 +18,27 @@ use crate::state::AppState;
 pub struct Application {
     port: u16,
     server: Server,
+    signals: ShutdownSignals,
+}
+
+/// SIGTERM and SIGINT, listened to from before the port opens: a signal that arrives once the
+/// server said "ready" always gets the graceful stop.
+struct ShutdownSignals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> std::io::Result<Self> {
+        Ok(Self { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }
 
 impl Application {
@@ -33,6 +55,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(config.queue_capacity, threads, config.overload_status == OverloadStatus::TooManyRequests).context("cannot start the inference thread")?;
 
+        let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
@@ -64,20 +87,34 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .workers(workers)
-        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, then stop.
+        .disable_signals()
         .shutdown_timeout(grace)
         .listen(listener)?
         .run();
         tracing::info!(port, workers, torch_threads = threads, device = device_name(device), "ready");
-        Ok(Self { port, server })
+        Ok(Self { port, server, signals })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// Serves until the server fails or a SIGTERM/SIGINT arrives; then it stops accepting, lets
+    /// in-flight requests finish within the grace period, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let (mut server, mut signals) = (self.server, self.signals);
+        let handle = server.handle();
+        tokio::select! {
+            result = &mut server => result,
+            name = signals.recv() => {
+                tracing::info!(signal = name, "stopping: no new connections, finishing in-flight requests");
+                // The stop is carried out by the server future itself: poll both.
+                let ((), result) = tokio::join!(handle.stop(true), server);
+                result?;
+                tracing::info!("stopped");
+                Ok(())
+            }
+        }
     }
 }
 

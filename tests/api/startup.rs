@@ -51,10 +51,20 @@ fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
     let health = std::net::TcpStream::connect(("127.0.0.1", port));
     assert!(health.is_ok(), "listening on {port}");
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    // A watchdog, not a wait: should the server never stop, it is killed and the test fails.
+    let pid = child.id().to_string();
+    std::thread::spawn({
+        let pid = pid.clone();
+        move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
+    });
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(killed.success());
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = child.wait().unwrap();
     assert!(status.success(), "exit {status:?}; log: {rest:?}");
-    assert!(rest.iter().any(|l| l.contains("SIGTERM") || l.contains("shutdown") || l.contains("stopping")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopping") && l.contains("SIGTERM")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.ends_with(" stopped")), "{rest:?}");
 }
