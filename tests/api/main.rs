@@ -2,6 +2,7 @@
 mod admin;
 mod bad_input;
 mod classes;
+mod corpus;
 mod cors;
 mod health;
 mod overload;
