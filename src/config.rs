@@ -56,6 +56,14 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
     pub max_image_pixels: u64,
 
+    /// Most multipart fields a /predict body may have
+    #[arg(long, env = "FOOD_API_MAX_PARTS", default_value_t = 8)]
+    pub max_parts: usize,
+
+    /// Seconds a client gets to send a whole request (head and body); slower ones get 408
+    #[arg(long, env = "FOOD_API_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
     /// Longest accepted `text`, in characters
     #[arg(long, env = "FOOD_API_MAX_TEXT_CHARS", default_value_t = 1000)]
     pub max_text_chars: usize,

@@ -15,6 +15,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     ImageTooLarge(String),
+    #[error("the request body did not arrive within {0} s")]
+    RequestTimeout(u64),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("this endpoint needs `Authorization: Bearer <admin token>`")]
@@ -46,6 +48,7 @@ impl ApiError {
             Self::InvalidImage(_) => "invalid_image",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::ImageTooLarge(_) => "image_too_large",
+            Self::RequestTimeout(_) => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
@@ -63,6 +66,7 @@ impl ResponseError for ApiError {
             Self::Validation(_) | Self::InvalidImage(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,

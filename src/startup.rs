@@ -61,6 +61,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
+        let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
         let state = web::Data::new(AppState::new(config, admin_token, registry, worker));
         let server = HttpServer::new(move || {
             App::new()
@@ -88,6 +89,7 @@ impl Application {
         })
         .workers(workers)
         .disable_signals()
+        .client_request_timeout(head_timeout)
         .shutdown_timeout(grace)
         .listen(listener)?
         .run();

@@ -41,7 +41,12 @@ impl AppState {
     }
 
     pub fn upload_limits(&self) -> UploadLimits {
-        UploadLimits { max_body_bytes: self.config.max_upload_bytes, max_text_chars: self.config.max_text_chars }
+        UploadLimits {
+            max_body_bytes: self.config.max_upload_bytes,
+            max_text_chars: self.config.max_text_chars,
+            max_parts: self.config.max_parts,
+            read_timeout: std::time::Duration::from_secs(self.config.request_timeout_seconds),
+        }
     }
 }
 

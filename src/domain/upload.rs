@@ -13,6 +13,9 @@ use crate::preprocess::sniff_format;
 pub struct UploadLimits {
     pub max_body_bytes: usize,
     pub max_text_chars: usize,
+    pub max_parts: usize,
+    /// For the whole body to arrive: a slow client does not hold its connection forever.
+    pub read_timeout: std::time::Duration,
 }
 
 /// Non-empty bytes whose magic number is an image format we decode.
@@ -67,6 +70,12 @@ pub struct PredictUpload {
 
 impl PredictUpload {
     pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
+        tokio::time::timeout(limits.read_timeout, Self::read_within_time(headers, payload, limits))
+            .await
+            .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
+    }
+
+    async fn read_within_time(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
         check_content_type(headers)?;
         let declared = headers
             .get(header::CONTENT_LENGTH)
@@ -78,8 +87,12 @@ impl PredictUpload {
 
         let mut budget = Budget { left: limits.max_body_bytes, limit: limits.max_body_bytes };
         let mut multipart = Multipart::new(headers, payload);
-        let (mut image, mut text) = (None, None);
+        let (mut image, mut text, mut parts) = (None, None, 0);
         while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
+            parts += 1;
+            if parts > limits.max_parts {
+                return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
+            }
             match field.name() {
                 Some("image") if image.is_some() => return Err(twice("image")),
                 Some("image") => image = Some(read_field(&mut field, &mut budget).await?),

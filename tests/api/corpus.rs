@@ -95,6 +95,7 @@ fn cases() -> Vec<(&'static str, Request, u16, Option<&'static str>)> {
         ("invalid UTF-8 text", Request::Form(image_form(jpeg.clone()).part("text", Part::bytes(vec![0xc3, 0x28]))), 400, Some("validation")),
         ("unknown extra fields", Request::Form(image_form(jpeg.clone()).text("colour", "orange").text("x", "y")), 200, None),
         ("path-like filename", Request::Form(Form::new().part("image", Part::bytes(jpeg.clone()).file_name("../../etc/passwd"))), 200, None),
+        ("too many fields", Request::Form((0..10).fold(image_form(jpeg.clone()), |f, i| f.text(format!("extra{i}"), "x"))), 400, Some("validation")),
         ("body over the upload limit", Request::Form(image_form(vec![0xff; 3_000_000])), 413, Some("payload_too_large")),
     ]
 }
@@ -124,6 +125,23 @@ async fn every_corpus_case_gets_its_status_and_error_type_and_never_a_5xx() {
     let status = app.get_json("/system_status").await;
     assert_eq!(status["requests"]["server_error"], 0);
     assert_eq!(app.predict_ok(&sample("coffee.png"), None).await["label"], "espresso", "still answering");
+}
+
+#[tokio::test]
+async fn a_client_that_stalls_mid_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = test_config();
+    config.request_timeout_seconds = 1;
+    let app = spawn_app_with(config).await;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    let head = "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000\r\n\r\n--b\r\n";
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // ...and nothing more: the server must give up on its own.
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("request_timeout"), "{response}");
 }
 
 #[test]
