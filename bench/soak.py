@@ -113,7 +113,6 @@ class Soak:
     def reloader(self):
         weights = self.model_dir / "efficientnet_lite0.pt"
         good = weights.read_bytes()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
         n = 0
         while time.time() + 10 < self.deadline:
             time.sleep(10)
@@ -123,7 +122,10 @@ class Soak:
                 tmp = weights.with_suffix(".tmp")
                 tmp.write_bytes(good[: len(good) // 3])
                 os.replace(tmp, weights)
+            # A new connection each time: the server closes idle keep-alive connections after 5 s.
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
             status, _ = self.post(conn, "/reload_model", b"", "application/json")
+            conn.close()
             self.reloads[("broken" if broken else "good", status)] += 1
             if broken:
                 tmp = weights.with_suffix(".tmp")
