@@ -1,6 +1,7 @@
 //! A model folder turned into a validated, warmed-up TorchScript module.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -46,6 +47,19 @@ pub struct LoadedModel {
     pub load_ms: f64,
 }
 
+/// Models in memory: the serving one plus any that requests still hold after a reload.
+static MODELS_ALIVE: AtomicUsize = AtomicUsize::new(0);
+
+pub fn models_alive() -> usize {
+    MODELS_ALIVE.load(Ordering::Relaxed)
+}
+
+impl Drop for LoadedModel {
+    fn drop(&mut self) {
+        MODELS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The first calls of a TorchScript module are slow while its profiling executor settles.
 const WARMUP_RUNS: usize = 3;
 
@@ -70,6 +84,7 @@ impl LoadedModel {
         let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
+        MODELS_ALIVE.fetch_add(1, Ordering::Relaxed);
         let model = Self {
             module,
             text,
@@ -82,7 +97,9 @@ impl LoadedModel {
             load_ms: 0.0,
         };
         model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
-        Ok(Self { load_ms: started.elapsed().as_secs_f64() * 1e3, ..model })
+        let mut model = model;
+        model.load_ms = started.elapsed().as_secs_f64() * 1e3;
+        Ok(model)
     }
 
     /// Runs a synthetic image through the model and checks the output's shape and values.

@@ -12,7 +12,7 @@ mod worker;
 use std::path::{Path, PathBuf};
 
 pub use device::{device_name, resolve_device};
-pub use loaded::{LoadedModel, ModelFile, ModelPaths, Work};
+pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
 pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};

@@ -54,6 +54,8 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "load_ms": model.load_ms,
             "files": model.files,
             "reloads": state.registry.reload_stats(),
+            // 1 normally; more only while requests still run on models a reload replaced.
+            "models_in_memory": crate::model::models_alive(),
             "text_encoder": {
                 "name": model.text.manifest.name,
                 "version": model.text.manifest.version,
