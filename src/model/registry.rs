@@ -71,7 +71,13 @@ impl ModelRegistry {
         let started = Instant::now();
         let generation = self.current().generation + 1;
         let (paths, device) = (self.paths.clone(), self.device);
-        let loaded = tokio::task::spawn_blocking(move || LoadedModel::load(&paths, device, generation))
+        let loaded = tokio::task::spawn_blocking(move || {
+            // Hand back to the OS what earlier, dropped models left in glibc's arenas: without
+            // this RSS grows by tens of MB per reload under traffic (bench/soak.py).
+            // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
+            unsafe { libc::malloc_trim(0) };
+            LoadedModel::load(&paths, device, generation)
+        })
             .await
             .unwrap_or_else(|e| Err(LoadError::new(&self.paths.model_dir, format!("loader crashed: {e}"))));
 
