@@ -44,6 +44,7 @@ pub struct Timings {
     pub inference: Option<f64>,
     /// Tokenizing and encoding the text; null when there is none or it came from the text cache.
     pub text: Option<f64>,
+    /// The whole request, upload included: set by the route.
     pub total: f64,
 }
 
@@ -59,14 +60,12 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
-    let started = Instant::now();
     // The whole request runs on this model, whatever a reload swaps in meanwhile.
     let model = state.registry.current();
     let text = upload.text.as_ref().map(|t| t.as_str());
     let key = prediction_key(upload.image.bytes(), text);
     if let Some(answer) = state.predictions.get(&key, model.generation) {
-        let timings = Timings { total: ms(started.elapsed()), ..Default::default() };
-        return Ok(Outcome { model, answer, cache_hit: true, timings });
+        return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
     }
 
     let weight = state.config.text_weight;
@@ -75,9 +74,10 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
         tokio::try_join!(run_image(state, &model, &upload.image), encode_text(state, &model, used_text))?;
 
     let image = class_probabilities(&image_output, &model.classes);
-    let image_best = Prediction::rank(&image, &model.classes).best().clone();
+    let image_only = Prediction::rank(&image, &model.classes);
+    let image_best = image_only.best().clone();
     let (combined, text_match) = match encoded {
-        None => (Prediction::rank(&image, &model.classes), None),
+        None => (image_only, None),
         Some((encoding, text_ms)) => {
             timings.text = text_ms;
             let similarities = model.text.similarities(&encoding.embedding);
@@ -94,10 +94,9 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
     };
     let answer = Arc::new(Answer { combined, image: image_best, text_match });
     // A reload may have swapped the model while this one ran: its answer is then not cached.
-    if state.registry.current().generation == model.generation {
+    if state.registry.is_current(&model) {
         state.predictions.insert(key, model.generation, answer.clone());
     }
-    timings.total = ms(started.elapsed());
     Ok(Outcome { model, answer, cache_hit: false, timings })
 }
 
@@ -134,7 +133,7 @@ async fn encode_text(
     let token_ids = model.text.tokenize(text).map_err(|e| ApiError::Validation(format!("`text` {e}")))?;
     let inference = state.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
     let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
-    if state.registry.current().generation == model.generation {
+    if state.registry.is_current(&model) {
         state.texts.insert(text.to_string(), model.generation, encoding.clone());
     }
     Ok(Some((encoding, Some(ms(started.elapsed())))))

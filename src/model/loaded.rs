@@ -85,7 +85,7 @@ impl LoadedModel {
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
         MODELS_ALIVE.fetch_add(1, Ordering::Relaxed);
-        let model = Self {
+        let mut model = Self {
             module,
             text,
             manifest,
@@ -97,7 +97,6 @@ impl LoadedModel {
             load_ms: 0.0,
         };
         model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
-        let mut model = model;
         model.load_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(model)
     }

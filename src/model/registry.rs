@@ -56,8 +56,9 @@ impl ModelRegistry {
         self.current.load_full()
     }
 
-    pub fn paths(&self) -> &ModelPaths {
-        &self.paths
+    /// Whether `model` still serves: what it computed may then be cached.
+    pub fn is_current(&self, model: &LoadedModel) -> bool {
+        self.current.load().generation == model.generation
     }
 
     pub fn reload_stats(&self) -> ReloadStats {
