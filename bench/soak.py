@@ -38,6 +38,21 @@ def multipart(fields):
     return bytes(out)
 
 
+def settled_rss(port, pid):
+    """RSS once traffic has stopped and only the serving model is left in memory, so that the
+    start and end figures compare the same state (mid-reload, two models are alive)."""
+    for _ in range(100):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/system_status")
+        status = json.loads(conn.getresponse().read())
+        conn.close()
+        if status["model"]["models_in_memory"] == 1:
+            break
+        time.sleep(0.1)
+    time.sleep(1)  # the freed model's pages are handed back by a trim on a blocking thread
+    return rss_bytes(pid)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,8 +67,9 @@ def rss_bytes(pid):
 
 
 class Soak:
-    def __init__(self, port, model_dir, seconds, concurrency):
+    def __init__(self, port, model_dir, seconds, concurrency, pid=None):
         self.port, self.model_dir, self.deadline = port, model_dir, time.time() + seconds
+        self.pid, self.rss_samples = pid, []
         self.concurrency = concurrency
         self.lock = threading.Lock()
         self.statuses = collections.Counter()
@@ -127,6 +143,8 @@ class Soak:
             status, _ = self.post(conn, "/reload_model", b"", "application/json")
             conn.close()
             self.reloads[("broken" if broken else "good", status)] += 1
+            if self.pid:
+                self.rss_samples.append(round(rss_bytes(self.pid) / 1e6))
             if broken:
                 tmp = weights.with_suffix(".tmp")
                 tmp.write_bytes(good)
@@ -158,7 +176,7 @@ def main():
                 break
             except OSError:
                 time.sleep(0.25)
-        soak = Soak(port, model_dir, args.minutes * 60, args.concurrency)
+        soak = Soak(port, model_dir, args.minutes * 60, args.concurrency, server.pid)
         # Warm-up includes two reloads: the allocator keeps the pages of the first swapped-out
         # models, which is a one-off step, not growth.
         warm_up = Soak(port, model_dir, 25, args.concurrency)
@@ -166,16 +184,22 @@ def main():
         threads.append(threading.Thread(target=warm_up.reloader))
         [t.start() for t in threads]
         [t.join() for t in threads]
-        rss_start = rss_bytes(server.pid)
+        rss_start = settled_rss(port, server.pid)
         started = time.time()
         soak.deadline = started + args.minutes * 60
         threads = [threading.Thread(target=soak.client, args=(i,)) for i in range(args.concurrency)]
         threads.append(threading.Thread(target=soak.reloader))
+        peak = [rss_start]
+        def watch():
+            while time.time() < soak.deadline and server.poll() is None:
+                peak[0] = max(peak[0], rss_bytes(server.pid))
+                time.sleep(0.5)
+        threads.append(threading.Thread(target=watch))
         [t.start() for t in threads]
         [t.join() for t in threads]
         elapsed = time.time() - started
         crashed = server.poll() is not None
-        rss_end = 0 if crashed else rss_bytes(server.pid)
+        rss_end = 0 if crashed else settled_rss(port, server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -191,7 +215,9 @@ def main():
     print("wrong answers:", len(soak.wrong), soak.wrong[:3])
     print("crashed:", crashed, f"exit code {server.returncode}")
     print("reloads:", {f"{k} model -> {s}": n for (k, s), n in sorted(soak.reloads.items())})
-    print(f"RSS after warm-up {rss_start / 1e6:.0f} MB, at the end {rss_end / 1e6:.0f} MB ({growth:+.1f}%)")
+    print("RSS after each reload (MB):", soak.rss_samples)
+    print(f"RSS (one model in memory, no traffic) after warm-up {rss_start / 1e6:.0f} MB, "
+          f"at the end {rss_end / 1e6:.0f} MB ({growth:+.1f}%); peak during the soak {peak[0] / 1e6:.0f} MB")
     good_reloads_ok = all(s == 200 for (k, s) in soak.reloads if k == "good")
     broken_refused = all(s == 422 for (k, s) in soak.reloads if k == "broken")
     failed = soak.unexpected or soak.wrong or crashed or not good_reloads_ok or not broken_refused or soak.errors or growth > 10

@@ -3,6 +3,7 @@ pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod memory;
 pub mod model;
 pub mod predictor;
 pub mod preprocess;

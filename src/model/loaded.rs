@@ -45,6 +45,8 @@ pub struct LoadedModel {
     pub files: Vec<ModelFile>,
     pub loaded_at: SystemTime,
     pub load_ms: f64,
+    /// Last, so that it drops after the modules: see `Alive`.
+    _alive: Alive,
 }
 
 /// Models in memory: the serving one plus any that requests still hold after a reload.
@@ -54,9 +56,25 @@ pub fn models_alive() -> usize {
     MODELS_ALIVE.load(Ordering::Relaxed)
 }
 
-impl Drop for LoadedModel {
+/// Counts a model in `MODELS_ALIVE` and, once its tensors are freed, hands their memory back to
+/// the OS (glibc would otherwise keep it for a while, see `crate::memory`).
+struct Alive;
+
+impl Alive {
+    fn new() -> Self {
+        MODELS_ALIVE.fetch_add(1, Ordering::Relaxed);
+        Self
+    }
+}
+
+impl Drop for Alive {
     fn drop(&mut self) {
         MODELS_ALIVE.fetch_sub(1, Ordering::Relaxed);
+        // The last holder may be a request on an actix worker: the trim takes milliseconds.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(crate::memory::release_free_memory)),
+            Err(_) => crate::memory::release_free_memory(),
+        }
     }
 }
 
@@ -84,7 +102,6 @@ impl LoadedModel {
         let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
-        MODELS_ALIVE.fetch_add(1, Ordering::Relaxed);
         let mut model = Self {
             module,
             text,
@@ -95,6 +112,7 @@ impl LoadedModel {
             files,
             loaded_at: SystemTime::now(),
             load_ms: 0.0,
+            _alive: Alive::new(),
         };
         model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
         model.load_ms = started.elapsed().as_secs_f64() * 1e3;

@@ -73,10 +73,7 @@ impl ModelRegistry {
         let generation = self.current().generation + 1;
         let (paths, device) = (self.paths.clone(), self.device);
         let loaded = tokio::task::spawn_blocking(move || {
-            // Hand back to the OS what earlier, dropped models left in glibc's arenas: without
-            // this RSS grows by tens of MB per reload under traffic (bench/soak.py).
-            // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
-            unsafe { libc::malloc_trim(0) };
+            crate::memory::release_free_memory();
             LoadedModel::load(&paths, device, generation)
         })
             .await
@@ -93,7 +90,9 @@ impl ModelRegistry {
         match loaded {
             Ok(model) => {
                 let model = Arc::new(model);
-                self.current.store(model.clone());
+                let old = self.current.swap(model.clone());
+                // Freeing a model's tensors is libtorch work: not on this actix worker.
+                drop(tokio::task::spawn_blocking(move || drop(old)));
                 stats.succeeded += 1;
                 stats.last = Some(record(true, None));
                 tracing::info!(generation, version = %model.manifest.version, load_ms = model.load_ms, "model reloaded");
