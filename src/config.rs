@@ -72,6 +72,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
 
+    /// Milliseconds a /predict may take once its upload has arrived (queue wait, preprocessing,
+    /// model); a slower one gets 504 and gives up its place in the queue
+    #[arg(long, env = "FOOD_API_DEADLINE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub deadline_ms: u64,
+
     /// Status for a full queue: 503 (with Retry-After) or 429
     #[arg(long, env = "FOOD_API_OVERLOAD_STATUS", value_enum, default_value_t = OverloadStatus::ServiceUnavailable)]
     pub overload_status: OverloadStatus,

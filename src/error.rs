@@ -25,6 +25,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("the model queue is full, retry shortly")]
     Overloaded { too_many_requests: bool },
+    #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
+    DeadlineExceeded(u64),
     #[error("no model is serving")]
     ModelUnavailable,
     #[error("reload failed, the previous model keeps serving: {0}")]
@@ -53,6 +55,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::Overloaded { .. } => "overloaded",
+            Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ModelUnavailable => "model_unavailable",
             Self::Reload(_) => "invalid_model",
             Self::Internal(_) => "internal",
@@ -71,6 +74,7 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             // The files on disk cannot become a model: the request was understood but cannot be
             // carried out until someone fixes them.
             Self::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -3,12 +3,16 @@
 //! libtorch's OpenMP threads fight when several threads run parallel ops at once, so one thread
 //! owns the forward passes and uses every intra-op thread. A full queue is refused at once (503)
 //! rather than waited on.
+//!
+//! A place in the queue is a semaphore permit held by the waiting request (as in
+//! text-embeddings-inference), not a slot in the channel: a request that gives up (deadline,
+//! client gone) frees its place at that moment, and the thread skips its job without a forward.
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{LoadedModel, Work};
 use crate::error::ApiError;
@@ -30,41 +34,66 @@ pub struct Inference {
 
 pub struct InferenceWorker {
     queue: mpsc::Sender<Job>,
+    /// One permit per request allowed to wait for or run on the model.
+    places: Arc<Semaphore>,
+    capacity: usize,
+    stats: Arc<WorkerStats>,
     alive: Arc<AtomicBool>,
     /// Answer a full queue with 429 rather than 503.
     full_is_429: bool,
 }
 
+#[derive(Default)]
+pub struct WorkerStats {
+    /// Forward passes run.
+    pub completed: AtomicU64,
+    /// Jobs whose request had given up before the thread reached them: never run.
+    pub skipped: AtomicU64,
+}
+
+/// Jobs given up on still sit in the channel until the thread reaches them (it skips them at no
+/// cost, but only between forward passes); this bounds how many, and so their memory.
+const CHANNEL_PER_PLACE: usize = 4;
+
 impl InferenceWorker {
     pub fn spawn(queue_capacity: usize, torch_threads: usize, full_is_429: bool) -> std::io::Result<Self> {
-        let (queue, jobs) = mpsc::channel(queue_capacity.max(1));
+        let capacity = queue_capacity.max(1);
+        let (queue, jobs) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
         let alive = Arc::new(AtomicBool::new(true));
-        let flag = alive.clone();
+        let stats = Arc::new(WorkerStats::default());
+        let (flag, thread_stats) = (alive.clone(), stats.clone());
         std::thread::Builder::new()
             .name("inference".into())
             .spawn(move || {
-                run(jobs, torch_threads);
+                run(jobs, torch_threads, &thread_stats);
                 flag.store(false, Ordering::SeqCst);
             })?;
-        Ok(Self { queue, alive, full_is_429 })
+        Ok(Self { queue, places: Arc::new(Semaphore::new(capacity)), capacity, stats, alive, full_is_429 })
+    }
+
+    pub fn stats(&self) -> &WorkerStats {
+        &self.stats
     }
 
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::SeqCst)
     }
 
-    /// Jobs waiting for the thread right now.
+    /// Requests waiting for or running on the model right now.
     pub fn queued(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.capacity - self.places.available_permits()
     }
 
     /// Runs `work` on `model`. The caller's `Arc` keeps that model alive even if a
     /// reload swaps another in meanwhile: a request finishes on the model it started with.
+    /// Dropping the returned future (deadline, client gone) gives up the place in the queue.
     pub async fn infer(&self, model: Arc<LoadedModel>, work: Work) -> Result<Inference, ApiError> {
+        let overloaded = || ApiError::Overloaded { too_many_requests: self.full_is_429 };
+        let _place = self.places.try_acquire().map_err(|_| overloaded())?;
         let (reply, answer) = oneshot::channel();
         let job = Job { model, work, queued_at: Instant::now(), reply, span: tracing::Span::current() };
         self.queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => ApiError::Overloaded { too_many_requests: self.full_is_429 },
+            mpsc::error::TrySendError::Full(_) => overloaded(),
             mpsc::error::TrySendError::Closed(_) => ApiError::ModelUnavailable,
         })?;
         let result = answer.await.map_err(|_| ApiError::ModelUnavailable)?;
@@ -72,10 +101,14 @@ impl InferenceWorker {
     }
 }
 
-fn run(mut jobs: mpsc::Receiver<Job>, torch_threads: usize) {
+fn run(mut jobs: mpsc::Receiver<Job>, torch_threads: usize, stats: &WorkerStats) {
     tch::set_num_threads(torch_threads as i32);
     let _no_grad = tch::no_grad_guard();
     while let Some(job) = jobs.blocking_recv() {
+        if job.reply.is_closed() {
+            stats.skipped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let _entered = job.span.enter();
         let queue_wait = job.queued_at.elapsed();
         let started = Instant::now();
@@ -86,7 +119,8 @@ fn run(mut jobs: mpsc::Receiver<Job>, torch_threads: usize) {
             Ok(Err(e)) => Err(e.to_string().lines().next().unwrap_or_default().to_string()),
             Err(_) => Err("panic in the forward pass".to_string()),
         };
-        // The client may have gone away; its answer is then simply dropped.
+        stats.completed.fetch_add(1, Ordering::Relaxed);
+        // The request may have given up meanwhile; its answer is then simply dropped.
         let _ = job.reply.send(result);
     }
 }

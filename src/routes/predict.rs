@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +45,12 @@ pub async fn predict(
     state.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
     let upload = PredictUpload::read(req.headers(), payload, state.upload_limits()).await?;
-    let mut outcome = predictor::predict(&state, &upload).await?;
+    // Past the deadline the pipeline is dropped: its place in the queue is freed and the
+    // inference thread skips its job.
+    let deadline_ms = state.config.deadline_ms;
+    let mut outcome = tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(&state, &upload))
+        .await
+        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
 

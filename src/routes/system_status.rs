@@ -65,7 +65,12 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             },
         },
         "caches": { "prediction": state.predictions.stats(), "text": state.texts.stats() },
-        "queue": { "depth": state.worker.queued(), "capacity": state.config.queue_capacity },
+        "queue": {
+            "depth": state.worker.queued(),
+            "capacity": state.config.queue_capacity,
+            "completed": state.worker.stats().completed.load(Ordering::Relaxed),
+            "skipped": state.worker.stats().skipped.load(Ordering::Relaxed),
+        },
         "requests": {
             "total": requests.total.load(Ordering::Relaxed),
             "success": requests.success.load(Ordering::Relaxed),

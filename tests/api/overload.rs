@@ -1,7 +1,14 @@
-use futures_util::future::join_all;
-use food_api::config::OverloadStatus;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::helpers::{sample, spawn_app_with, test_config};
+use food_api::config::OverloadStatus;
+use food_api::model::{InferenceWorker, LoadedModel, ModelPaths, Work};
+use futures_util::future::join_all;
+use futures_util::poll;
+use tch::Device;
+
+use crate::helpers::{repo_path, sample, spawn_app_with, test_config};
 
 #[tokio::test]
 async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
@@ -33,4 +40,45 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
     assert!(refused > 0 && ok > 0, "ok {ok}, refused {refused}");
     assert_eq!(app.get("/health").await.status(), 200);
     app.predict_ok(&image, Some("after the burst")).await;
+}
+
+#[tokio::test]
+async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
+    let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
+    let model = Arc::new(tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, 1)).await.unwrap().unwrap());
+    let worker = InferenceWorker::spawn(4, 1, false).unwrap();
+    let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
+
+    // Three requests keep the thread busy for tens of milliseconds.
+    let mut busy: Vec<_> = (0..3).map(|_| Box::pin(worker.infer(model.clone(), image()))).collect();
+    for request in &mut busy {
+        assert!(poll!(request).is_pending());
+    }
+    assert_eq!(worker.queued(), 3);
+    // A fourth is queued, then gives up (what a deadline or a vanished client does).
+    let gave_up = tokio::time::timeout(Duration::ZERO, worker.infer(model.clone(), image())).await;
+    assert!(gave_up.is_err());
+    assert_eq!(worker.queued(), 3, "its place is free at once, not when the thread gets to it");
+    // So a fifth gets in although the fourth's job is still in the channel.
+    let admitted = worker.infer(model.clone(), image());
+    let (answers, last) = tokio::join!(join_all(busy), admitted);
+    assert!(answers.into_iter().chain([last]).all(|answer| answer.is_ok()));
+    assert_eq!(worker.stats().completed.load(Ordering::Relaxed), 4);
+    assert_eq!(worker.stats().skipped.load(Ordering::Relaxed), 1, "the abandoned job never ran");
+    assert_eq!(worker.queued(), 0);
+}
+
+#[tokio::test]
+async fn past_the_deadline_the_answer_is_504_and_the_server_carries_on() {
+    let mut config = test_config();
+    config.deadline_ms = 1;
+    let app = spawn_app_with(config).await;
+    let response = app.post_predict(&sample("coffee.png"), None).await;
+    assert_eq!(response.status(), 504);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error_type"], "deadline_exceeded");
+    assert!(body["error"].as_str().unwrap().contains("1 ms"), "{body}");
+    assert_eq!(app.get("/health").await.status(), 200);
+    let status: serde_json::Value = app.get("/system_status").await.json().await.unwrap();
+    assert_eq!(status["queue"]["depth"], 0, "{status}");
 }
