@@ -49,8 +49,15 @@ def settled_rss(port, pid):
         if status["model"]["models_in_memory"] == 1:
             break
         time.sleep(0.1)
-    time.sleep(1)  # the freed model's pages are handed back by a trim on a blocking thread
-    return rss_bytes(pid)
+    # The allocator hands freed pages back over a few seconds: wait until RSS stops falling.
+    previous = rss_bytes(pid)
+    for _ in range(30):
+        time.sleep(1)
+        now = rss_bytes(pid)
+        if abs(now - previous) < 2e6:
+            return now
+        previous = now
+    return previous
 
 
 def free_port():
@@ -126,12 +133,12 @@ class Soak:
                 conn.close()
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
-    def reloader(self):
+    def reloader(self, every):
         weights = self.model_dir / "efficientnet_lite0.pt"
         good = weights.read_bytes()
         n = 0
-        while time.time() + 10 < self.deadline:
-            time.sleep(10)
+        while every and time.time() + every < self.deadline:
+            time.sleep(every)
             n += 1
             broken = n % 3 == 0
             if broken:
@@ -156,6 +163,8 @@ def main():
     parser.add_argument("--minutes", type=float, default=5)
     parser.add_argument("--concurrency", type=int, default=24)
     parser.add_argument("--queue-capacity", type=int, default=8)
+    parser.add_argument("--reload-seconds", type=float, default=10, help="0: no reloads")
+    parser.add_argument("--warm-up-seconds", type=float, default=25)
     args = parser.parse_args()
 
     binary = ROOT / "target/release/food-api"
@@ -179,16 +188,16 @@ def main():
         soak = Soak(port, model_dir, args.minutes * 60, args.concurrency, server.pid)
         # Warm-up includes two reloads: the allocator keeps the pages of the first swapped-out
         # models, which is a one-off step, not growth.
-        warm_up = Soak(port, model_dir, 25, args.concurrency)
+        warm_up = Soak(port, model_dir, args.warm_up_seconds, args.concurrency)
         threads = [threading.Thread(target=warm_up.client, args=(i,)) for i in range(args.concurrency)]
-        threads.append(threading.Thread(target=warm_up.reloader))
+        threads.append(threading.Thread(target=warm_up.reloader, args=(args.reload_seconds,)))
         [t.start() for t in threads]
         [t.join() for t in threads]
         rss_start = settled_rss(port, server.pid)
         started = time.time()
         soak.deadline = started + args.minutes * 60
         threads = [threading.Thread(target=soak.client, args=(i,)) for i in range(args.concurrency)]
-        threads.append(threading.Thread(target=soak.reloader))
+        threads.append(threading.Thread(target=soak.reloader, args=(args.reload_seconds,)))
         peak = [rss_start]
         def watch():
             while time.time() < soak.deadline and server.poll() is None:

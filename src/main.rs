@@ -1,17 +1,10 @@
 use clap::Parser;
 use food_api::config::Config;
-use food_api::memory;
 use food_api::startup::Application;
 use food_api::telemetry::init_subscriber;
 
-fn main() {
-    // Before the runtime starts any thread.
-    memory::limit_arenas();
-    serve();
-}
-
 #[actix_web::main]
-async fn serve() {
+async fn main() {
     init_subscriber();
     let config = Config::parse();
     tracing::info!(?config, "starting");

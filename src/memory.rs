@@ -1,30 +1,17 @@
-//! glibc allocator settings that keep RSS flat while models come and go.
+//! The process allocator: jemalloc, for Rust and (unprefixed) for libtorch's C++ alike.
 //!
-//! A model is a few hundred MB of tensors allocated by libtorch through `malloc`. Without these
-//! settings each reload under traffic left tens of MB behind in glibc's per-thread arenas
-//! (bench/soak.py: +198% RSS in 5 minutes): the memory was free, but never handed back.
+//! A model is a few hundred MB of tensors that libtorch allocates with `malloc`. Under glibc, each
+//! reload under traffic stranded more of them in fragmented arenas: bench/soak.py measured +198%
+//! RSS in 5 minutes, still +21% with two arenas and a `malloc_trim` after every swap, while the
+//! same reloads without traffic stayed flat. jemalloc (also what Intel's PyTorch CPU tuning guide
+//! recommends for inference) returns freed pages by itself; see RELIABILITY.md for the figures.
 
-/// Caps glibc at two malloc arenas (the default is 8 per core, one per thread that allocates:
-/// actix workers, the inference thread, OpenMP workers and loader threads each strand freed
-/// model memory in their own). Measured here: same latency, ~50 MB lower RSS, flat across reloads.
-/// Call first thing in `main`, before any thread starts. An operator's own `GLIBC_TUNABLES` or
-/// `MALLOC_ARENA_MAX` wins.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("GLIBC_TUNABLES").is_none() && std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only changes allocator parameters; called before other threads exist.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-    }
-}
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// Hands the free pages of every arena back to the OS. Called when a model has been freed and
-/// before a new one loads. It takes a few milliseconds with a model's worth of free memory.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let started = std::time::Instant::now();
-        // SAFETY: malloc_trim only releases free memory; it is safe to call at any time.
-        unsafe { libc::malloc_trim(0) };
-        tracing::debug!(ms = started.elapsed().as_secs_f64() * 1e3, "malloc_trim");
-    }
-}
+/// Read by jemalloc at start: a background thread hands freed pages back to the OS within about
+/// a second (the default is 10 s, which lets two models' worth of pages linger after a reload).
+/// An operator's `MALLOC_CONF` still overrides it.
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:1000\0";

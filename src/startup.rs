@@ -49,9 +49,8 @@ impl Application {
         // Also sizes the pool that reload warm-ups use.
         tch::set_num_threads(threads as i32);
         let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
-        let registry = tokio::task::spawn_blocking(move || ModelRegistry::load(paths, device))
+        let registry = ModelRegistry::start(paths, device)
             .await
-            .context("model loader thread failed")?
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(config.queue_capacity, threads, config.overload_status == OverloadStatus::TooManyRequests).context("cannot start the inference thread")?;
 

@@ -45,7 +45,6 @@ pub struct LoadedModel {
     pub files: Vec<ModelFile>,
     pub loaded_at: SystemTime,
     pub load_ms: f64,
-    /// Last, so that it drops after the modules: see `Alive`.
     _alive: Alive,
 }
 
@@ -56,8 +55,7 @@ pub fn models_alive() -> usize {
     MODELS_ALIVE.load(Ordering::Relaxed)
 }
 
-/// Counts a model in `MODELS_ALIVE` and, once its tensors are freed, hands their memory back to
-/// the OS (glibc would otherwise keep it for a while, see `crate::memory`).
+/// Counts a model in `MODELS_ALIVE`.
 struct Alive;
 
 impl Alive {
@@ -70,11 +68,6 @@ impl Alive {
 impl Drop for Alive {
     fn drop(&mut self) {
         MODELS_ALIVE.fetch_sub(1, Ordering::Relaxed);
-        // The last holder may be a request on an actix worker: the trim takes milliseconds.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(crate::memory::release_free_memory)),
-            Err(_) => crate::memory::release_free_memory(),
-        }
     }
 }
 

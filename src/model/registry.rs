@@ -1,5 +1,6 @@
 //! The serving model behind an atomically swapped handle, and the reload that replaces it.
-use std::sync::{Arc, Mutex};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -12,6 +13,7 @@ pub struct ModelRegistry {
     current: ArcSwap<LoadedModel>,
     paths: ModelPaths,
     device: Device,
+    loader: Loader,
     /// Serialises reloads; never held by a prediction.
     reload_lock: tokio::sync::Mutex<()>,
     reloads: Mutex<ReloadStats>,
@@ -35,9 +37,11 @@ pub struct ReloadRecord {
 }
 
 impl ModelRegistry {
-    /// Loads generation 1. Blocks on libtorch: call it off the async workers.
-    pub fn load(paths: ModelPaths, device: Device) -> Result<Self, LoadError> {
-        let model = LoadedModel::load(&paths, device, 1)?;
+    /// Loads generation 1 on the loader thread.
+    pub async fn start(paths: ModelPaths, device: Device) -> Result<Self, LoadError> {
+        let loader = Loader::spawn().map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
+        let load_paths = paths.clone();
+        let model = loader.run(move || LoadedModel::load(&load_paths, device, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
         tracing::info!(
             name = %model.manifest.name, version = %model.manifest.version, classes = model.classes.len(),
             load_ms = model.load_ms, ?device, "model loaded"
@@ -46,6 +50,7 @@ impl ModelRegistry {
             current: ArcSwap::from_pointee(model),
             paths,
             device,
+            loader,
             reload_lock: tokio::sync::Mutex::new(()),
             reloads: Mutex::new(ReloadStats::default()),
         })
@@ -72,12 +77,7 @@ impl ModelRegistry {
         let started = Instant::now();
         let generation = self.current().generation + 1;
         let (paths, device) = (self.paths.clone(), self.device);
-        let loaded = tokio::task::spawn_blocking(move || {
-            crate::memory::release_free_memory();
-            LoadedModel::load(&paths, device, generation)
-        })
-            .await
-            .unwrap_or_else(|e| Err(LoadError::new(&self.paths.model_dir, format!("loader crashed: {e}"))));
+        let loaded = self.loader.run(move || LoadedModel::load(&paths, device, generation)).await.unwrap_or_else(|| Err(loader_crashed(&self.paths)));
 
         let record = |ok: bool, error: Option<String>| ReloadRecord {
             at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -91,8 +91,8 @@ impl ModelRegistry {
             Ok(model) => {
                 let model = Arc::new(model);
                 let old = self.current.swap(model.clone());
-                // Freeing a model's tensors is libtorch work: not on this actix worker.
-                drop(tokio::task::spawn_blocking(move || drop(old)));
+                // Unless a request still holds it, the old model is freed where it was made.
+                self.loader.drop_later(old);
                 stats.succeeded += 1;
                 stats.last = Some(record(true, None));
                 tracing::info!(generation, version = %model.manifest.version, load_ms = model.load_ms, "model reloaded");
@@ -105,5 +105,43 @@ impl ModelRegistry {
                 Err(e)
             }
         }
+    }
+}
+
+fn loader_crashed(paths: &ModelPaths) -> LoadError {
+    LoadError::new(&paths.model_dir, "the model loader thread stopped")
+}
+
+/// The one thread that loads every model and frees every swapped-out one. Loading on whichever
+/// blocking-pool thread was free scattered each model's tensors over the allocator's per-thread
+/// arenas among the traffic's buffers, and RSS crept up with every reload under traffic
+/// (bench/soak.py); it also keeps libtorch off the actix workers.
+struct Loader {
+    jobs: mpsc::Sender<Box<dyn FnOnce() + Send>>,
+}
+
+impl Loader {
+    fn spawn() -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new().name("model-loader".into()).spawn(move || {
+            for job in queue {
+                // A panic inside libtorch fails that load, not every later one.
+                if catch_unwind(AssertUnwindSafe(job)).is_err() {
+                    tracing::error!("panic on the model loader thread");
+                }
+            }
+        })?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on the loader thread; None if it panicked.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs.send(Box::new(move || drop(reply.send(work())))).ok()?;
+        answer.await.ok()
+    }
+
+    fn drop_later(&self, value: impl Send + 'static) {
+        let _ = self.jobs.send(Box::new(move || drop(value)));
     }
 }

@@ -42,13 +42,17 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     TestApp { address, client: reqwest::Client::new(), model_dir: None }
 }
 
+fn copy_model_files(dir: &Path) {
+    for file in ["manifest.json", "efficientnet_lite0.pt", "minilm_l6_v2.pt", "tokenizer.json"] {
+        std::fs::copy(repo_path("checkpoints").join(file), dir.join(file)).unwrap();
+    }
+    std::fs::copy(repo_path("class_mapping.json"), dir.join("class_mapping.json")).unwrap();
+}
+
 /// The app on a copy of the model files, which the test may then break or replace.
 pub async fn spawn_app_on_model_copy() -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    for file in ["manifest.json", "efficientnet_lite0.pt", "minilm_l6_v2.pt", "tokenizer.json"] {
-        std::fs::copy(repo_path("checkpoints").join(file), dir.path().join(file)).unwrap();
-    }
-    std::fs::copy(repo_path("class_mapping.json"), dir.path().join("class_mapping.json")).unwrap();
+    copy_model_files(dir.path());
     let mut config = test_config();
     config.model_dir = dir.path().to_path_buf();
     config.class_mapping = dir.path().join("class_mapping.json");
@@ -58,6 +62,11 @@ pub async fn spawn_app_on_model_copy() -> TestApp {
 }
 
 impl TestApp {
+    /// Puts the repo's model files back into this app's copy.
+    pub fn restore_model_files(&self) {
+        copy_model_files(self.model_dir.as_ref().expect("spawned on a model copy").path());
+    }
+
     pub fn model_file(&self, name: &str) -> PathBuf {
         self.model_dir.as_ref().expect("spawned on a model copy").path().join(name)
     }

@@ -1,6 +1,6 @@
 use futures_util::future::join_all;
 
-use crate::helpers::{error_of, sample, spawn_app_on_model_copy};
+use crate::helpers::{error_of, repo_path, sample, spawn_app_on_model_copy, TestApp};
 
 #[tokio::test]
 async fn reload_swaps_in_a_new_model_and_bumps_the_generation() {
@@ -103,4 +103,47 @@ async fn predictions_sent_during_reloads_all_succeed() {
         assert!((1..=3).contains(&body["model"]["generation"].as_u64().unwrap()));
     }
     assert_eq!(app.get_json("/health").await["model"]["generation"], 3, "reloads are serialised, none lost");
+}
+
+/// Each fault the issue lists, one after the other on one server: refused with 422 naming the file
+/// and the cause, the first model keeps answering, and /system_status counts every failed attempt.
+#[tokio::test]
+async fn every_kind_of_broken_model_is_refused_and_recorded() {
+    let app = spawn_app_on_model_copy().await;
+    let orange = sample("orange.jpg");
+    let weights = std::fs::read(repo_path("checkpoints/efficientnet_lite0.pt")).unwrap();
+    let manifest = std::fs::read_to_string(repo_path("checkpoints/manifest.json")).unwrap();
+    type Break<'a> = Box<dyn Fn(&TestApp) + 'a>;
+    let faults: Vec<(&str, Break, &str, &str)> = vec![
+        ("truncated weights", Box::new(|a| std::fs::write(a.model_file("efficientnet_lite0.pt"), &weights[..weights.len() / 2]).unwrap()),
+            "efficientnet_lite0.pt", "TorchScript"),
+        ("not TorchScript", Box::new(|a| std::fs::copy(repo_path("sample/orange.jpg"), a.model_file("efficientnet_lite0.pt")).map(drop).unwrap()),
+            "efficientnet_lite0.pt", "TorchScript"),
+        ("output width unlike the manifest's", Box::new(|a| std::fs::write(a.model_file("manifest.json"), manifest.replace("\"num_outputs\": 1000", "\"num_outputs\": 1001")).unwrap()),
+            "efficientnet_lite0.pt", "1000 outputs"),
+        ("duplicate index", Box::new(|a| std::fs::write(a.model_file("class_mapping.json"), r#"{"pizza": 963, "pie": 963}"#).unwrap()),
+            "class_mapping.json", "mapped twice"),
+        ("missing tokenizer", Box::new(|a| std::fs::remove_file(a.model_file("tokenizer.json")).unwrap()),
+            "tokenizer.json", "not found"),
+        ("missing manifest", Box::new(|a| std::fs::remove_file(a.model_file("manifest.json")).unwrap()),
+            "manifest.json", "not found"),
+    ];
+    for (n, (fault, break_it, file, cause)) in faults.iter().enumerate() {
+        break_it(&app);
+        let response = app.post_reload().await;
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!((status, body["error_type"].as_str()), (422, Some("invalid_model")), "{fault}: {body}");
+        assert!(body["file"].as_str().unwrap().ends_with(file), "{fault}: {body}");
+        assert!(body["error"].as_str().unwrap().contains(cause), "{fault}: {body}");
+
+        let answer = app.predict_ok(&orange, Some(fault)).await;
+        assert_eq!((answer["label"].as_str(), answer["model"]["generation"].as_u64()), (Some("orange"), Some(1)), "{fault}");
+        let reloads = app.get_json("/system_status").await["model"]["reloads"].clone();
+        assert_eq!(reloads["failed"].as_u64(), Some(n as u64 + 1), "{fault}: {reloads}");
+        assert_eq!(reloads["last"]["ok"], false, "{fault}");
+        assert!(reloads["last"]["error"].as_str().unwrap().contains(file), "{fault}: {reloads}");
+        app.restore_model_files();
+    }
+    assert_eq!(app.post_reload().await.status(), 200, "the restored files load again");
 }
