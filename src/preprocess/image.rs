@@ -48,10 +48,25 @@ pub fn decode_rgb(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<
             "the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels"
         )));
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(ApiError::InvalidImage(
+            "the JPEG stops before its end-of-image marker: the upload looks truncated".into(),
+        ));
+    }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
+}
+
+/// Whether an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). The JPEG decoder
+/// fills a cut-off image with grey and reports success, which would give a confident answer about
+/// half a photo. Inside scan data a 0xFF byte is always stuffed (FF 00) or a restart marker, so
+/// FF D9 there is the real end; an EXIF thumbnail's own end marker comes before the main scans.
+/// Bytes after the end marker (some cameras append data) are allowed.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    last_scan.is_some_and(|start| bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]))
 }
 
 /// Resize-then-crop as one resize of the source region that the crop keeps: the same pixels as

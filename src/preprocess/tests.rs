@@ -92,3 +92,17 @@ fn a_truncated_png_is_an_invalid_image() {
     let result = decode_rgb(&png[..png.len() / 3], image::ImageFormat::Png, u64::MAX);
     assert!(matches!(result, Err(ApiError::InvalidImage(_))), "{:?}", result.err());
 }
+
+#[test]
+fn a_truncated_jpeg_is_an_invalid_image_but_trailing_bytes_are_fine() {
+    let jpeg = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
+    for cut in [jpeg.len() / 2, jpeg.len() - 2] {
+        let error = decode_rgb(&jpeg[..cut], ImageFormat::Jpeg, u64::MAX).unwrap_err();
+        assert!(error.to_string().contains("truncated"), "cut at {cut}: {error}");
+    }
+    let mut with_trailer = jpeg.clone();
+    with_trailer.extend_from_slice(b"camera maker data");
+    assert!(decode_rgb(&with_trailer, ImageFormat::Jpeg, u64::MAX).is_ok());
+    let exif = std::fs::read(repo_file("tests/fixtures/orange_exif_rotated.jpg")).unwrap();
+    assert!(decode_rgb(&exif, ImageFormat::Jpeg, u64::MAX).is_ok());
+}

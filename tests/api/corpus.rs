@@ -75,7 +75,7 @@ fn cases() -> Vec<(&'static str, Request, u16, Option<&'static str>)> {
         ("two image parts", Request::Form(image_form(jpeg.clone()).part("image", Part::bytes(jpeg.clone()))), 400, Some("validation")),
         ("zero-byte image", Request::Form(image_form(vec![])), 400, Some("invalid_image")),
         ("text file named .jpg", Request::Form(image_form(b"hello, I am text\n".to_vec())), 415, Some("unsupported_media_type")),
-        ("truncated JPEG (decoded as far as it goes)", Request::Form(image_form(jpeg[..jpeg.len() / 2].to_vec())), 200, None),
+        ("truncated JPEG", Request::Form(image_form(jpeg[..jpeg.len() / 2].to_vec())), 400, Some("invalid_image")),
         ("truncated PNG", Request::Form(image_form(png[..png.len() / 2].to_vec())), 400, Some("invalid_image")),
         ("corrupt JPEG header", Request::Form(image_form(corrupt_header)), 400, Some("invalid_image")),
         ("animated GIF", Request::Form(image_form(animated_gif())), 200, None),
