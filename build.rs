@@ -2,6 +2,9 @@
 //! `cargo run`, `cargo test` and the release binary find libtorch without LD_LIBRARY_PATH. The
 //! folder is also handed to the code, which loads libtorch_cuda from it on machines with a GPU.
 fn main() {
+    // Without this, any file written in the package (docs, the fuzz corpus) would rerun this
+    // script and rebuild the crate.
+    println!("cargo:rerun-if-changed=build.rs");
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
         println!("cargo:rustc-env=FOOD_API_LIBTORCH_LIB={lib_dir}");
