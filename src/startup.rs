@@ -52,7 +52,13 @@ impl Application {
         let registry = ModelRegistry::start(paths, device)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
-        let worker = InferenceWorker::spawn(config.queue_capacity, threads, config.overload_status == OverloadStatus::TooManyRequests).context("cannot start the inference thread")?;
+        let worker = InferenceWorker::spawn(
+            config.queue_capacity,
+            config.inference_threads as usize,
+            threads,
+            config.overload_status == OverloadStatus::TooManyRequests,
+        )
+        .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))

@@ -1,15 +1,15 @@
 //! The inference thread: the only thread that runs forward passes, fed by a bounded queue.
 //!
-//! libtorch's OpenMP threads fight when several threads run parallel ops at once, so one thread
-//! owns the forward passes and uses every intra-op thread. A full queue is refused at once (503)
-//! rather than waited on.
+//! libtorch's OpenMP threads fight when several threads run parallel ops at once, so a fixed set
+//! of inference threads (one by default) owns the forward passes, and inference threads x intra-op
+//! threads = cores. A full queue is refused at once (503) rather than waited on.
 //!
 //! A place in the queue is a semaphore permit held by the waiting request (as in
 //! text-embeddings-inference), not a slot in the channel: a request that gives up (deadline,
 //! client gone) frees its place at that moment, and the thread skips its job without a forward.
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -38,7 +38,9 @@ pub struct InferenceWorker {
     places: Arc<Semaphore>,
     capacity: usize,
     stats: Arc<WorkerStats>,
-    alive: Arc<AtomicBool>,
+    /// Inference threads still running.
+    alive: Arc<AtomicUsize>,
+    threads: usize,
     /// Answer a full queue with 429 rather than 503.
     full_is_429: bool,
 }
@@ -56,27 +58,30 @@ pub struct WorkerStats {
 const CHANNEL_PER_PLACE: usize = 4;
 
 impl InferenceWorker {
-    pub fn spawn(queue_capacity: usize, torch_threads: usize, full_is_429: bool) -> std::io::Result<Self> {
-        let capacity = queue_capacity.max(1);
+    pub fn spawn(queue_capacity: usize, threads: usize, torch_threads: usize, full_is_429: bool) -> std::io::Result<Self> {
+        let (capacity, threads) = (queue_capacity.max(1), threads.max(1));
         let (queue, jobs) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
-        let alive = Arc::new(AtomicBool::new(true));
+        let jobs = Arc::new(Mutex::new(jobs));
+        let alive = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WorkerStats::default());
-        let (flag, thread_stats) = (alive.clone(), stats.clone());
-        std::thread::Builder::new()
-            .name("inference".into())
-            .spawn(move || {
-                run(jobs, torch_threads, &thread_stats);
-                flag.store(false, Ordering::SeqCst);
+        for n in 0..threads {
+            let (jobs, alive, stats) = (jobs.clone(), alive.clone(), stats.clone());
+            alive.fetch_add(1, Ordering::SeqCst);
+            std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || {
+                run(&jobs, torch_threads, &stats);
+                alive.fetch_sub(1, Ordering::SeqCst);
             })?;
-        Ok(Self { queue, places: Arc::new(Semaphore::new(capacity)), capacity, stats, alive, full_is_429 })
+        }
+        Ok(Self { queue, places: Arc::new(Semaphore::new(capacity)), capacity, stats, alive, threads, full_is_429 })
     }
 
     pub fn stats(&self) -> &WorkerStats {
         &self.stats
     }
 
+    /// Whether every inference thread still runs.
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
+        self.alive.load(Ordering::SeqCst) == self.threads
     }
 
     /// Requests waiting for or running on the model right now.
@@ -101,10 +106,13 @@ impl InferenceWorker {
     }
 }
 
-fn run(mut jobs: mpsc::Receiver<Job>, torch_threads: usize, stats: &WorkerStats) {
+fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch_threads: usize, stats: &WorkerStats) {
+    // OpenMP's thread count is per calling thread: each inference thread gets its own share.
     tch::set_num_threads(torch_threads as i32);
     let _no_grad = tch::no_grad_guard();
-    while let Some(job) = jobs.blocking_recv() {
+    loop {
+        // The lock is held only while waiting for the next job, never during a forward pass.
+        let Some(job) = jobs.lock().map_or(None, |mut jobs| jobs.blocking_recv()) else { break };
         if job.reply.is_closed() {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;

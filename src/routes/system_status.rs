@@ -47,6 +47,7 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "version": model.manifest.version,
             "generation": model.generation,
             "device": crate::model::device_name(model.device),
+            "inference_threads": state.config.inference_threads,
             "torch_threads": state.config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,

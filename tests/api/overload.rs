@@ -46,7 +46,7 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
 async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
     let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
     let model = Arc::new(tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, 1)).await.unwrap().unwrap());
-    let worker = InferenceWorker::spawn(4, 1, false).unwrap();
+    let worker = InferenceWorker::spawn(4, 1, 1, false).unwrap();
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
 
     // Three requests keep the thread busy for tens of milliseconds.
@@ -81,4 +81,25 @@ async fn past_the_deadline_the_answer_is_504_and_the_server_carries_on() {
     assert_eq!(app.get("/health").await.status(), 200);
     let status: serde_json::Value = app.get("/system_status").await.json().await.unwrap();
     assert_eq!(status["queue"]["depth"], 0, "{status}");
+}
+
+#[tokio::test]
+async fn two_inference_threads_answer_concurrent_requests_alike() {
+    let mut config = test_config();
+    config.inference_threads = 2;
+    config.torch_threads = 1;
+    let app = spawn_app_with(config).await;
+    let orange = sample("orange.jpg");
+    let answers = join_all((0..8).map(|i| {
+        let (app, orange) = (&app, &orange);
+        async move { app.predict_ok(orange, Some(&format!("fruit number {i}"))).await }
+    }))
+    .await;
+    for answer in &answers {
+        assert_eq!(answer["image"]["label"], "orange", "{answer}");
+        assert_eq!(answer["image"]["probability"], answers[0]["image"]["probability"], "same image, same answer on either thread");
+    }
+    let status = app.get_json("/system_status").await;
+    assert_eq!(status["queue"]["completed"], 16, "8 images and 8 texts: {status}");
+    assert_eq!(app.get("/health").await.status(), 200);
 }
