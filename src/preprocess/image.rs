@@ -59,14 +59,50 @@ pub fn decode_rgb(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<
     Ok(image.into_rgb8())
 }
 
-/// Whether an end-of-image marker (FF D9) follows the last start-of-scan (FF DA). The JPEG decoder
-/// fills a cut-off image with grey and reports success, which would give a confident answer about
-/// half a photo. Inside scan data a 0xFF byte is always stuffed (FF 00) or a restart marker, so
-/// FF D9 there is the real end; an EXIF thumbnail's own end marker comes before the main scans.
-/// Bytes after the end marker (some cameras append data) are allowed.
+/// Whether the JPEG reaches its end-of-image marker (FF D9). The JPEG decoder fills a cut-off
+/// image with grey and reports success, which would give a confident answer about half a photo.
+/// Walks the segments from the start, skipping each by its length (so an EXIF thumbnail's own end
+/// marker is not taken for the image's) and each scan up to the next real marker; whatever
+/// follows the end marker (cameras append data, Motion Photos a whole video) is not looked at.
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    last_scan.is_some_and(|start| bytes[start..].windows(2).any(|w| w == [0xFF, 0xD9]))
+    let mut i = 2; // after SOI, which sniffing checked
+    loop {
+        // Fill bytes (FF FF ...) may precede a marker.
+        let Some(offset) = bytes.get(i..).and_then(|rest| rest.iter().position(|&b| b != 0xFF)) else { return false };
+        i += offset;
+        let marker = bytes[i];
+        i += 1;
+        match marker {
+            0xD9 => return true,
+            // Markers without a length: restart markers and TEM.
+            0xD0..=0xD7 | 0x01 => {}
+            _ => {
+                let Some(&[high, low]) = bytes.get(i..i + 2) else { return false };
+                let length = usize::from(u16::from_be_bytes([high, low]));
+                if length < 2 {
+                    return false;
+                }
+                i += length;
+                if marker == 0xDA {
+                    // Entropy-coded data: 0xFF is stuffed (FF 00) or a restart marker until the
+                    // next real marker.
+                    loop {
+                        let Some(offset) = bytes.get(i..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else { return false };
+                        i += offset;
+                        match bytes.get(i + 1) {
+                            None => return false,
+                            Some(0x00 | 0xD0..=0xD7) => i += 2,
+                            Some(_) => break,
+                        }
+                    }
+                }
+            }
+        }
+        // The next marker must start here (after fill bytes).
+        if bytes.get(i) != Some(&0xFF) {
+            return false;
+        }
+    }
 }
 
 /// Resize-then-crop as one resize of the source region that the crop keeps: the same pixels as

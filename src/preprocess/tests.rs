@@ -100,9 +100,26 @@ fn a_truncated_jpeg_is_an_invalid_image_but_trailing_bytes_are_fine() {
         let error = decode_rgb(&jpeg[..cut], ImageFormat::Jpeg, u64::MAX).unwrap_err();
         assert!(error.to_string().contains("truncated"), "cut at {cut}: {error}");
     }
-    let mut with_trailer = jpeg.clone();
-    with_trailer.extend_from_slice(b"camera maker data");
-    assert!(decode_rgb(&with_trailer, ImageFormat::Jpeg, u64::MAX).is_ok());
+    // Data after the end marker, even bytes that look like a start of scan (a Motion Photo
+    // appends a whole video), is not the image's.
+    for trailer in [&b"camera maker data"[..], &[0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 4, 5, 6]] {
+        let mut with_trailer = jpeg.clone();
+        with_trailer.extend_from_slice(trailer);
+        assert!(decode_rgb(&with_trailer, ImageFormat::Jpeg, u64::MAX).is_ok(), "trailer {trailer:?}");
+    }
+    for dir in ["sample", "tests/fixtures", "fuzz/seeds/image"] {
+        for entry in std::fs::read_dir(repo_file(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jpg") {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(decode_rgb(&bytes, ImageFormat::Jpeg, u64::MAX).is_ok(), "{}", path.display());
+            }
+        }
+    }
+    let progressive = std::fs::read(repo_file("fuzz/seeds/image/orange-progressive.jpg")).unwrap();
+    assert!(decode_rgb(&progressive, ImageFormat::Jpeg, u64::MAX).is_ok());
+    let cut = progressive.len() * 2 / 3;
+    assert!(decode_rgb(&progressive[..cut], ImageFormat::Jpeg, u64::MAX).is_err());
     let exif = std::fs::read(repo_file("tests/fixtures/orange_exif_rotated.jpg")).unwrap();
     assert!(decode_rgb(&exif, ImageFormat::Jpeg, u64::MAX).is_ok());
 }
