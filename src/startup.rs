@@ -46,10 +46,8 @@ impl Application {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let threads = config.torch_threads();
-        // Also sizes the pool that reload warm-ups use.
-        tch::set_num_threads(threads as i32);
         let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
-        let registry = ModelRegistry::start(paths, device)
+        let registry = ModelRegistry::start(paths, device, threads)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(

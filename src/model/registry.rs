@@ -37,9 +37,9 @@ pub struct ReloadRecord {
 }
 
 impl ModelRegistry {
-    /// Loads generation 1 on the loader thread.
-    pub async fn start(paths: ModelPaths, device: Device) -> Result<Self, LoadError> {
-        let loader = Loader::spawn().map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
+    /// Loads generation 1 on the loader thread, whose warm-ups use `torch_threads` intra-op threads.
+    pub async fn start(paths: ModelPaths, device: Device, torch_threads: usize) -> Result<Self, LoadError> {
+        let loader = Loader::spawn(torch_threads).map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
         let load_paths = paths.clone();
         let model = loader.run(move || LoadedModel::load(&load_paths, device, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
         tracing::info!(
@@ -121,9 +121,11 @@ struct Loader {
 }
 
 impl Loader {
-    fn spawn() -> std::io::Result<Self> {
+    fn spawn(torch_threads: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
         std::thread::Builder::new().name("model-loader".into()).spawn(move || {
+            // OpenMP's thread count is per calling thread: set where the warm-ups run.
+            tch::set_num_threads(torch_threads as i32);
             for job in queue {
                 // A panic inside libtorch fails that load, not every later one.
                 if catch_unwind(AssertUnwindSafe(job)).is_err() {
