@@ -56,6 +56,14 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
     pub max_image_pixels: u64,
 
+    /// Most images in one POST /predict/batch
+    #[arg(long, env = "FOOD_API_MAX_BATCH_ITEMS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_batch_items: u64,
+
+    /// Largest accepted /predict/batch body, in bytes
+    #[arg(long, env = "FOOD_API_MAX_BATCH_UPLOAD_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_batch_upload_bytes: usize,
+
     /// Most multipart fields a /predict body may have
     #[arg(long, env = "FOOD_API_MAX_PARTS", default_value_t = 8)]
     pub max_parts: usize,

@@ -84,6 +84,7 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
                 .route("/predict", web::post().to(routes::predict))
+                .route("/predict/batch", web::post().to(routes::predict_batch))
                 .route("/classes", web::get().to(routes::classes))
                 .route("/health", web::get().to(routes::health))
                 .route("/system_status", web::get().to(routes::system_status))
@@ -135,7 +136,7 @@ fn cors(origins: &[String]) -> Cors {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
-        "error": "no such route; see GET /health, GET /classes, GET /system_status, POST /predict, POST /reload_model",
+        "error": "no such route; see GET /health, GET /classes, GET /system_status, POST /predict, POST /predict/batch, POST /reload_model",
         "error_type": "not_found",
     }))
 }

@@ -48,6 +48,16 @@ impl AppState {
             read_timeout: std::time::Duration::from_secs(self.config.request_timeout_seconds),
         }
     }
+
+    /// A batch may carry an image and a text per item, plus the fields a single upload may have.
+    pub fn batch_upload_limits(&self) -> UploadLimits {
+        let items = self.config.max_batch_items as usize;
+        UploadLimits {
+            max_body_bytes: self.config.max_batch_upload_bytes,
+            max_parts: 2 * items + self.config.max_parts,
+            ..self.upload_limits()
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]

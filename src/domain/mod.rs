@@ -1,6 +1,8 @@
 //! Request inputs that validate on construction: a handler that holds one knows it is usable.
+mod batch;
 mod top_k;
 mod upload;
 
+pub use batch::BatchUpload;
 pub use top_k::TopK;
 pub use upload::{ImageUpload, PredictText, PredictUpload, UploadLimits};

@@ -1,5 +1,6 @@
 //! A `/predict` upload: a multipart body with one `image` file and at most one `text`, read
-//! within a byte budget so that an oversized body is refused while it streams in.
+//! within a byte budget so that an oversized body is refused while it streams in. The same reader
+//! serves `/predict/batch` (domain/batch.rs).
 use actix_multipart::{Field, Multipart};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::{Bytes, BytesMut, Payload};
@@ -70,50 +71,70 @@ pub struct PredictUpload {
 
 impl PredictUpload {
     pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
-        tokio::time::timeout(limits.read_timeout, Self::read_within_time(headers, payload, limits))
-            .await
-            .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
-    }
-
-    async fn read_within_time(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
-        check_content_type(headers)?;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limits.max_body_bytes) {
-            return Err(ApiError::PayloadTooLarge { limit: limits.max_body_bytes });
-        }
-
-        let mut budget = Budget { left: limits.max_body_bytes, limit: limits.max_body_bytes };
-        let mut multipart = Multipart::new(headers, payload);
-        let (mut image, mut text, mut parts) = (None, None, 0);
-        while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
-            parts += 1;
-            if parts > limits.max_parts {
-                return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
-            }
-            match field.name() {
+        let (mut image, mut text) = (None, None);
+        for part in read_parts(headers, payload, limits).await? {
+            match part.name.as_deref() {
                 Some("image") if image.is_some() => return Err(twice("image")),
-                Some("image") => image = Some(read_field(&mut field, &mut budget).await?),
+                Some("image") => image = Some(part.bytes),
                 Some("text") if text.is_some() => return Err(twice("text")),
-                Some("text") => text = Some(read_field(&mut field, &mut budget).await?),
-                // Unknown fields are read (within the budget) and ignored, like unknown JSON keys.
-                _ => drop(read_field(&mut field, &mut budget).await?),
+                Some("text") => text = Some(part.bytes),
+                // Unknown fields are ignored, like unknown JSON keys (their bytes count to the limit).
+                _ => {}
             }
         }
         let image = image.ok_or_else(|| {
             ApiError::Validation("missing the `image` file field (send multipart/form-data with image=@photo.jpg)".into())
         })?;
+        Self::parse(image, text, limits.max_text_chars)
+    }
+
+    /// One image and its optional text, as raw field bytes.
+    pub fn parse(image: Bytes, text: Option<Bytes>, max_text_chars: usize) -> Result<Self, ApiError> {
         let text = match text {
             None => None,
             Some(bytes) => {
                 let raw = std::str::from_utf8(&bytes).map_err(|_| ApiError::Validation("`text` is not valid UTF-8".into()))?;
-                PredictText::parse(raw, limits.max_text_chars)?
+                PredictText::parse(raw, max_text_chars)?
             }
         };
         Ok(Self { image: ImageUpload::parse(image)?, text })
     }
+}
+
+/// One field of a multipart body.
+pub struct Part {
+    pub name: Option<String>,
+    pub bytes: Bytes,
+}
+
+/// Every field of a multipart body, in order, within the limits' bytes, field count and time.
+pub async fn read_parts(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
+    tokio::time::timeout(limits.read_timeout, read_parts_within_time(headers, payload, limits))
+        .await
+        .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
+}
+
+async fn read_parts_within_time(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
+    check_content_type(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes) {
+        return Err(ApiError::PayloadTooLarge { limit: limits.max_body_bytes });
+    }
+
+    let mut budget = Budget { left: limits.max_body_bytes, limit: limits.max_body_bytes };
+    let mut multipart = Multipart::new(headers, payload);
+    let mut parts = Vec::new();
+    while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
+        if parts.len() == limits.max_parts {
+            return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
+        }
+        let name = field.name().map(str::to_string);
+        parts.push(Part { name, bytes: read_field(&mut field, &mut budget).await? });
+    }
+    Ok(parts)
 }
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -2,12 +2,14 @@
 mod classes;
 mod health;
 mod predict;
+mod predict_batch;
 mod reload;
 mod system_status;
 
 pub use classes::classes;
 pub use health::health;
 pub use predict::predict;
+pub use predict_batch::predict_batch;
 pub use reload::reload_model;
 pub use system_status::system_status;
 

@@ -7,16 +7,16 @@ use super::ModelRef;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::model::ClassScore;
-use crate::predictor::{self, TextMatch, Timings};
+use crate::predictor::{self, Outcome, TextMatch, Timings};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct PredictQuery {
-    top_k: Option<usize>,
+    pub(super) top_k: Option<usize>,
 }
 
 #[derive(Serialize)]
-struct PredictResponse<'a> {
+pub(super) struct PredictResponse<'a> {
     /// The answer: the image's, combined with the text's when there is one.
     label: &'a str,
     confidence: f32,
@@ -45,27 +45,36 @@ pub async fn predict(
     state.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
     let upload = PredictUpload::read(req.headers(), payload, state.upload_limits()).await?;
-    // Past the deadline the pipeline is dropped: its place in the queue is freed and the
-    // inference thread skips its job.
-    let deadline_ms = state.config.deadline_ms;
-    let mut outcome = tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(&state, &upload))
-        .await
-        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))??;
+    let mut outcome = predict_within_deadline(&state, &upload).await?;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
+    Ok(HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight)))
+}
 
-    let (answer, best) = (&outcome.answer, outcome.answer.combined.best());
-    Ok(HttpResponse::Ok().json(PredictResponse {
-        label: &best.label,
-        confidence: best.probability,
-        top_k: answer.combined.top(top_k.get()),
-        mapped_probability: answer.combined.mapped_mass,
-        image: &answer.image,
-        text: upload.text.as_ref().map(|t| t.as_str()),
-        text_match: answer.text_match.as_ref(),
-        text_weight: answer.text_match.as_ref().map(|_| state.config.text_weight),
-        cache_hit: outcome.cache_hit,
-        model: ModelRef::from(&*outcome.model),
-        timings_ms: &outcome.timings,
-    }))
+/// Past the deadline the pipeline is dropped: its place in the queue is freed and the inference
+/// thread skips its job.
+pub(super) async fn predict_within_deadline(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
+    let deadline_ms = state.config.deadline_ms;
+    tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(state, upload))
+        .await
+        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))?
+}
+
+impl<'a> PredictResponse<'a> {
+    pub(super) fn new(outcome: &'a Outcome, upload: &'a PredictUpload, top_k: TopK, text_weight: f32) -> Self {
+        let (answer, best) = (&outcome.answer, outcome.answer.combined.best());
+        Self {
+            label: &best.label,
+            confidence: best.probability,
+            top_k: answer.combined.top(top_k.get()),
+            mapped_probability: answer.combined.mapped_mass,
+            image: &answer.image,
+            text: upload.text.as_ref().map(|t| t.as_str()),
+            text_match: answer.text_match.as_ref(),
+            text_weight: answer.text_match.as_ref().map(|_| text_weight),
+            cache_hit: outcome.cache_hit,
+            model: ModelRef::from(&*outcome.model),
+            timings_ms: &outcome.timings,
+        }
+    }
 }

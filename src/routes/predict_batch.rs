@@ -1,0 +1,80 @@
+//! POST /predict/batch: several images in one request, answered in their order, each with its own
+//! answer or error. Items go through the same pipeline as single requests: the same caches, the
+//! same queue, the same deadline per item.
+use std::time::Instant;
+
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::{stream, StreamExt};
+use serde::Serialize;
+
+use super::predict::{predict_within_deadline, PredictQuery, PredictResponse};
+use crate::domain::{BatchUpload, PredictUpload, TopK};
+use crate::error::ApiError;
+use crate::predictor::Outcome;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Item<'a> {
+    Answer(PredictResponse<'a>),
+    Error { error: String, error_type: &'static str, status: u16 },
+}
+
+#[derive(Serialize)]
+struct BatchResponse<'a> {
+    items: Vec<Item<'a>>,
+    /// Items that carry an error instead of an answer.
+    errors: usize,
+    timings_ms: BatchTimings,
+}
+
+#[derive(Serialize)]
+struct BatchTimings {
+    /// The whole request, upload included.
+    total: f64,
+}
+
+pub async fn predict_batch(
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<PredictQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
+    let limits = state.batch_upload_limits();
+    let batch = BatchUpload::read(req.headers(), payload, limits, state.config.max_batch_items as usize).await?;
+    state.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+
+    // A few items at a time: enough to preprocess the next ones while the model runs, few enough
+    // to leave the queue's places to single requests.
+    let in_flight = 2 * state.config.inference_threads as usize;
+    let state = &state;
+    let results: Vec<Result<(PredictUpload, Outcome), ApiError>> = stream::iter(batch.items)
+        .map(|item| async move {
+            let upload = item?;
+            let item_started = Instant::now();
+            let mut outcome = predict_within_deadline(state, &upload).await?;
+            outcome.timings.total = item_started.elapsed().as_secs_f64() * 1e3;
+            Ok((upload, outcome))
+        })
+        .buffered(in_flight)
+        .collect()
+        .await;
+
+    let items: Vec<Item> = results
+        .iter()
+        .map(|result| match result {
+            Ok((upload, outcome)) => Item::Answer(PredictResponse::new(outcome, upload, top_k, state.config.text_weight)),
+            Err(e) => {
+                if let ApiError::Internal(cause) = e {
+                    tracing::error!(error = ?cause, "batch item failed");
+                }
+                Item::Error { error: e.to_string(), error_type: e.error_type(), status: e.status_code().as_u16() }
+            }
+        })
+        .collect();
+    let errors = items.iter().filter(|i| matches!(i, Item::Error { .. })).count();
+    let timings_ms = BatchTimings { total: started.elapsed().as_secs_f64() * 1e3 };
+    Ok(HttpResponse::Ok().json(BatchResponse { items, errors, timings_ms }))
+}
