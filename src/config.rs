@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use crate::admin::Secret;
+use crate::model::TorchThreads;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "food-api", version, about = "Food classifier REST API on libtorch")]
@@ -101,12 +102,13 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_DEVICE", value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 
-    /// Threads that run forward passes, each on its own job (benches/model_limit.rs: on 2 cores,
-    /// 2 threads x 1 intra-op thread gave 28% more images/s than 1 x 2, at a longer latency each)
-    #[arg(long, env = "FOOD_API_INFERENCE_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..64))]
+    /// Threads that run forward passes, each on its own job; 0: one per core (BENCHMARKS.md: on 2
+    /// cores, 2 x 1 intra-op thread gave ~35-40% more images/s under load than 1 x 2)
+    #[arg(long, env = "FOOD_API_INFERENCE_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..64))]
     pub inference_threads: u64,
 
-    /// libtorch intra-op threads per inference thread (0: the cores shared out among them)
+    /// libtorch intra-op threads per forward pass; 0: all cores for a request that is alone,
+    /// the cores shared out among the inference threads when several requests are in
     #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: usize,
 
@@ -152,10 +154,41 @@ impl Config {
         Ok(self.admin_token.clone())
     }
 
+    pub fn inference_threads(&self) -> usize {
+        match self.inference_threads {
+            0 => cores(),
+            n => n as usize,
+        }
+    }
+
+    /// Intra-op threads per forward pass when other requests are in (and the warm-ups').
     pub fn torch_threads(&self) -> usize {
         match self.torch_threads {
-            0 => (std::thread::available_parallelism().map_or(1, |n| n.get()) / self.inference_threads as usize).max(1),
+            0 => (cores() / self.inference_threads()).max(1),
             n => n,
         }
+    }
+
+    pub fn torch_threads_layout(&self) -> TorchThreads {
+        let alone = if self.torch_threads == 0 { cores() } else { self.torch_threads };
+        TorchThreads { shared: self.torch_threads(), alone }
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_default_one_inference_thread_per_core_that_takes_every_core_when_alone() {
+        let config = Config::parse_from(["food-api"]);
+        assert_eq!(config.inference_threads(), cores());
+        assert_eq!(config.torch_threads_layout(), TorchThreads { shared: 1, alone: cores() });
+        let pinned = Config::parse_from(["food-api", "--inference-threads", "1", "--torch-threads", "3"]);
+        assert_eq!(pinned.torch_threads_layout(), TorchThreads { shared: 3, alone: 3 }, "an explicit count is kept");
     }
 }

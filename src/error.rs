@@ -27,6 +27,8 @@ pub enum ApiError {
     Overloaded { too_many_requests: bool },
     #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
     DeadlineExceeded(u64),
+    #[error("the client closed the connection before the answer was ready")]
+    ClientClosed,
     #[error("no model is serving")]
     ModelUnavailable,
     #[error("reload failed, the previous model keeps serving: {0}")]
@@ -56,6 +58,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::Overloaded { .. } => "overloaded",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
+            Self::ClientClosed => "client_closed",
             Self::ModelUnavailable => "model_unavailable",
             Self::Reload(_) => "invalid_model",
             Self::Internal(_) => "internal",
@@ -75,6 +78,8 @@ impl ResponseError for ApiError {
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
+            // nginx's "client closed request": logged and counted, never read by anyone.
+            Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             // The files on disk cannot become a model: the request was understood but cannot be
             // carried out until someone fixes them.
             Self::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,

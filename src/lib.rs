@@ -5,6 +5,7 @@ pub mod domain;
 pub mod error;
 pub mod memory;
 pub mod model;
+pub mod peer;
 pub mod predictor;
 pub mod preprocess;
 pub mod routes;

@@ -52,8 +52,8 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(
             config.queue_capacity,
-            config.inference_threads as usize,
-            threads,
+            config.inference_threads(),
+            config.torch_threads_layout(),
             config.overload_status == OverloadStatus::TooManyRequests,
         )
         .context("cannot start the inference threads")?;
@@ -92,6 +92,7 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .workers(workers)
+        .on_connect(crate::peer::on_connect)
         .disable_signals()
         .client_request_timeout(head_timeout)
         .shutdown_timeout(grace)

@@ -67,6 +67,8 @@ pub struct RequestCounters {
     pub client_error: AtomicU64,
     pub server_error: AtomicU64,
     pub predictions: AtomicU64,
+    /// Requests dropped because their client hung up while they waited for the model.
+    pub client_closed: AtomicU64,
 }
 
 impl RequestCounters {

@@ -18,7 +18,7 @@ pub use mapping::{ClassEntry, ClassMapping};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use registry::{ModelRegistry, ReloadRecord};
 pub use text::TextModel;
-pub use worker::{Inference, InferenceWorker};
+pub use worker::{Inference, InferenceWorker, TorchThreads};
 
 /// Why a model folder cannot be served, naming the file at fault.
 #[derive(Debug, thiserror::Error)]

@@ -53,26 +53,49 @@ pub struct WorkerStats {
     pub skipped: AtomicU64,
 }
 
+/// libtorch intra-op threads for one forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TorchThreads {
+    /// While other requests wait or run: inference threads x shared = cores, the most images/s.
+    pub shared: usize,
+    /// When this request is the only one: all cores on one image, the shortest answer.
+    pub alone: usize,
+}
+
+impl TorchThreads {
+    /// For a forward pass while `in_use` places are taken (this job's own included).
+    pub fn for_load(&self, in_use: usize) -> usize {
+        if in_use <= 1 {
+            self.alone
+        } else {
+            self.shared
+        }
+    }
+}
+
 /// Jobs given up on still sit in the channel until the thread reaches them (it skips them at no
 /// cost, but only between forward passes); this bounds how many, and so their memory.
 const CHANNEL_PER_PLACE: usize = 4;
 
 impl InferenceWorker {
-    pub fn spawn(queue_capacity: usize, threads: usize, torch_threads: usize, full_is_429: bool) -> std::io::Result<Self> {
+    pub fn spawn(queue_capacity: usize, threads: usize, torch: TorchThreads, full_is_429: bool) -> std::io::Result<Self> {
         let (capacity, threads) = (queue_capacity.max(1), threads.max(1));
         let (queue, jobs) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
         let jobs = Arc::new(Mutex::new(jobs));
         let alive = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WorkerStats::default());
+        let places = Arc::new(Semaphore::new(capacity));
         for n in 0..threads {
-            let (jobs, alive, stats) = (jobs.clone(), alive.clone(), stats.clone());
+            let (jobs, alive, stats, places) = (jobs.clone(), alive.clone(), stats.clone(), places.clone());
             alive.fetch_add(1, Ordering::SeqCst);
             std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || {
-                run(&jobs, torch_threads, &stats);
+                // In use: places taken by requests waiting for or running on the model.
+                let in_use = || capacity - places.available_permits();
+                run(&jobs, torch, in_use, &stats);
                 alive.fetch_sub(1, Ordering::SeqCst);
             })?;
         }
-        Ok(Self { queue, places: Arc::new(Semaphore::new(capacity)), capacity, stats, alive, threads, full_is_429 })
+        Ok(Self { queue, places, capacity, stats, alive, threads, full_is_429 })
     }
 
     pub fn stats(&self) -> &WorkerStats {
@@ -106,10 +129,9 @@ impl InferenceWorker {
     }
 }
 
-fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch_threads: usize, stats: &WorkerStats) {
-    // OpenMP's thread count is per calling thread: each inference thread gets its own share.
-    tch::set_num_threads(torch_threads as i32);
+fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
     let _no_grad = tch::no_grad_guard();
+    let mut current = 0;
     loop {
         // The lock is held only while waiting for the next job, never during a forward pass.
         let Some(job) = jobs.lock().map_or(None, |mut jobs| jobs.blocking_recv()) else { break };
@@ -119,6 +141,13 @@ fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch_threads: usize, stats: &WorkerSt
         }
         let _entered = job.span.enter();
         let queue_wait = job.queued_at.elapsed();
+        // OpenMP's thread count is per calling thread, so each inference thread sets its own: all
+        // cores when this job's request is the only one in the system, its share otherwise.
+        let wanted = torch.for_load(in_use());
+        if wanted != current {
+            tch::set_num_threads(wanted as i32);
+            current = wanted;
+        }
         let started = Instant::now();
         // A panic inside one forward pass must not take the thread, and so the server, down.
         let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work)));
@@ -130,5 +159,19 @@ fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch_threads: usize, stats: &WorkerSt
         stats.completed.fetch_add(1, Ordering::Relaxed);
         // The request may have given up meanwhile; its answer is then simply dropped.
         let _ = job.reply.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TorchThreads;
+
+    #[test]
+    fn a_lone_request_gets_every_core_and_a_busy_server_shares_them() {
+        let layout = TorchThreads { shared: 1, alone: 2 };
+        assert_eq!(layout.for_load(1), 2);
+        assert_eq!(layout.for_load(0), 2, "a job whose place was just released");
+        assert_eq!(layout.for_load(2), 1);
+        assert_eq!(layout.for_load(64), 1);
     }
 }

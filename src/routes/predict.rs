@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelRef;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
+use crate::peer;
 use crate::model::ClassScore;
 use crate::predictor::{self, Outcome, TextMatch, Timings};
 use crate::state::AppState;
@@ -45,10 +46,19 @@ pub async fn predict(
     state.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
     let upload = PredictUpload::read(req.headers(), payload, state.upload_limits()).await?;
-    let mut outcome = predict_within_deadline(&state, &upload).await?;
+    let mut outcome = tokio::select! {
+        outcome = predict_within_deadline(&state, &upload) => outcome?,
+        () = peer::closed(&req) => return Err(client_closed(&state)),
+    };
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
     Ok(HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight)))
+}
+
+/// The pipeline was dropped (its queue place freed, its job skipped): nobody waits for the answer.
+pub(super) fn client_closed(state: &AppState) -> ApiError {
+    state.requests.client_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ApiError::ClientClosed
 }
 
 /// Past the deadline the pipeline is dropped: its place in the queue is freed and the inference

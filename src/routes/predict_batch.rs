@@ -7,9 +7,10 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use super::predict::{predict_within_deadline, PredictQuery, PredictResponse};
+use super::predict::{client_closed, predict_within_deadline, PredictQuery, PredictResponse};
 use crate::domain::{BatchUpload, PredictUpload, TopK};
 use crate::error::ApiError;
+use crate::peer;
 use crate::predictor::Outcome;
 use crate::state::AppState;
 
@@ -48,9 +49,9 @@ pub async fn predict_batch(
 
     // A few items at a time: enough to preprocess the next ones while the model runs, few enough
     // to leave the queue's places to single requests.
-    let in_flight = 2 * state.config.inference_threads as usize;
+    let in_flight = 2 * state.config.inference_threads();
     let state = &state;
-    let results: Vec<Result<(PredictUpload, Outcome), ApiError>> = stream::iter(batch.items)
+    let items = stream::iter(batch.items)
         .map(|item| async move {
             let upload = item?;
             let item_started = Instant::now();
@@ -59,8 +60,11 @@ pub async fn predict_batch(
             Ok((upload, outcome))
         })
         .buffered(in_flight)
-        .collect()
-        .await;
+        .collect::<Vec<Result<(PredictUpload, Outcome), ApiError>>>();
+    let results = tokio::select! {
+        results = items => results,
+        () = peer::closed(&req) => return Err(client_closed(state)),
+    };
 
     let items: Vec<Item> = results
         .iter()

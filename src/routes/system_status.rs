@@ -47,7 +47,8 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "version": model.manifest.version,
             "generation": model.generation,
             "device": crate::model::device_name(model.device),
-            "inference_threads": state.config.inference_threads,
+            "inference_threads": state.config.inference_threads(),
+            "torch_threads_alone": state.config.torch_threads_layout().alone,
             "torch_threads": state.config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
@@ -78,6 +79,7 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "client_error": requests.client_error.load(Ordering::Relaxed),
             "server_error": requests.server_error.load(Ordering::Relaxed),
             "predictions": requests.predictions.load(Ordering::Relaxed),
+            "client_closed": requests.client_closed.load(Ordering::Relaxed),
         },
     }))
 }

@@ -3,6 +3,7 @@ mod admin;
 mod bad_input;
 mod batch;
 mod classes;
+mod client_closed;
 mod corpus;
 mod cors;
 mod health;
