@@ -11,7 +11,12 @@ use tch::{CModule, Device, Kind, Tensor};
 
 const WEIGHTS: &str = "checkpoints/efficientnet_lite0.pt";
 const WARMUP: usize = 5;
-const MEASURE_FOR: Duration = Duration::from_secs(4);
+
+/// Seconds per measurement: MODEL_LIMIT_SECONDS, 4 by default (bench/run.py --quick uses 1).
+fn measure_for() -> Duration {
+    let seconds = std::env::var("MODEL_LIMIT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(4.0);
+    Duration::from_secs_f64(seconds)
+}
 
 fn main() {
     let _no_grad = tch::no_grad_guard();
@@ -28,7 +33,7 @@ fn main() {
             }
             let (started, mut calls) = (Instant::now(), 0u32);
             let mut times = Vec::new();
-            while started.elapsed() < MEASURE_FOR {
+            while started.elapsed() < measure_for() {
                 let call = Instant::now();
                 let _ = module.forward_ts(&[&input]).expect("forward");
                 times.push(call.elapsed().as_secs_f64() * 1e3);
@@ -57,9 +62,9 @@ fn main() {
     }
 }
 
+/// Images/s summed over the threads, each timed from the end of its own warm-up.
 fn parallel_single_threaded(module: &CModule, threads: usize, batch: i64) -> f64 {
-    let started = Instant::now();
-    let images: u64 = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(move || {
@@ -70,15 +75,14 @@ fn parallel_single_threaded(module: &CModule, threads: usize, batch: i64) -> f64
                         let _ = module.forward_ts(&[&input]).expect("forward");
                     }
                     let (started, mut images) = (Instant::now(), 0u64);
-                    while started.elapsed() < MEASURE_FOR {
+                    while started.elapsed() < measure_for() {
                         let _ = module.forward_ts(&[&input]).expect("forward");
                         images += batch as u64;
                     }
-                    images
+                    images as f64 / started.elapsed().as_secs_f64()
                 })
             })
             .collect();
         workers.into_iter().map(|w| w.join().expect("bench thread")).sum()
-    });
-    images as f64 / started.elapsed().as_secs_f64()
+    })
 }

