@@ -200,7 +200,8 @@ def run_limit(args) -> dict:
 def ours(args, images, threads: int) -> tuple[list[dict], list[str]]:
     port = free_port()
     extra = args.ours_args.split()
-    name = f"food-api-{threads}t" + "".join(extra).replace("--", " ").replace(" ", "-")
+    # "food-api" is the default layout (one inference thread per core); "food-api-1t" the old one.
+    name = ("food-api" if threads == 0 else f"food-api-{threads}t") + "".join(extra).replace("--", " ").replace(" ", "-")
     server = Server(name, [str(ROOT / "target/release/food-api"), "--port", str(port), "--inference-threads", str(threads), *extra],
                     f"http://127.0.0.1:{port}", lambda s: http_ok(s.url + "/health"), env={"RUST_LOG": "warn"})
     try:
@@ -289,7 +290,9 @@ def report(limit, rows, labels, args) -> str:
         return next((r for r in rows if r["server"] == server and r["mode"] == mode and r["concurrency"] == c), None)
 
     servers = list(dict.fromkeys(r["server"] for r in rows))
-    ours_best = max((s for s in servers if s.startswith("food-api")), key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
+    # Targets are judged on the default settings, what the README starts.
+    ours = [s for s in servers if s.startswith("food-api")]
+    ours_best = "food-api" if "food-api" in ours else max(ours, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
     peers = [s for s in servers if s.startswith("fastapi")]
     peer_best = max(peers, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
     lines = [f"Machine: {machine()}", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
@@ -334,7 +337,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 s points instead of 15 s")
     parser.add_argument("--only", default="limit,ours,fastapi,torchserve")
-    parser.add_argument("--ours-threads", default="1,2", help="--inference-threads values to run")
+    parser.add_argument("--ours-threads", default="0,1", help="--inference-threads values to run (0: the default)")
     parser.add_argument("--ours-args", default="", help="more flags for this server, e.g. \"--torch-threads 1\"")
     parser.add_argument("--fastapi-workers", default="4,2,1", help="uvicorn --workers values to run (4 is the seed's)")
     args = parser.parse_args()
@@ -348,7 +351,8 @@ def main() -> None:
     rows, labels = [], {}
     runs = []
     if "ours" in only:
-        runs += [(f"food-api-{t}t", lambda t=int(t): ours(args, images, t)) for t in args.ours_threads.split(",")]
+        runs += [("food-api" if t == "0" else f"food-api-{t}t", lambda t=int(t): ours(args, images, t))
+                 for t in args.ours_threads.split(",")]
     if "fastapi" in only:
         runs += [(f"fastapi-{w}w", lambda w=int(w): fastapi(args, images, w)) for w in args.fastapi_workers.split(",")]
     if "torchserve" in only:
