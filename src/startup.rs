@@ -46,14 +46,15 @@ impl Application {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let threads = config.torch_threads();
+        let (inference_threads, layout) = (config.inference_threads(), config.torch_threads_layout());
         let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
         let registry = ModelRegistry::start(paths, device, threads)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(
             config.queue_capacity,
-            config.inference_threads(),
-            config.torch_threads_layout(),
+            inference_threads,
+            layout,
             config.overload_status == OverloadStatus::TooManyRequests,
         )
         .context("cannot start the inference threads")?;
@@ -98,7 +99,15 @@ impl Application {
         .shutdown_timeout(grace)
         .listen(listener)?
         .run();
-        tracing::info!(port, workers, torch_threads = threads, device = device_name(device), "ready");
+        tracing::info!(
+            port,
+            workers,
+            inference_threads,
+            torch_threads = layout.shared,
+            torch_threads_alone = layout.alone,
+            device = device_name(device),
+            "ready"
+        );
         Ok(Self { port, server, signals })
     }
 
