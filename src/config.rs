@@ -103,7 +103,7 @@ pub struct Config {
     pub device: DeviceChoice,
 
     /// Threads that run forward passes, each on its own job; 0: one per core (BENCHMARKS.md: on 2
-    /// cores, 2 x 1 intra-op thread gave ~35-40% more images/s under load than 1 x 2)
+    /// cores, 2 x 1 intra-op thread gave 31% more answers/s under load than 1 x 2)
     #[arg(long, env = "FOOD_API_INFERENCE_THREADS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..64))]
     pub inference_threads: u64,
 

@@ -33,15 +33,16 @@ pub fn on_connect(connection: &dyn Any, data: &mut Extensions) {
 pub async fn closed(req: &HttpRequest) {
     let socket = req.conn_data::<PeerSocket>().cloned();
     if let Some(socket) = socket {
-        if watch(&socket).await.is_ok() {
+        if let Ok(true) = watch(&socket).await {
             return;
         }
     }
     std::future::pending().await
 }
 
-/// Ok when the peer closed; Err when it is there or cannot be watched.
-async fn watch(socket: &PeerSocket) -> std::io::Result<()> {
+/// Waits until the socket tells: true when the peer has closed (or reset) it, false when the
+/// client sent more (it is there); Err when it cannot be watched.
+async fn watch(socket: &PeerSocket) -> std::io::Result<bool> {
     // A fresh duplicate per request: the registration with the runtime ends with the request.
     // SAFETY: an OwnedFd is a valid open descriptor that stays the same until it is dropped
     // with the AsyncFd that owns it.
@@ -55,15 +56,15 @@ async fn watch(socket: &PeerSocket) -> std::io::Result<()> {
             libc::recv(fd.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
         };
         match n {
-            0 => return Ok(()),
-            n if n > 0 => return Err(std::io::ErrorKind::AlreadyExists.into()),
+            0 => return Ok(true),
+            n if n > 0 => return Ok(false),
             _ => {
                 let error = std::io::Error::last_os_error();
                 match error.kind() {
                     std::io::ErrorKind::WouldBlock => ready.clear_ready(),
                     std::io::ErrorKind::Interrupted => {}
                     // A reset connection is gone too.
-                    _ => return Ok(()),
+                    _ => return Ok(true),
                 }
             }
         }

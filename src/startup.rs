@@ -45,10 +45,9 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
-        let threads = config.torch_threads();
         let (inference_threads, layout) = (config.inference_threads(), config.torch_threads_layout());
         let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
-        let registry = ModelRegistry::start(paths, device, threads)
+        let registry = ModelRegistry::start(paths, device, layout.shared)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
         let worker = InferenceWorker::spawn(

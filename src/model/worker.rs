@@ -1,8 +1,9 @@
-//! The inference thread: the only thread that runs forward passes, fed by a bounded queue.
+//! The inference threads: the only threads that run forward passes, fed by one bounded queue.
 //!
 //! libtorch's OpenMP threads fight when several threads run parallel ops at once, so a fixed set
-//! of inference threads (one by default) owns the forward passes, and inference threads x intra-op
-//! threads = cores. A full queue is refused at once (503) rather than waited on.
+//! of inference threads (one per core by default) owns the forward passes, and under load
+//! inference threads x intra-op threads = cores. A full queue is refused at once (503) rather than
+//! waited on.
 //!
 //! A place in the queue is a semaphore permit held by the waiting request (as in
 //! text-embeddings-inference), not a slot in the channel: a request that gives up (deadline,

@@ -7,10 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use super::predict::{client_closed, predict_within_deadline, PredictQuery, PredictResponse};
+use super::predict::{predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
 use crate::domain::{BatchUpload, PredictUpload, TopK};
 use crate::error::ApiError;
-use crate::peer;
 use crate::predictor::Outcome;
 use crate::state::AppState;
 
@@ -51,7 +50,7 @@ pub async fn predict_batch(
     // to leave the queue's places to single requests.
     let in_flight = 2 * state.config.inference_threads();
     let state = &state;
-    let items = stream::iter(batch.items)
+    let answers = stream::iter(batch.items)
         .map(|item| async move {
             let upload = item?;
             let item_started = Instant::now();
@@ -61,10 +60,7 @@ pub async fn predict_batch(
         })
         .buffered(in_flight)
         .collect::<Vec<Result<(PredictUpload, Outcome), ApiError>>>();
-    let results = tokio::select! {
-        results = items => results,
-        () = peer::closed(&req) => return Err(client_closed(state)),
-    };
+    let results = unless_client_closed(&req, state, answers).await?;
 
     let items: Vec<Item> = results
         .iter()
