@@ -1,6 +1,8 @@
 //! Link flags for libtorch from the PyPI wheel: its library folder goes into the rpath, so that
 //! `cargo run`, `cargo test` and the release binary find libtorch without LD_LIBRARY_PATH. The
 //! folder is also handed to the code, which loads libtorch_cuda from it on machines with a GPU.
+//! The same goes for ONNX Runtime's library (scripts/setup.sh links it into .venv), which the
+//! "onnx" backend opens at run time.
 fn main() {
     // Without this, any file written in the package (docs, the fuzz corpus) would rerun this
     // script and rebuild the crate.
@@ -9,4 +11,6 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
         println!("cargo:rustc-env=FOOD_API_LIBTORCH_LIB={lib_dir}");
     }
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    println!("cargo:rustc-env=FOOD_API_ORT_DYLIB={manifest_dir}/.venv/libonnxruntime.so");
 }

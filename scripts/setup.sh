@@ -29,6 +29,9 @@ fi
 # .cargo/config.toml points LIBTORCH at this link; build.rs bakes its lib/ into the rpath.
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
 ln -sfn "$torch_dir" "$VENV/libtorch"
+# build.rs bakes this link's path in: the "onnx" model format opens ONNX Runtime through it.
+ort_lib=$("$VENV/bin/python" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])')
+ln -sfn "$ort_lib" "$VENV/libonnxruntime.so"
 
 # Export again whenever what the export is made from changed (scripts or pinned packages).
 export_stamp=checkpoints/.export.sha256

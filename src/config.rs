@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use crate::admin::Secret;
-use crate::model::TorchThreads;
+use crate::model::{ThreadLayout, TorchThreads};
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "food-api", version, about = "Food classifier REST API on libtorch")]
@@ -172,6 +172,10 @@ impl Config {
     pub fn torch_threads_layout(&self) -> TorchThreads {
         let alone = if self.torch_threads == 0 { cores() } else { self.torch_threads };
         TorchThreads { shared: self.torch_threads(), alone }
+    }
+
+    pub fn thread_layout(&self) -> ThreadLayout {
+        ThreadLayout { inference_threads: self.inference_threads(), torch: self.torch_threads_layout() }
     }
 }
 

@@ -45,18 +45,13 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
-        let (inference_threads, layout) = (config.inference_threads(), config.torch_threads_layout());
+        let layout = config.thread_layout();
         let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
-        let registry = ModelRegistry::start(paths, device, layout.shared)
+        let registry = ModelRegistry::start(paths, device, layout)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
-        let worker = InferenceWorker::spawn(
-            config.queue_capacity,
-            inference_threads,
-            layout,
-            config.overload_status == OverloadStatus::TooManyRequests,
-        )
-        .context("cannot start the inference threads")?;
+        let worker = InferenceWorker::spawn(config.queue_capacity, layout, config.overload_status == OverloadStatus::TooManyRequests)
+            .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -101,9 +96,9 @@ impl Application {
         tracing::info!(
             port,
             workers,
-            inference_threads,
-            torch_threads = layout.shared,
-            torch_threads_alone = layout.alone,
+            inference_threads = layout.inference_threads,
+            torch_threads = layout.torch.shared,
+            torch_threads_alone = layout.torch.alone,
             device = device_name(device),
             "ready"
         );

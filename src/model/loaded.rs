@@ -1,4 +1,5 @@
-//! A model folder turned into a validated, warmed-up TorchScript module.
+//! A model folder turned into a validated, warmed-up image model (TorchScript on libtorch, or ONNX
+//! on ONNX Runtime, as the manifest's `format` says) and text encoder.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,8 +9,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tch::{CModule, Device, Kind, Tensor};
 
+use super::onnx::{OnnxImageModel, Slot};
+use super::prediction::softmax;
 use super::text::TextModel;
-use super::{ClassMapping, LoadError, Manifest, MANIFEST_FILE};
+use super::{ClassMapping, LoadError, Manifest, ThreadLayout, MANIFEST_FILE};
 
 /// Where a model comes from; read again on every reload.
 #[derive(Debug, Clone)]
@@ -33,9 +36,15 @@ pub enum Work {
     Text(Vec<i64>),
 }
 
+/// The runtime the image model is served on.
+enum ImageModel {
+    TorchScript(CModule),
+    Onnx(OnnxImageModel),
+}
+
 /// The image model and the text encoder that come and go together.
 pub struct LoadedModel {
-    module: CModule,
+    image: ImageModel,
     pub text: TextModel,
     pub manifest: Manifest,
     pub classes: ClassMapping,
@@ -76,7 +85,7 @@ const WARMUP_RUNS: usize = 3;
 
 impl LoadedModel {
     /// Loads, validates and warms up. Runs libtorch: call it off the async workers.
-    pub fn load(paths: &ModelPaths, device: Device, generation: u64) -> Result<Self, LoadError> {
+    pub fn load(paths: &ModelPaths, device: Device, layout: ThreadLayout, generation: u64) -> Result<Self, LoadError> {
         let started = Instant::now();
         let _no_grad = tch::no_grad_guard();
         // Every file is read once and parsed from the bytes that were hashed, so the reported
@@ -89,14 +98,19 @@ impl LoadedModel {
 
         let weights_path = manifest.weights_path(&paths.model_dir);
         let (weights_file, weights) = hashed(&weights_path)?;
-        let module = CModule::load_data_on_device(&mut Cursor::new(weights), device)
-            .map_err(|e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))))?;
+        let image = match manifest.format.as_str() {
+            "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
+            _ => ImageModel::TorchScript(
+                CModule::load_data_on_device(&mut Cursor::new(weights), device)
+                    .map_err(|e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))))?,
+            ),
+        };
 
         let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
         let mut model = Self {
-            module,
+            image,
             text,
             manifest,
             classes,
@@ -116,41 +130,69 @@ impl LoadedModel {
     fn warm_up(&self) -> Result<(), String> {
         let size = self.manifest.input_size as usize;
         let input: Vec<f32> = (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let slots: Vec<Slot> = match &self.image {
+            ImageModel::Onnx(onnx) => onnx.slots().collect(),
+            ImageModel::TorchScript(_) => vec![Slot { thread: 0, alone: false }],
+        };
         for _ in 0..WARMUP_RUNS {
-            let probabilities = self.forward(&input).map_err(|e| format!("warm-up forward failed: {}", first_line(&e)))?;
-            if probabilities.len() != self.manifest.num_outputs as usize {
-                return Err(format!(
-                    "model gives {} outputs, the manifest says num_outputs = {}",
-                    probabilities.len(),
-                    self.manifest.num_outputs
-                ));
-            }
-            if probabilities.iter().any(|p| !p.is_finite()) {
-                return Err("warm-up forward gave non-finite numbers".into());
+            for &slot in &slots {
+                self.check_warm_up(&input, slot)?;
             }
         }
         Ok(())
     }
 
-    /// Call with gradients off (`tch::no_grad_guard`): the inference thread holds one.
-    pub fn run(&self, work: &Work) -> Result<Vec<f32>, tch::TchError> {
+    fn check_warm_up(&self, input: &[f32], slot: Slot) -> Result<(), String> {
+        let probabilities = self.forward(input, slot).map_err(|e| format!("warm-up forward failed: {e}"))?;
+        if probabilities.len() != self.manifest.num_outputs as usize {
+            return Err(format!(
+                "model gives {} outputs, the manifest says num_outputs = {}",
+                probabilities.len(),
+                self.manifest.num_outputs
+            ));
+        }
+        if probabilities.iter().any(|p| !p.is_finite()) {
+            return Err("warm-up forward gave non-finite numbers".into());
+        }
+        Ok(())
+    }
+
+    /// Call with gradients off (`tch::no_grad_guard`): the inference thread holds one. The error
+    /// is the first line of the runtime's message.
+    pub fn run(&self, work: &Work, slot: Slot) -> Result<Vec<f32>, String> {
         match work {
-            Work::Image(chw) => self.forward(chw),
-            Work::Text(ids) => self.text.embed(ids),
+            Work::Image(chw) => self.forward(chw, slot),
+            Work::Text(ids) => self.text.embed(ids).map_err(|e| first_line(&e)),
+        }
+    }
+
+    /// The runtime serving the image model, as the manifest names it.
+    pub fn backend(&self) -> &'static str {
+        match self.image {
+            ImageModel::TorchScript(_) => "torchscript",
+            ImageModel::Onnx(_) => "onnx",
         }
     }
 
     /// One preprocessed image (CHW, `input_size` square) in, softmax over all outputs out.
-    fn forward(&self, chw: &[f32]) -> Result<Vec<f32>, tch::TchError> {
-        let size = self.manifest.input_size as i64;
-        let input = Tensor::f_from_slice(chw)?.f_view([1, 3, size, size])?.f_to_device(self.device)?;
-        let logits = self.module.forward_ts(&[input])?;
-        if logits.dim() != 2 || logits.size()[0] != 1 {
-            return Err(tch::TchError::Shape(format!("expected logits [1, N], got {:?}", logits.size())));
-        }
-        let probabilities = logits.f_softmax(-1, Kind::Float)?.f_view([-1])?.f_to_device(Device::Cpu)?;
-        Vec::<f32>::try_from(&probabilities)
+    fn forward(&self, chw: &[f32], slot: Slot) -> Result<Vec<f32>, String> {
+        let size = self.manifest.input_size as usize;
+        let logits = match &self.image {
+            ImageModel::TorchScript(module) => torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?,
+            ImageModel::Onnx(onnx) => onnx.logits(chw, size, slot).map_err(|e| e.lines().next().unwrap_or_default().to_string())?,
+        };
+        Ok(softmax(&logits, 1.0))
     }
+}
+
+fn torchscript_logits(module: &CModule, chw: &[f32], size: usize, device: Device) -> Result<Vec<f32>, tch::TchError> {
+    let size = size as i64;
+    let input = Tensor::f_from_slice(chw)?.f_view([1, 3, size, size])?.f_to_device(device)?;
+    let logits = module.forward_ts(&[input])?;
+    if logits.dim() != 2 || logits.size()[0] != 1 {
+        return Err(tch::TchError::Shape(format!("expected logits [1, N], got {:?}", logits.size())));
+    }
+    Vec::<f32>::try_from(&logits.f_to_kind(Kind::Float)?.f_view([-1])?.f_to_device(Device::Cpu)?)
 }
 
 pub(super) fn hashed(path: &Path) -> Result<(ModelFile, Vec<u8>), LoadError> {

@@ -8,12 +8,14 @@ use super::LoadError;
 use crate::preprocess::InputSpec;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
+const FORMATS: [&str; 2] = ["torchscript", "onnx"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
     pub name: String,
     pub version: String,
-    /// Only "torchscript" today.
+    /// The image model's runtime: "torchscript" (libtorch) or "onnx" (ONNX Runtime). The text
+    /// encoder is TorchScript either way.
     pub format: String,
     /// File name of the weights, inside the model folder.
     pub weights: String,
@@ -53,8 +55,8 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.format != "torchscript" {
-            return Err(format!("format {:?} is not supported (only \"torchscript\")", self.format));
+        if !FORMATS.contains(&self.format.as_str()) {
+            return Err(format!("format {:?} is not supported (one of {FORMATS:?})", self.format));
         }
         let text = &self.text_encoder;
         for file in [&self.weights, &text.weights, &text.tokenizer] {

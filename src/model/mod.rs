@@ -4,6 +4,7 @@ mod device;
 mod loaded;
 mod manifest;
 mod mapping;
+mod onnx;
 mod prediction;
 mod registry;
 mod text;
@@ -15,10 +16,11 @@ pub use device::{device_name, resolve_device};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
 pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
+pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use registry::{ModelRegistry, ReloadRecord};
 pub use text::TextModel;
-pub use worker::{Inference, InferenceWorker, TorchThreads};
+pub use worker::{Inference, InferenceWorker, ThreadLayout, TorchThreads};
 
 /// Why a model folder cannot be served, naming the file at fault.
 #[derive(Debug, thiserror::Error)]

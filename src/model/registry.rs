@@ -7,12 +7,13 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 use tch::Device;
 
-use super::{LoadError, LoadedModel, ModelPaths};
+use super::{LoadError, LoadedModel, ModelPaths, ThreadLayout};
 
 pub struct ModelRegistry {
     current: ArcSwap<LoadedModel>,
     paths: ModelPaths,
     device: Device,
+    layout: ThreadLayout,
     loader: Loader,
     /// Serialises reloads; never held by a prediction.
     reload_lock: tokio::sync::Mutex<()>,
@@ -37,19 +38,21 @@ pub struct ReloadRecord {
 }
 
 impl ModelRegistry {
-    /// Loads generation 1 on the loader thread, whose warm-ups use `torch_threads` intra-op threads.
-    pub async fn start(paths: ModelPaths, device: Device, torch_threads: usize) -> Result<Self, LoadError> {
-        let loader = Loader::spawn(torch_threads).map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
+    /// Loads generation 1 on the loader thread. An ONNX model gets a session per inference thread
+    /// (`layout`); libtorch's warm-ups use the shared intra-op thread count.
+    pub async fn start(paths: ModelPaths, device: Device, layout: ThreadLayout) -> Result<Self, LoadError> {
+        let loader = Loader::spawn(layout.torch.shared).map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
         let load_paths = paths.clone();
-        let model = loader.run(move || LoadedModel::load(&load_paths, device, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
+        let model = loader.run(move || LoadedModel::load(&load_paths, device, layout, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
         tracing::info!(
-            name = %model.manifest.name, version = %model.manifest.version, classes = model.classes.len(),
+            name = %model.manifest.name, version = %model.manifest.version, format = model.backend(), classes = model.classes.len(),
             load_ms = model.load_ms, ?device, "model loaded"
         );
         Ok(Self {
             current: ArcSwap::from_pointee(model),
             paths,
             device,
+            layout,
             loader,
             reload_lock: tokio::sync::Mutex::new(()),
             reloads: Mutex::new(ReloadStats::default()),
@@ -76,8 +79,8 @@ impl ModelRegistry {
         let _serialised = self.reload_lock.lock().await;
         let started = Instant::now();
         let generation = self.current().generation + 1;
-        let (paths, device) = (self.paths.clone(), self.device);
-        let loaded = self.loader.run(move || LoadedModel::load(&paths, device, generation)).await.unwrap_or_else(|| Err(loader_crashed(&self.paths)));
+        let (paths, device, layout) = (self.paths.clone(), self.device, self.layout);
+        let loaded = self.loader.run(move || LoadedModel::load(&paths, device, layout, generation)).await.unwrap_or_else(|| Err(loader_crashed(&self.paths)));
 
         let record = |ok: bool, error: Option<String>| ReloadRecord {
             at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -95,7 +98,7 @@ impl ModelRegistry {
                 self.loader.drop_later(old);
                 stats.succeeded += 1;
                 stats.last = Some(record(true, None));
-                tracing::info!(generation, version = %model.manifest.version, load_ms = model.load_ms, "model reloaded");
+                tracing::info!(generation, version = %model.manifest.version, format = model.backend(), load_ms = model.load_ms, "model reloaded");
                 Ok(model)
             }
             Err(e) => {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::{LoadedModel, Work};
+use super::{LoadedModel, Slot, Work};
 use crate::error::ApiError;
 
 struct Job {
@@ -54,7 +54,14 @@ pub struct WorkerStats {
     pub skipped: AtomicU64,
 }
 
-/// libtorch intra-op threads for one forward pass.
+/// How forward passes share the cores: `inference_threads` x `torch.shared` = cores under load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadLayout {
+    pub inference_threads: usize,
+    pub torch: TorchThreads,
+}
+
+/// Intra-op threads (libtorch's, or ONNX Runtime's per session) for one forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TorchThreads {
     /// While other requests wait or run: inference threads x shared = cores, the most images/s.
@@ -79,8 +86,8 @@ impl TorchThreads {
 const CHANNEL_PER_PLACE: usize = 4;
 
 impl InferenceWorker {
-    pub fn spawn(queue_capacity: usize, threads: usize, torch: TorchThreads, full_is_429: bool) -> std::io::Result<Self> {
-        let (capacity, threads) = (queue_capacity.max(1), threads.max(1));
+    pub fn spawn(queue_capacity: usize, layout: ThreadLayout, full_is_429: bool) -> std::io::Result<Self> {
+        let (capacity, threads, torch) = (queue_capacity.max(1), layout.inference_threads.max(1), layout.torch);
         let (queue, jobs) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
         let jobs = Arc::new(Mutex::new(jobs));
         let alive = Arc::new(AtomicUsize::new(0));
@@ -92,7 +99,7 @@ impl InferenceWorker {
             std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || {
                 // In use: places taken by requests waiting for or running on the model.
                 let in_use = || capacity - places.available_permits();
-                run(&jobs, torch, in_use, &stats);
+                run(&jobs, n, torch, in_use, &stats);
                 alive.fetch_sub(1, Ordering::SeqCst);
             })?;
         }
@@ -130,7 +137,7 @@ impl InferenceWorker {
     }
 }
 
-fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
+fn run(jobs: &Mutex<mpsc::Receiver<Job>>, thread: usize, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
     let _no_grad = tch::no_grad_guard();
     let mut current = 0;
     loop {
@@ -143,18 +150,20 @@ fn run(jobs: &Mutex<mpsc::Receiver<Job>>, torch: TorchThreads, in_use: impl Fn()
         let _entered = job.span.enter();
         let queue_wait = job.queued_at.elapsed();
         // OpenMP's thread count is per calling thread, so each inference thread sets its own: all
-        // cores when this job's request is the only one in the system, its share otherwise.
+        // cores when this job's request is the only one in the system, its share otherwise. An
+        // ONNX model has a session of each kind instead (the slot picks it).
         let wanted = torch.for_load(in_use());
         if wanted != current {
             tch::set_num_threads(wanted as i32);
             current = wanted;
         }
+        let slot = Slot { thread, alone: wanted == torch.alone && torch.alone != torch.shared };
         let started = Instant::now();
         // A panic inside one forward pass must not take the thread, and so the server, down.
-        let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work, slot)));
         let result = match outcome {
             Ok(Ok(output)) => Ok(Inference { output, queue_wait, forward: started.elapsed() }),
-            Ok(Err(e)) => Err(e.to_string().lines().next().unwrap_or_default().to_string()),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err("panic in the forward pass".to_string()),
         };
         stats.completed.fetch_add(1, Ordering::Relaxed);

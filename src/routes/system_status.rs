@@ -45,6 +45,7 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
         "model": {
             "name": model.manifest.name,
             "version": model.manifest.version,
+            "format": model.backend(),
             "generation": model.generation,
             "device": crate::model::device_name(model.device),
             "inference_threads": state.config.inference_threads(),

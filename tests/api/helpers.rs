@@ -43,7 +43,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 }
 
 fn copy_model_files(dir: &Path) {
-    for file in ["manifest.json", "efficientnet_lite0.pt", "minilm_l6_v2.pt", "tokenizer.json"] {
+    for file in ["manifest.json", "efficientnet_lite0.pt", "efficientnet_lite0.onnx", "minilm_l6_v2.pt", "tokenizer.json"] {
         std::fs::copy(repo_path("checkpoints").join(file), dir.join(file)).unwrap();
     }
     std::fs::copy(repo_path("class_mapping.json"), dir.join("class_mapping.json")).unwrap();
@@ -51,14 +51,28 @@ fn copy_model_files(dir: &Path) {
 
 /// The app on a copy of the model files, which the test may then break or replace.
 pub async fn spawn_app_on_model_copy() -> TestApp {
+    spawn_app_on_model_copy_with(test_config(), |_| ()).await
+}
+
+/// The same, with `prepare` run on the copy before the app starts.
+pub async fn spawn_app_on_model_copy_with(mut config: Config, prepare: impl FnOnce(&Path)) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     copy_model_files(dir.path());
-    let mut config = test_config();
+    prepare(dir.path());
     config.model_dir = dir.path().to_path_buf();
     config.class_mapping = dir.path().join("class_mapping.json");
     let mut app = spawn_app_with(config).await;
     app.model_dir = Some(dir);
     app
+}
+
+/// Points the manifest in `dir` at the ONNX export of the same image model.
+pub fn use_onnx(dir: &Path) {
+    let path = dir.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["format"] = "onnx".into();
+    manifest["weights"] = "efficientnet_lite0.onnx".into();
+    std::fs::write(path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
 }
 
 impl TestApp {

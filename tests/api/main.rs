@@ -7,6 +7,7 @@ mod client_closed;
 mod corpus;
 mod cors;
 mod health;
+mod onnx;
 mod overload;
 mod helpers;
 mod predict;

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use food_api::config::OverloadStatus;
-use food_api::model::{InferenceWorker, LoadedModel, ModelPaths, TorchThreads, Work};
+use food_api::model::{InferenceWorker, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
 use futures_util::future::join_all;
 use futures_util::poll;
 use tch::Device;
@@ -45,8 +45,9 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
 #[tokio::test]
 async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
     let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
-    let model = Arc::new(tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, 1)).await.unwrap().unwrap());
-    let worker = InferenceWorker::spawn(4, 1, TorchThreads { shared: 1, alone: 1 }, false).unwrap();
+    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
+    let model = Arc::new(tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap());
+    let worker = InferenceWorker::spawn(4, layout, false).unwrap();
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
 
     // Three requests keep the thread busy for tens of milliseconds.

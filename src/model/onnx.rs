@@ -1,0 +1,97 @@
+//! The image model on ONNX Runtime (manifest `"format": "onnx"`), through `ort` with the library
+//! loaded at run time: the PyPI `onnxruntime` wheel's `libonnxruntime.so`, which scripts/setup.sh
+//! links at `.venv/libonnxruntime.so` (`ORT_DYLIB_PATH` overrides). On this CPU it runs
+//! EfficientNet-Lite0 about twice as fast as libtorch (BENCHMARKS.md).
+//!
+//! A session's intra-op thread count is fixed when it is made, and `Session::run` takes
+//! `&mut self`, so each inference thread gets its own session with its share of the cores, plus
+//! one session on every core for a request that is alone (`TorchThreads`).
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::{LoadError, ThreadLayout};
+
+/// Where `libonnxruntime.so` was linked when this binary was built (build.rs).
+const BUILT_WITH: Option<&str> = option_env!("FOOD_API_ORT_DYLIB");
+
+/// Which session a forward pass may use.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    /// Index of the inference thread (the loader's warm-ups use 0).
+    pub thread: usize,
+    /// The request is the only one in: it may have every core.
+    pub alone: bool,
+}
+
+pub struct OnnxImageModel {
+    /// One per inference thread, each with `TorchThreads::shared` intra-op threads.
+    shared: Vec<Mutex<Session>>,
+    /// With `TorchThreads::alone` threads; None when that is the same count as `shared`.
+    alone: Option<Mutex<Session>>,
+}
+
+impl OnnxImageModel {
+    pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout) -> Result<Self, LoadError> {
+        let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
+        let session = |threads: usize| {
+            new_session(environment, bytes, threads).map(Mutex::new).map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
+        };
+        let shared = (0..layout.inference_threads.max(1)).map(|_| session(layout.torch.shared)).collect::<Result<_, _>>()?;
+        let alone = (layout.torch.alone != layout.torch.shared).then(|| session(layout.torch.alone)).transpose()?;
+        Ok(Self { shared, alone })
+    }
+
+    /// Every session, so that warm-ups reach them all.
+    pub fn slots(&self) -> impl Iterator<Item = Slot> {
+        let alone = self.alone.as_ref().map(|_| Slot { thread: 0, alone: true });
+        (0..self.shared.len()).map(|thread| Slot { thread, alone: false }).chain(alone)
+    }
+
+    /// Logits `[1, N]` of one CHW image, flattened.
+    pub fn logits(&self, chw: &[f32], size: usize, slot: Slot) -> Result<Vec<f32>, String> {
+        // The lone request's session, unless a request that gave up is still running on it.
+        let alone = self.alone.as_ref().filter(|_| slot.alone).and_then(|s| s.try_lock().ok());
+        let mut session = match alone {
+            Some(session) => session,
+            None => self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())?,
+        };
+        let input = TensorRef::from_array_view(([1usize, 3, size, size], chw)).map_err(|e| e.to_string())?;
+        let outputs = session.run(ort::inputs![input]).map_err(|e| e.to_string())?;
+        let (shape, logits) = outputs[0].try_extract_tensor::<f32>().map_err(|e| format!("output 0: {e}"))?;
+        if shape.len() != 2 || shape[0] != 1 {
+            return Err(format!("expected logits [1, N], got {:?}", &shape[..]));
+        }
+        Ok(logits.to_vec())
+    }
+}
+
+/// A session as the server makes them (benches/model_limit.rs measures the same).
+pub fn new_session(environment: &Environment, bytes: &[u8], threads: usize) -> ort::Result<Session> {
+    Session::builder(environment)?
+        .with_optimization_level(GraphOptimizationLevel::All)?
+        .with_intra_threads(threads.max(1))?
+        // Spinning pool threads would take the core another inference thread is running on.
+        .with_intra_op_spinning(false)?
+        .commit_from_memory(bytes)
+}
+
+/// Loads ONNX Runtime once per process; a failure is kept and reported on every later load.
+pub fn runtime() -> Result<&'static Environment, String> {
+    static RUNTIME: OnceLock<Result<Environment, String>> = OnceLock::new();
+    let loaded = RUNTIME.get_or_init(|| {
+        let path = std::env::var("ORT_DYLIB_PATH").ok().or(BUILT_WITH.map(String::from)).ok_or_else(|| {
+            "ONNX Runtime's library is not known to this build: set ORT_DYLIB_PATH to libonnxruntime.so".to_string()
+        })?;
+        if !Path::new(&path).exists() {
+            return Err(format!("ONNX Runtime's library {path} is missing: run scripts/setup.sh or set ORT_DYLIB_PATH"));
+        }
+        let environment = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {path}: {e}"))?;
+        environment.with_name("food-api").with_telemetry(false).build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    });
+    loaded.as_ref().map_err(Clone::clone)
+}
