@@ -1,5 +1,6 @@
 //! Request inputs that validate on construction: a handler that holds one knows it is usable.
 mod batch;
+mod json_upload;
 mod top_k;
 mod upload;
 

@@ -70,7 +70,12 @@ pub struct PredictUpload {
 }
 
 impl PredictUpload {
+    /// A multipart body, or a JSON one (`{"image": "<base64>", "text": "..."}`).
     pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
+            return super::json_upload::read_json(payload, limits).await;
+        }
         let (mut image, mut text) = (None, None);
         for part in read_parts(headers, payload, limits).await? {
             match part.name.as_deref() {
@@ -141,7 +146,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.trim_start().to_ascii_lowercase().starts_with("multipart/form-data") {
         return Err(ApiError::UnsupportedMediaType(format!(
-            "expected a multipart/form-data body with an `image` file, got content type {content_type:?}"
+            "expected a multipart/form-data body with an `image` file (or, on /predict, application/json with a base64 `image`), got content type {content_type:?}"
         )));
     }
     Ok(())

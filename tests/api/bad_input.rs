@@ -60,9 +60,10 @@ async fn predict_returns_413_over_the_upload_limit() {
 }
 
 #[tokio::test]
-async fn predict_returns_415_for_a_body_that_is_not_multipart() {
+async fn predict_returns_415_for_a_body_that_is_neither_multipart_nor_json() {
     let app = spawn_app().await;
-    let response = app.client.post(format!("{}/predict", app.address)).json(&serde_json::json!({"image": "x"})).send().await.unwrap();
+    let request = app.client.post(format!("{}/predict", app.address)).header("content-type", "text/plain").body("image=x");
+    let response = request.send().await.unwrap();
     let (status, kind, _) = error_of(response).await;
     assert_eq!((status, kind.as_str()), (415, "unsupported_media_type"));
 }

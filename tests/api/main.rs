@@ -10,6 +10,7 @@ mod health;
 mod onnx;
 mod overload;
 mod helpers;
+mod json_predict;
 mod predict;
 mod reload;
 mod startup;
