@@ -33,6 +33,20 @@ ln -sfn "$torch_dir" "$VENV/libtorch"
 ort_lib=$("$VENV/bin/python" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])')
 ln -sfn "$ort_lib" "$VENV/libonnxruntime.so"
 
+# Swagger UI's assets for GET /docs, from the npm registry (build.rs embeds them in the binary).
+SWAGGER_UI_VERSION=5.35.0
+swagger_dir=.vendor/swagger-ui-dist-$SWAGGER_UI_VERSION
+if [ ! -f "$swagger_dir/swagger-ui-bundle.js" ]; then
+  command -v npm >/dev/null || { echo "setup: npm not found; it fetches swagger-ui-dist for /docs (Node.js 18+)" >&2; exit 1; }
+  echo "setup: fetching swagger-ui-dist $SWAGGER_UI_VERSION (npm) for /docs"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null && tar -xzf "swagger-ui-dist-$SWAGGER_UI_VERSION.tgz")
+  mkdir -p "$swagger_dir"
+  cp "$tmp"/package/{swagger-ui-bundle.js,swagger-ui.css,favicon-32x32.png,LICENSE,NOTICE} "$swagger_dir/"
+  rm -rf "$tmp"
+fi
+ln -sfn "swagger-ui-dist-$SWAGGER_UI_VERSION" .vendor/swagger-ui
+
 # Export again whenever what the export is made from changed (scripts or pinned packages).
 export_stamp=checkpoints/.export.sha256
 export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)

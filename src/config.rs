@@ -5,6 +5,7 @@ use clap::{Parser, ValueEnum};
 
 use crate::admin::Secret;
 use crate::model::{ThreadLayout, TorchThreads};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
 #[command(name = "food-api", version, about = "Food classifier REST API on libtorch")]
@@ -111,6 +112,10 @@ pub struct Config {
     /// the cores shared out among the inference threads when several requests are in
     #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: usize,
+
+    /// Log lines as human-readable text or as JSON objects (one per line, for log collectors)
+    #[arg(long, env = "FOOD_API_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
 
     /// Bearer token for management endpoints (/reload_model); without one they accept only loopback callers
     #[arg(long, env = "FOOD_API_ADMIN_TOKEN", hide_env_values = true)]

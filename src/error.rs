@@ -23,6 +23,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
     #[error("the model queue is full, retry shortly")]
     Overloaded { too_many_requests: bool },
     #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
@@ -37,10 +39,13 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error answer: a message for people, a kind for programs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: String,
+    /// validation, invalid_image, unsupported_media_type, payload_too_large, not_found, overloaded, ...
     error_type: &'a str,
+    /// The model file at fault (reloads only)
     #[serde(skip_serializing_if = "Option::is_none")]
     file: Option<String>,
 }
@@ -56,6 +61,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
             Self::Overloaded { .. } => "overloaded",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ClientClosed => "client_closed",
@@ -75,6 +81,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,

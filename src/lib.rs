@@ -4,6 +4,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod peer;
 pub mod predictor;

@@ -5,8 +5,8 @@ use food_api::telemetry::init_subscriber;
 
 #[actix_web::main]
 async fn main() {
-    init_subscriber();
     let config = Config::parse();
+    init_subscriber(config.log_format);
     tracing::info!(?config, "starting");
     let app = match Application::build(config).await {
         Ok(app) => app,

@@ -22,7 +22,7 @@ pub struct Answer {
     pub text_match: Option<TextMatch>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TextMatch {
     pub label: String,
     /// Cosine similarity of the text to the label's prompt.
@@ -37,7 +37,7 @@ pub struct TextEncoding {
     pub embedding: Vec<f32>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Timings {
     pub preprocess: Option<f64>,
     pub queue: Option<f64>,

@@ -2,7 +2,8 @@
 use std::net::TcpListener;
 
 use actix_cors::Cors;
-use actix_web::dev::{Server, Service};
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
@@ -13,7 +14,9 @@ use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
 use crate::routes;
+use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::telemetry;
 
 pub struct Application {
     port: u16,
@@ -60,20 +63,13 @@ impl Application {
         let workers = config.workers.max(1);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
-        let state = web::Data::new(AppState::new(config, admin_token, registry, worker));
+        // Base64 makes 4 bytes of 3: room for a whole batch of images in one v2 infer body.
+        let json_limit = config.max_batch_upload_bytes.div_ceil(3) * 4 + 64 * 1024;
+        let metrics = Metrics::new().context("cannot register the metrics")?;
+        let state = web::Data::new(AppState::new(config, admin_token, registry, worker, metrics));
         let server = HttpServer::new(move || {
             App::new()
-                .wrap_fn(|req, srv| {
-                    let state = req.app_data::<web::Data<AppState>>().cloned();
-                    let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        if let Some(state) = state {
-                            state.requests.record(response.status());
-                        }
-                        Ok(response)
-                    }
-                })
+                .wrap(from_fn(telemetry::observe))
                 .wrap(cors(&origins))
                 .wrap(TracingLogger::default())
                 .app_data(state.clone())
@@ -84,6 +80,11 @@ impl Application {
                 .route("/health", web::get().to(routes::health))
                 .route("/system_status", web::get().to(routes::system_status))
                 .route("/reload_model", web::post().to(routes::reload_model))
+                .route("/metrics", web::get().to(routes::metrics))
+                .route("/openapi.json", web::get().to(routes::openapi_json))
+                .route("/docs", web::get().to(routes::docs))
+                .route("/docs/{file}", web::get().to(routes::docs_asset))
+                .service(v2_scope(json_limit))
                 .default_service(web::to(not_found))
         })
         .workers(workers)
@@ -128,6 +129,27 @@ impl Application {
     }
 }
 
+/// The Open Inference Protocol (KServe v2) routes; JSON errors in the API's shape.
+fn v2_scope(json_limit: usize) -> actix_web::Scope {
+    let json = web::JsonConfig::default().limit(json_limit).error_handler(|e, _| {
+        use actix_web::error::JsonPayloadError as E;
+        match e {
+            E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge { limit },
+            E::ContentType => ApiError::UnsupportedMediaType("expected an application/json body".into()),
+            other => ApiError::Validation(format!("malformed JSON body: {other}")),
+        }
+        .into()
+    });
+    web::scope("/v2")
+        .app_data(json)
+        .route("", web::get().to(routes::v2::server_metadata))
+        .route("/health/live", web::get().to(routes::v2::live))
+        .route("/health/ready", web::get().to(routes::v2::ready))
+        .route("/models/{name}", web::get().to(routes::v2::model_metadata))
+        .route("/models/{name}/ready", web::get().to(routes::v2::model_ready))
+        .route("/models/{name}/infer", web::post().to(routes::v2::infer))
+}
+
 /// Closed unless origins are configured: a browser page elsewhere cannot call the API.
 fn cors(origins: &[String]) -> Cors {
     origins
@@ -140,7 +162,7 @@ fn cors(origins: &[String]) -> Cors {
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(serde_json::json!({
-        "error": "no such route; see GET /health, GET /classes, GET /system_status, POST /predict, POST /predict/batch, POST /reload_model",
+        "error": "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, and /v2 (Open Inference Protocol)",
         "error_type": "not_found",
     }))
 }

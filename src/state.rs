@@ -10,6 +10,7 @@ use crate::admin::Secret;
 use crate::cache::{GenerationCache, PredictionKey};
 use crate::config::Config;
 use crate::domain::UploadLimits;
+use crate::metrics::Metrics;
 use crate::model::{InferenceWorker, ModelRegistry};
 use crate::predictor::{Answer, TextEncoding};
 
@@ -21,13 +22,15 @@ pub struct AppState {
     pub predictions: GenerationCache<PredictionKey, Answer>,
     pub texts: GenerationCache<String, TextEncoding>,
     pub requests: RequestCounters,
+    pub metrics: Metrics,
     pub started_at: Instant,
     pub system: Mutex<sysinfo::System>,
 }
 
 impl AppState {
-    pub fn new(config: Config, admin_token: Option<Secret>, registry: ModelRegistry, worker: InferenceWorker) -> Self {
+    pub fn new(config: Config, admin_token: Option<Secret>, registry: ModelRegistry, worker: InferenceWorker, metrics: Metrics) -> Self {
         Self {
+            metrics,
             admin_token,
             predictions: GenerationCache::new(config.prediction_cache_size),
             texts: GenerationCache::new(config.text_cache_size),

@@ -34,7 +34,7 @@ pub async fn read_json(payload: Payload, limits: UploadLimits) -> Result<Predict
     let image = request.image.ok_or_else(|| {
         ApiError::Validation("missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}".into())
     })?;
-    let image = decode_image(&image)?;
+    let image = decode_base64_image(&image)?;
     if image.len() > limits.max_body_bytes {
         return Err(ApiError::PayloadTooLarge { limit: limits.max_body_bytes });
     }
@@ -42,7 +42,7 @@ pub async fn read_json(payload: Payload, limits: UploadLimits) -> Result<Predict
 }
 
 /// Plain base64, or a data URL (`data:image/jpeg;base64,...`); whitespace (line breaks) ignored.
-fn decode_image(field: &str) -> Result<Vec<u8>, ApiError> {
+pub fn decode_base64_image(field: &str) -> Result<Vec<u8>, ApiError> {
     let data = match field.strip_prefix("data:") {
         Some(url) => {
             let (meta, data) = url.split_once(',').ok_or_else(|| ApiError::Validation("`image` is a data URL without a comma".into()))?;
@@ -70,7 +70,7 @@ async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError
 
 #[cfg(test)]
 mod tests {
-    use super::decode_image;
+    use super::decode_base64_image as decode_image;
 
     #[test]
     fn base64_is_taken_plain_or_as_a_data_url_with_or_without_padding() {

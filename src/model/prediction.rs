@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::ClassMapping;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ClassScore {
     pub label: String,
     pub index: i64,

@@ -7,6 +7,10 @@ use crate::state::AppState;
 
 /// GET /health: 200 while a warmed-up model and its inference thread can answer, 503 otherwise.
 /// The server binds its port only after the model has loaded and warmed up.
+#[utoipa::path(get, path = "/health", tag = "model", responses(
+    (status = 200, description = "`{status: \"ok\", model}`", body = Object),
+    (status = 503, description = "No model can answer", body = crate::error::ErrorBody),
+))]
 pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if !state.worker.is_alive() {
         return Err(ApiError::ModelUnavailable);

@@ -5,12 +5,17 @@ mod predict;
 mod predict_batch;
 mod reload;
 mod system_status;
+pub mod v2;
+mod metrics;
+pub mod openapi;
 
 pub use classes::classes;
 pub use health::health;
 pub use predict::predict;
 pub use predict_batch::predict_batch;
 pub use reload::reload_model;
+pub use metrics::metrics;
+pub use openapi::{docs, docs_asset, openapi_json};
 pub use system_status::system_status;
 
 use serde::Serialize;
@@ -18,7 +23,7 @@ use serde::Serialize;
 use crate::model::LoadedModel;
 
 /// Which model answered: every response that depends on the model names it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ModelRef<'a> {
     pub name: &'a str,
     pub version: &'a str,

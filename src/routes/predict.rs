@@ -6,18 +6,20 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelRef;
 use crate::domain::{PredictUpload, TopK};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::peer;
 use crate::model::ClassScore;
 use crate::predictor::{self, Outcome, TextMatch, Timings};
 use crate::state::AppState;
+use crate::telemetry::PredictionLog;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct PredictQuery {
+    /// Classes to list in `top_k` (default 5, at most `--max-top-k`)
     pub(super) top_k: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PredictResponse<'a> {
     /// The answer: the image's, combined with the text's when there is one.
     label: &'a str,
@@ -36,7 +38,22 @@ pub(super) struct PredictResponse<'a> {
     timings_ms: &'a Timings,
 }
 
-/// POST /predict: multipart `image` (+ optional `text`), `?top_k=N`.
+/// Classify one photo, optionally guided by a text.
+#[utoipa::path(
+    post, path = "/predict", tag = "predict", params(PredictQuery),
+    request_body(content(
+        (crate::routes::openapi::PredictForm = "multipart/form-data"),
+        (crate::routes::openapi::PredictJson = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The answer", body = PredictResponse),
+        (status = 400, description = "Bad input (validation, invalid_image)", body = ErrorBody),
+        (status = 413, description = "Body or image too large", body = ErrorBody),
+        (status = 415, description = "Not an image, or not a supported body type", body = ErrorBody),
+        (status = 503, description = "Queue full (Retry-After: 1)", body = ErrorBody),
+        (status = 504, description = "Deadline passed", body = ErrorBody),
+    )
+)]
 pub async fn predict(
     req: HttpRequest,
     payload: web::Payload,
@@ -50,7 +67,10 @@ pub async fn predict(
     let mut outcome = unless_client_closed(&req, &state, predict_within_deadline(&state, &upload)).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    Ok(HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight)))
+    let mut response = HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight));
+    let label = outcome.answer.combined.best().label.clone();
+    response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
+    Ok(response)
 }
 
 /// Runs `work` unless the client hangs up first; then `work` is dropped (its queue places freed,
@@ -68,12 +88,14 @@ pub(super) async fn unless_client_closed<T>(req: &HttpRequest, state: &AppState,
 }
 
 /// Past the deadline the pipeline is dropped: its place in the queue is freed and the inference
-/// thread skips its job.
+/// thread skips its job. Every route's predictions pass here, and so into the metrics.
 pub(super) async fn predict_within_deadline(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
     let deadline_ms = state.config.deadline_ms;
-    tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(state, upload))
+    let outcome = tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(state, upload))
         .await
-        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))?
+        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))??;
+    state.metrics.record_prediction(&outcome);
+    Ok(outcome)
 }
 
 impl<'a> PredictResponse<'a> {

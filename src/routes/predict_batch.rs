@@ -9,18 +9,18 @@ use serde::Serialize;
 
 use super::predict::{predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
 use crate::domain::{BatchUpload, PredictUpload, TopK};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::predictor::Outcome;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum Item<'a> {
     Answer(PredictResponse<'a>),
     Error { error: String, error_type: &'static str, status: u16 },
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BatchResponse<'a> {
     items: Vec<Item<'a>>,
     /// Items that carry an error instead of an answer.
@@ -28,12 +28,25 @@ struct BatchResponse<'a> {
     timings_ms: BatchTimings,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct BatchTimings {
     /// The whole request, upload included.
     total: f64,
 }
 
+/// Classify several photos in one request; each item is an answer or its own error.
+#[utoipa::path(
+    post, path = "/predict/batch", tag = "predict", params(PredictQuery),
+    request_body(content = crate::routes::openapi::BatchForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "One item per image, in order", body = BatchResponse),
+        (status = 400, description = "Bad input (validation, invalid_image)", body = ErrorBody),
+        (status = 413, description = "Body or image too large", body = ErrorBody),
+        (status = 415, description = "Not an image, or not a supported body type", body = ErrorBody),
+        (status = 503, description = "Queue full (Retry-After: 1)", body = ErrorBody),
+        (status = 504, description = "Deadline passed", body = ErrorBody),
+    )
+)]
 pub async fn predict_batch(
     req: HttpRequest,
     payload: web::Payload,

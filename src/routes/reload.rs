@@ -9,6 +9,12 @@ use crate::state::AppState;
 /// POST /reload_model: reads the model folder and class mapping again; swaps the new model in
 /// only if it is valid. Requests already running finish on the model they started with.
 /// A management endpoint: see `admin`.
+#[utoipa::path(post, path = "/reload_model", tag = "model", security(("admin_token" = [])), responses(
+    (status = 200, description = "`{status: \"reloaded\", model, classes, load_ms, files}`", body = Object),
+    (status = 401, description = "Token configured and missing or wrong", body = crate::error::ErrorBody),
+    (status = 403, description = "No token configured and the caller is not on loopback", body = crate::error::ErrorBody),
+    (status = 422, description = "The files on disk are not a valid model; the serving model stays", body = crate::error::ErrorBody),
+))]
 pub async fn reload_model(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let model = state.registry.reload().await?;
     // Answers of the old model are never served again (entries also carry their generation).

@@ -7,7 +7,8 @@ use sysinfo::{ProcessesToUpdate, System};
 
 use crate::state::AppState;
 
-/// GET /system_status: machine, process, model, caches, queue and request counts.
+/// Machine, process, model (format, files, reloads), caches, queue and request counts.
+#[utoipa::path(get, path = "/system_status", tag = "model", responses((status = 200, description = "Status object", body = Object)))]
 pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
     let model = state.registry.current();
     let pid = sysinfo::get_current_pid().ok();

@@ -1,0 +1,151 @@
+//! GET /metrics in Prometheus' text format. One prefix (`food_api_`), base units (seconds), as
+//! Prometheus' naming guide asks. What requests do is counted as it happens; what other parts
+//! already count (caches, queue, reloads, the model) is read when scraped, so there is one source
+//! for /system_status and /metrics alike.
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::predictor::Outcome;
+use crate::state::AppState;
+
+const PREFIX: &str = "food_api";
+/// From a cache hit (~0.2 ms) to a forward pass under load (~1 s).
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_duration: HistogramVec,
+    in_flight: IntGauge,
+    queue_wait: prometheus::Histogram,
+    preprocess: prometheus::Histogram,
+    inference: prometheus::Histogram,
+    text: prometheus::Histogram,
+    predictions: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new_custom(Some(PREFIX.into()), None)?;
+        let histogram = |name: &str, help: &str| -> prometheus::Result<prometheus::Histogram> {
+            let h = prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let metrics = Self {
+            http_requests: IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered, by route and status"), &["route", "status"])?,
+            http_duration: HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "Whole request, upload included, by route").buckets(BUCKETS.to_vec()),
+                &["route"],
+            )?,
+            in_flight: IntGauge::new("http_requests_in_flight", "Requests being handled now")?,
+            queue_wait: histogram("queue_wait_seconds", "Wait for an inference thread (model calls only, cache hits excluded)")?,
+            preprocess: histogram("preprocess_seconds", "Image decode, resize and normalise, blocking-pool wait included")?,
+            inference: histogram("inference_seconds", "Image model forward pass")?,
+            text: histogram("text_encode_seconds", "Tokenizing and encoding a request's text (text cache misses)")?,
+            predictions: IntCounterVec::new(Opts::new("predictions_total", "Answers given, by label"), &["label"])?,
+            registry,
+        };
+        metrics.registry.register(Box::new(metrics.http_requests.clone()))?;
+        metrics.registry.register(Box::new(metrics.http_duration.clone()))?;
+        metrics.registry.register(Box::new(metrics.in_flight.clone()))?;
+        metrics.registry.register(Box::new(metrics.predictions.clone()))?;
+        Ok(metrics)
+    }
+
+    /// Counts a request as in flight until the guard is dropped.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// `route` is the matched pattern (`/v2/models/{name}/infer`), never the raw path: a scan of
+    /// random URLs must not create a series per URL.
+    pub fn record_http(&self, route: &str, status: StatusCode, took: Duration) {
+        self.http_requests.with_label_values(&[route, status.as_str()]).inc();
+        self.http_duration.with_label_values(&[route]).observe(took.as_secs_f64());
+    }
+
+    /// The stages of one prediction (single or batch item); stages that did not run (a cache hit
+    /// has no forward pass) are not observed.
+    pub fn record_prediction(&self, outcome: &Outcome) {
+        let t = &outcome.timings;
+        for (histogram, ms) in [(&self.queue_wait, t.queue), (&self.preprocess, t.preprocess), (&self.inference, t.inference), (&self.text, t.text)] {
+            if let Some(ms) = ms {
+                histogram.observe(ms / 1e3);
+            }
+        }
+        self.predictions.with_label_values(&[outcome.answer.combined.best().label.as_str()]).inc();
+    }
+}
+
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The text exposition of everything: live series plus a snapshot of the counts kept elsewhere.
+pub fn render(state: &AppState) -> prometheus::Result<String> {
+    let mut families = state.metrics.registry.gather();
+    families.extend(snapshot(state)?.gather());
+    let mut out = Vec::new();
+    TextEncoder::new().encode(&families, &mut out)?;
+    Ok(String::from_utf8(out).unwrap_or_default())
+}
+
+fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
+    let registry = Registry::new_custom(Some(PREFIX.into()), None)?;
+    let counter_vec = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| -> prometheus::Result<()> {
+        let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
+        for (value, n) in values {
+            vec.with_label_values(&[value]).inc_by(*n);
+        }
+        registry.register(Box::new(vec))
+    };
+    let gauge_vec = |name: &str, help: &str, labels: &[&str], values: &[(&[&str], i64)]| -> prometheus::Result<()> {
+        let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
+        for (label_values, n) in values {
+            vec.with_label_values(label_values).set(*n);
+        }
+        registry.register(Box::new(vec))
+    };
+    let counter = |name: &str, help: &str, n: u64| -> prometheus::Result<()> {
+        let c = IntCounter::new(name, help)?;
+        c.inc_by(n);
+        registry.register(Box::new(c))
+    };
+    let gauge = |name: &str, help: &str, n: f64| -> prometheus::Result<()> {
+        let g = prometheus::Gauge::new(name, help)?;
+        g.set(n);
+        registry.register(Box::new(g))
+    };
+
+    let (p, t) = (state.predictions.stats(), state.texts.stats());
+    counter_vec("cache_hits_total", "Cache hits", "cache", &[("prediction", p.hits), ("text", t.hits)])?;
+    counter_vec("cache_misses_total", "Cache misses", "cache", &[("prediction", p.misses), ("text", t.misses)])?;
+    gauge_vec("cache_entries", "Entries in each cache", &["cache"], &[(&["prediction"], p.size as i64), (&["text"], t.size as i64)])?;
+    gauge_vec("cache_capacity", "Capacity of each cache", &["cache"], &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)])?;
+
+    let model = state.registry.current();
+    let info: &[&str] = &[&model.manifest.name, &model.manifest.version, model.backend()];
+    gauge_vec("model_info", "The serving model (always 1)", &["name", "version", "format"], &[(info, 1)])?;
+    gauge("model_generation", "1 at start, one more per successful reload", model.generation as f64)?;
+    gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
+    let reloads = state.registry.reload_stats();
+    counter_vec("model_reloads_total", "Reloads by outcome", "outcome", &[("success", reloads.succeeded), ("failure", reloads.failed)])?;
+
+    let worker = state.worker.stats();
+    gauge("queue_depth", "Requests waiting for or running on the model", state.worker.queued() as f64)?;
+    gauge("queue_capacity", "Places in the queue (--queue-capacity)", state.config.queue_capacity as f64)?;
+    counter("forward_passes_total", "Forward passes run (images and texts)", worker.completed.load(Ordering::Relaxed))?;
+    counter("skipped_jobs_total", "Jobs whose request had given up before an inference thread reached them", worker.skipped.load(Ordering::Relaxed))?;
+    counter("client_closed_total", "Requests dropped because the client hung up", state.requests.client_closed.load(Ordering::Relaxed))?;
+    gauge("uptime_seconds", "Seconds since the server started", state.started_at.elapsed().as_secs_f64())?;
+    Ok(registry)
+}
