@@ -14,6 +14,7 @@ use crate::state::AppState;
 use crate::telemetry::PredictionLog;
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PredictQuery {
     /// Classes to list in `top_k` (default 5, at most `--max-top-k`)
     pub(super) top_k: Option<usize>,

@@ -39,6 +39,8 @@ async fn the_openapi_document_lists_every_route_its_request_bodies_and_the_error
     assert!(schemas["ErrorBody"]["properties"]["error_type"].is_object(), "{schemas}");
     assert!(schemas["PredictResponse"]["properties"]["top_k"].is_object(), "{schemas}");
     assert!(predict["responses"]["415"].is_object(), "{predict}");
+    let top_k = &predict["parameters"][0];
+    assert_eq!((top_k["name"].as_str(), top_k["in"].as_str(), top_k["required"].as_bool()), (Some("top_k"), Some("query"), Some(false)), "{top_k}");
     assert!(doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"].is_object());
 }
 
