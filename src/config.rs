@@ -192,6 +192,27 @@ fn cores() -> usize {
 mod tests {
     use super::*;
 
+    /// Every flag and its env var in README.md's configuration table, and nothing else there.
+    #[test]
+    fn the_readme_configuration_table_matches_the_flags() {
+        use clap::CommandFactory;
+        let readme = include_str!("../README.md");
+        let table = readme.split("## Configuration").nth(1).and_then(|s| s.split("\n## ").next()).expect("a Configuration section");
+        let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `--")).collect();
+        let documented = |pattern: &str| -> Vec<String> {
+            rows.iter().flat_map(|r| r.split('`').skip(1).step_by(2)).filter(|w| w.starts_with(pattern)).map(String::from).collect()
+        };
+        let mut flags: Vec<String> = Config::command().get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect();
+        let mut envs: Vec<String> =
+            Config::command().get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        let (mut readme_flags, mut readme_envs) = (documented("--"), documented("FOOD_API_"));
+        for list in [&mut flags, &mut envs, &mut readme_flags, &mut readme_envs] {
+            list.sort();
+        }
+        assert_eq!(readme_flags, flags, "README.md's configuration table vs --help");
+        assert_eq!(readme_envs, envs, "README.md's configuration table vs --help");
+    }
+
     #[test]
     fn by_default_one_inference_thread_per_core_that_takes_every_core_when_alone() {
         let config = Config::parse_from(["food-api"]);
