@@ -54,6 +54,9 @@ pub struct LoadedModel {
     pub files: Vec<ModelFile>,
     pub loaded_at: SystemTime,
     pub load_ms: f64,
+    /// Whether a lone request's forward pass is faster on every core than on one core's share,
+    /// timed at load: it is on some CPUs and not on others (BENCHMARKS.md), so it is measured.
+    pub alone_pays: bool,
     _alive: Alive,
 }
 
@@ -119,9 +122,13 @@ impl LoadedModel {
             files,
             loaded_at: SystemTime::now(),
             load_ms: 0.0,
+            alone_pays: false,
             _alive: Alive::new(),
         };
         model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
+        if layout.torch.alone != layout.torch.shared {
+            model.alone_pays = model.alone_is_faster(layout).map_err(|reason| LoadError::new(&weights_path, reason))?;
+        }
         model.load_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(model)
     }
@@ -140,6 +147,34 @@ impl LoadedModel {
             }
         }
         Ok(())
+    }
+
+    /// Times the forward pass with every core (`alone`) and with one core's share; every core has
+    /// to win by 5% to be used. Runs on the loader thread, whose libtorch thread count is `shared`.
+    fn alone_is_faster(&self, layout: ThreadLayout) -> Result<bool, String> {
+        const RUNS: usize = 7;
+        let size = self.manifest.input_size as usize;
+        let input: Vec<f32> = (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let median = |slot: Slot, threads: usize| -> Result<f64, String> {
+            tch::set_num_threads(threads as i32);
+            // Two untimed runs: OpenMP's pool grows to the new count on the first.
+            let mut times = Vec::with_capacity(RUNS);
+            for run in 0..RUNS + 2 {
+                let started = Instant::now();
+                self.forward(&input, slot)?;
+                if run >= 2 {
+                    times.push(started.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            Ok(times[RUNS / 2])
+        };
+        let alone = median(Slot { thread: 0, alone: true }, layout.torch.alone);
+        let shared = median(Slot { thread: 0, alone: false }, layout.torch.shared);
+        tch::set_num_threads(layout.torch.shared as i32);
+        let (alone, shared) = (alone?, shared?);
+        tracing::info!(alone_ms = alone * 1e3, shared_ms = shared * 1e3, threads = layout.torch.alone, "forward pass of a lone request on every core vs one core's share");
+        Ok(alone < 0.95 * shared)
     }
 
     fn check_warm_up(&self, input: &[f32], slot: Slot) -> Result<(), String> {

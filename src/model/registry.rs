@@ -45,7 +45,7 @@ impl ModelRegistry {
         let load_paths = paths.clone();
         let model = loader.run(move || LoadedModel::load(&load_paths, device, layout, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
         tracing::info!(
-            name = %model.manifest.name, version = %model.manifest.version, format = model.backend(), classes = model.classes.len(),
+            name = %model.manifest.name, version = %model.manifest.version, format = model.backend(), classes = model.classes.len(), alone_pays = model.alone_pays,
             load_ms = model.load_ms, ?device, "model loaded"
         );
         Ok(Self {

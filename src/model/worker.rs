@@ -152,12 +152,14 @@ fn run(jobs: &Mutex<mpsc::Receiver<Job>>, thread: usize, torch: TorchThreads, in
         // OpenMP's thread count is per calling thread, so each inference thread sets its own: all
         // cores when this job's request is the only one in the system, its share otherwise. An
         // ONNX model has a session of each kind instead (the slot picks it).
-        let wanted = torch.for_load(in_use());
+        // ... but only where that was measured to be faster, at load, for this model on this CPU.
+        let alone = job.model.alone_pays && torch.for_load(in_use()) == torch.alone;
+        let wanted = if alone { torch.alone } else { torch.shared };
         if wanted != current {
             tch::set_num_threads(wanted as i32);
             current = wanted;
         }
-        let slot = Slot { thread, alone: wanted == torch.alone && torch.alone != torch.shared };
+        let slot = Slot { thread, alone };
         let started = Instant::now();
         // A panic inside one forward pass must not take the thread, and so the server, down.
         let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work, slot)));

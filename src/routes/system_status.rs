@@ -51,6 +51,8 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "device": crate::model::device_name(model.device),
             "inference_threads": state.config.inference_threads(),
             "torch_threads_alone": state.config.torch_threads_layout().alone,
+            // Whether a lone request does get `torch_threads_alone` (measured faster at load).
+            "alone_pays": model.alone_pays,
             "torch_threads": state.config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
