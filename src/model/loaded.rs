@@ -150,29 +150,37 @@ impl LoadedModel {
     }
 
     /// Times the forward pass with every core (`alone`) and with one core's share; every core has
-    /// to win by 5% to be used. Runs on the loader thread, whose libtorch thread count is `shared`.
+    /// to win by 5% to be used. Blocks of the two alternate, so that a VM's drift (a neighbour, a
+    /// frequency change) falls on both. Runs on the loader thread, whose libtorch count is `shared`.
     fn alone_is_faster(&self, layout: ThreadLayout) -> Result<bool, String> {
-        const RUNS: usize = 7;
+        const ROUNDS: usize = 4;
+        const TIMED: usize = 3;
         let size = self.manifest.input_size as usize;
         let input: Vec<f32> = (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
-        let median = |slot: Slot, threads: usize| -> Result<f64, String> {
+        let block = |slot: Slot, threads: usize, times: &mut Vec<f64>| -> Result<(), String> {
             tch::set_num_threads(threads as i32);
-            // Two untimed runs: OpenMP's pool grows to the new count on the first.
-            let mut times = Vec::with_capacity(RUNS);
-            for run in 0..RUNS + 2 {
+            // One untimed run: OpenMP's pool grows to the new count on the first.
+            for run in 0..=TIMED {
                 let started = Instant::now();
                 self.forward(&input, slot)?;
-                if run >= 2 {
+                if run > 0 {
                     times.push(started.elapsed().as_secs_f64());
                 }
             }
-            times.sort_by(f64::total_cmp);
-            Ok(times[RUNS / 2])
+            Ok(())
         };
-        let alone = median(Slot { thread: 0, alone: true }, layout.torch.alone);
-        let shared = median(Slot { thread: 0, alone: false }, layout.torch.shared);
+        let (mut alone, mut shared) = (Vec::new(), Vec::new());
+        let measured = (0..ROUNDS).try_for_each(|_| {
+            block(Slot { thread: 0, alone: true }, layout.torch.alone, &mut alone)?;
+            block(Slot { thread: 0, alone: false }, layout.torch.shared, &mut shared)
+        });
         tch::set_num_threads(layout.torch.shared as i32);
-        let (alone, shared) = (alone?, shared?);
+        measured?;
+        let median = |mut times: Vec<f64>| {
+            times.sort_by(f64::total_cmp);
+            times[times.len() / 2]
+        };
+        let (alone, shared) = (median(alone), median(shared));
         tracing::info!(alone_ms = alone * 1e3, shared_ms = shared * 1e3, threads = layout.torch.alone, "forward pass of a lone request on every core vs one core's share");
         Ok(alone < 0.95 * shared)
     }
