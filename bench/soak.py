@@ -134,7 +134,7 @@ class Soak:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
 
     def reloader(self, every):
-        weights = self.model_dir / "efficientnet_lite0.pt"
+        weights = self.model_dir / json.loads((self.model_dir / "manifest.json").read_text())["weights"]
         good = weights.read_bytes()
         n = 0
         while every and time.time() + every < self.deadline:
@@ -165,12 +165,18 @@ def main():
     parser.add_argument("--queue-capacity", type=int, default=8)
     parser.add_argument("--reload-seconds", type=float, default=10, help="0: no reloads")
     parser.add_argument("--warm-up-seconds", type=float, default=25)
+    parser.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript",
+                        help="the image model's format (the manifest's \"format\"): onnx serves it on ONNX Runtime")
     args = parser.parse_args()
 
     binary = ROOT / "target/release/food-api"
     model_dir = Path(tempfile.mkdtemp(prefix="soak-model-"))
-    for name in ["manifest.json", "efficientnet_lite0.pt", "minilm_l6_v2.pt", "tokenizer.json"]:
+    for name in ["manifest.json", "efficientnet_lite0.pt", "efficientnet_lite0.onnx", "minilm_l6_v2.pt", "tokenizer.json"]:
         shutil.copy(ROOT / "checkpoints" / name, model_dir / name)
+    if args.format == "onnx":
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        manifest.update(format="onnx", weights="efficientnet_lite0.onnx")
+        (model_dir / "manifest.json").write_text(json.dumps(manifest))
     shutil.copy(ROOT / "class_mapping.json", model_dir / "class_mapping.json")
     port = free_port()
     server = subprocess.Popen(
