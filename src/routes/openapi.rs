@@ -5,6 +5,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::error::ErrorBody;
+
 use super::{classes, health, metrics, predict, predict_batch, reload, system_status, v2};
 
 #[derive(OpenApi)]
@@ -64,6 +66,27 @@ pub struct BatchForm {
     #[schema(value_type = Vec<String>, format = Binary)]
     image: Vec<Vec<u8>>,
     text: Option<Vec<String>>,
+}
+
+/// The refusals every upload route shares, each answered with the error shape.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum UploadErrors {
+    /// Bad input (validation, invalid_image)
+    #[response(status = 400)]
+    BadInput(#[to_schema] ErrorBody<'static>),
+    /// Body or image too large
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorBody<'static>),
+    /// Not an image, or not a supported body type
+    #[response(status = 415)]
+    UnsupportedMediaType(#[to_schema] ErrorBody<'static>),
+    /// Queue full (Retry-After: 1)
+    #[response(status = 503)]
+    Overloaded(#[to_schema] ErrorBody<'static>),
+    /// Deadline passed
+    #[response(status = 504)]
+    DeadlineExceeded(#[to_schema] ErrorBody<'static>),
 }
 
 struct BearerAuth;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelRef;
 use crate::domain::{PredictUpload, TopK};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::peer;
 use crate::model::ClassScore;
 use crate::predictor::{self, Outcome, TextMatch, Timings};
@@ -48,11 +48,7 @@ pub(super) struct PredictResponse<'a> {
     )),
     responses(
         (status = 200, description = "The answer", body = PredictResponse),
-        (status = 400, description = "Bad input (validation, invalid_image)", body = ErrorBody),
-        (status = 413, description = "Body or image too large", body = ErrorBody),
-        (status = 415, description = "Not an image, or not a supported body type", body = ErrorBody),
-        (status = 503, description = "Queue full (Retry-After: 1)", body = ErrorBody),
-        (status = 504, description = "Deadline passed", body = ErrorBody),
+        crate::routes::openapi::UploadErrors,
     )
 )]
 pub async fn predict(

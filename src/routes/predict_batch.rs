@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::predict::{predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
 use crate::domain::{BatchUpload, PredictUpload, TopK};
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::predictor::Outcome;
 use crate::state::AppState;
 
@@ -40,11 +40,7 @@ struct BatchTimings {
     request_body(content = crate::routes::openapi::BatchForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "One item per image, in order", body = BatchResponse),
-        (status = 400, description = "Bad input (validation, invalid_image)", body = ErrorBody),
-        (status = 413, description = "Body or image too large", body = ErrorBody),
-        (status = 415, description = "Not an image, or not a supported body type", body = ErrorBody),
-        (status = 503, description = "Queue full (Retry-After: 1)", body = ErrorBody),
-        (status = 504, description = "Deadline passed", body = ErrorBody),
+        crate::routes::openapi::UploadErrors,
     )
 )]
 pub async fn predict_batch(
