@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::{Config, OverloadStatus};
+use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
 use crate::routes;
@@ -63,8 +64,8 @@ impl Application {
         let workers = config.workers.max(1);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
-        // Base64 makes 4 bytes of 3: room for a whole batch of images in one v2 infer body.
-        let json_limit = config.max_batch_upload_bytes.div_ceil(3) * 4 + 64 * 1024;
+        // Room for a whole batch of images, as base64, in one v2 infer body.
+        let json_limit = base64_body_limit(config.max_batch_upload_bytes);
         let metrics = Metrics::new().context("cannot register the metrics")?;
         let state = web::Data::new(AppState::new(config, admin_token, registry, worker, metrics));
         let server = HttpServer::new(move || {

@@ -1,13 +1,13 @@
 //! A `/predict` body as JSON, the way Truss/Baseten-style clients send an image:
 //! `{"image": "<base64 or data URL>", "text": "..."}`, with `prompt` taken as `text`. The same
 //! limits as multipart: the decoded image may be at most the upload limit.
-use actix_web::web::{Bytes, BytesMut, Payload};
+use actix_web::http::header::HeaderMap;
+use actix_web::web::{Bytes, Payload};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
-use futures_util::TryStreamExt;
 use serde::Deserialize;
 
-use super::upload::{PredictUpload, UploadLimits};
+use super::upload::{check_declared_length, read_within, within_read_timeout, Budget, PredictUpload, UploadLimits};
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -21,28 +21,33 @@ struct JsonPredict {
 const BASE64: GeneralPurpose =
     GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
 
-/// Room for the text, the keys and a data-URL prefix beside the base64 of the largest image.
+/// Room for the text, the keys and a data-URL prefix beside the base64 of the images.
 const JSON_OVERHEAD_BYTES: usize = 64 * 1024;
 
-pub async fn read_json(payload: Payload, limits: UploadLimits) -> Result<PredictUpload, ApiError> {
-    let body_limit = limits.max_body_bytes.div_ceil(3) * 4 + JSON_OVERHEAD_BYTES;
-    let body = tokio::time::timeout(limits.read_timeout, read_body(payload, body_limit))
-        .await
-        .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))??;
+/// The largest JSON body that can carry `decoded_bytes` of images as base64 (4 bytes for 3).
+pub fn base64_body_limit(decoded_bytes: usize) -> usize {
+    decoded_bytes.div_ceil(3) * 4 + JSON_OVERHEAD_BYTES
+}
+
+pub async fn read_json(headers: &HeaderMap, mut payload: Payload, limits: UploadLimits) -> Result<PredictUpload, ApiError> {
+    let body_limit = base64_body_limit(limits.max_body_bytes);
+    let body = within_read_timeout(&limits, async {
+        check_declared_length(headers, body_limit)?;
+        read_within(&mut payload, &mut Budget::new(body_limit), |e| ApiError::Validation(format!("cannot read the body: {e}"))).await
+    })
+    .await?;
     let request: JsonPredict =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("malformed JSON body: {e}")))?;
     let image = request.image.ok_or_else(|| {
         ApiError::Validation("missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}".into())
     })?;
-    let image = decode_base64_image(&image)?;
-    if image.len() > limits.max_body_bytes {
-        return Err(ApiError::PayloadTooLarge { limit: limits.max_body_bytes });
-    }
-    PredictUpload::parse(Bytes::from(image), request.text.map(Bytes::from), limits.max_text_chars)
+    let image = decode_base64_image(&image, limits.max_body_bytes)?;
+    PredictUpload::parse(image, request.text.map(Bytes::from), limits.max_text_chars)
 }
 
 /// Plain base64, or a data URL (`data:image/jpeg;base64,...`); whitespace (line breaks) ignored.
-pub fn decode_base64_image(field: &str) -> Result<Vec<u8>, ApiError> {
+/// An image over `max_bytes` once decoded is refused (413), as an upload of that size would be.
+pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
     let data = match field.strip_prefix("data:") {
         Some(url) => {
             let (meta, data) = url.split_once(',').ok_or_else(|| ApiError::Validation("`image` is a data URL without a comma".into()))?;
@@ -54,23 +59,21 @@ pub fn decode_base64_image(field: &str) -> Result<Vec<u8>, ApiError> {
         None => field,
     };
     let compact: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    BASE64.decode(&compact).map_err(|e| ApiError::Validation(format!("`image` is not valid base64: {e}")))
-}
-
-async fn read_body(mut payload: Payload, limit: usize) -> Result<Bytes, ApiError> {
-    let mut body = BytesMut::new();
-    while let Some(chunk) = payload.try_next().await.map_err(|e| ApiError::Validation(format!("cannot read the body: {e}")))? {
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
+    let image = BASE64.decode(&compact).map_err(|e| ApiError::Validation(format!("`image` is not valid base64: {e}")))?;
+    if image.len() > max_bytes {
+        return Err(ApiError::PayloadTooLarge { limit: max_bytes });
     }
-    Ok(body.freeze())
+    Ok(Bytes::from(image))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::decode_base64_image as decode_image;
+    use super::decode_base64_image;
+    use crate::error::ApiError;
+
+    fn decode_image(field: &str) -> Result<Vec<u8>, ApiError> {
+        decode_base64_image(field, 100).map(|b| b.to_vec())
+    }
 
     #[test]
     fn base64_is_taken_plain_or_as_a_data_url_with_or_without_padding() {

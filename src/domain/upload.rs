@@ -1,10 +1,12 @@
 //! A `/predict` upload: a multipart body with one `image` file and at most one `text`, read
 //! within a byte budget so that an oversized body is refused while it streams in. The same reader
 //! serves `/predict/batch` (domain/batch.rs).
-use actix_multipart::{Field, Multipart};
+use std::future::Future;
+
+use actix_multipart::Multipart;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::{Bytes, BytesMut, Payload};
-use futures_util::TryStreamExt;
+use futures_util::{Stream, TryStreamExt};
 use image::ImageFormat;
 
 use crate::error::ApiError;
@@ -72,9 +74,8 @@ pub struct PredictUpload {
 impl PredictUpload {
     /// A multipart body, or a JSON one (`{"image": "<base64>", "text": "..."}`).
     pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if content_type.trim_start().to_ascii_lowercase().starts_with("application/json") {
-            return super::json_upload::read_json(payload, limits).await;
+        if content_type_is(headers, "application/json") {
+            return super::json_upload::read_json(headers, payload, limits).await;
         }
         let (mut image, mut text) = (None, None);
         for part in read_parts(headers, payload, limits).await? {
@@ -114,22 +115,18 @@ pub struct Part {
 
 /// Every field of a multipart body, in order, within the limits' bytes, field count and time.
 pub async fn read_parts(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
-    tokio::time::timeout(limits.read_timeout, read_parts_within_time(headers, payload, limits))
-        .await
-        .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
+    within_read_timeout(&limits, read_parts_within_time(headers, payload, limits)).await
+}
+
+/// `reading` (a body) within the limits' time: a client that sends too slowly gets 408.
+pub(super) async fn within_read_timeout<T>(limits: &UploadLimits, reading: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
+    tokio::time::timeout(limits.read_timeout, reading).await.map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
 }
 
 async fn read_parts_within_time(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
     check_content_type(headers)?;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limits.max_body_bytes) {
-        return Err(ApiError::PayloadTooLarge { limit: limits.max_body_bytes });
-    }
-
-    let mut budget = Budget { left: limits.max_body_bytes, limit: limits.max_body_bytes };
+    check_declared_length(headers, limits.max_body_bytes)?;
+    let mut budget = Budget::new(limits.max_body_bytes);
     let mut multipart = Multipart::new(headers, payload);
     let mut parts = Vec::new();
     while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
@@ -137,14 +134,32 @@ async fn read_parts_within_time(headers: &HeaderMap, payload: Payload, limits: U
             return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
         }
         let name = field.name().map(str::to_string);
-        parts.push(Part { name, bytes: read_field(&mut field, &mut budget).await? });
+        parts.push(Part { name, bytes: read_within(&mut field, &mut budget, malformed).await? });
     }
     Ok(parts)
 }
 
+/// A body whose declared length is over `limit` is refused before any of it is read.
+pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(n) if n > limit => Err(ApiError::PayloadTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> &str {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// Whether the body is of this media type, whatever its parameters and case.
+fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
+    content_type(headers).trim_start().to_ascii_lowercase().starts_with(essence)
+}
+
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !content_type.trim_start().to_ascii_lowercase().starts_with("multipart/form-data") {
+    let content_type = content_type(headers);
+    if !content_type_is(headers, "multipart/form-data") {
         return Err(ApiError::UnsupportedMediaType(format!(
             "expected a multipart/form-data body with an `image` file (or, on /predict, application/json with a base64 `image`), got content type {content_type:?}"
         )));
@@ -152,14 +167,26 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-struct Budget {
+/// Bytes a body may still bring; shared by all the fields of one multipart body.
+pub(super) struct Budget {
     left: usize,
     limit: usize,
 }
 
-async fn read_field(field: &mut Field, budget: &mut Budget) -> Result<Bytes, ApiError> {
+impl Budget {
+    pub(super) fn new(limit: usize) -> Self {
+        Self { left: limit, limit }
+    }
+}
+
+/// A body stream (a multipart field, or a whole body) within the budget: past it, 413 at once,
+/// before the rest arrives.
+pub(super) async fn read_within<S, E>(stream: &mut S, budget: &mut Budget, error: impl Fn(E) -> ApiError) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
     let mut buf = BytesMut::new();
-    while let Some(chunk) = field.try_next().await.map_err(malformed)? {
+    while let Some(chunk) = stream.try_next().await.map_err(&error)? {
         budget.left = budget.left.checked_sub(chunk.len()).ok_or(ApiError::PayloadTooLarge { limit: budget.limit })?;
         buf.extend_from_slice(&chunk);
     }

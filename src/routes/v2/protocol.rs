@@ -76,11 +76,8 @@ pub fn uploads(request: &InferRequest, state: &AppState) -> Result<Vec<PredictUp
         .into_iter()
         .zip(texts)
         .map(|(image, text)| {
-            let bytes = decode_base64_image(image)?;
-            if bytes.len() > state.config.max_upload_bytes {
-                return Err(ApiError::PayloadTooLarge { limit: state.config.max_upload_bytes });
-            }
-            PredictUpload::parse(bytes.into(), text.map(|t| t.to_string().into()), state.config.max_text_chars)
+            let bytes = decode_base64_image(image, state.config.max_upload_bytes)?;
+            PredictUpload::parse(bytes, text.map(|t| t.to_string().into()), state.config.max_text_chars)
         })
         .collect()
 }
