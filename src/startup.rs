@@ -161,9 +161,8 @@ fn cors(origins: &[String]) -> Cors {
         .max_age(3600)
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(serde_json::json!({
-        "error": "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, and /v2 (Open Inference Protocol)",
-        "error_type": "not_found",
-    }))
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, /v2 (Open Inference Protocol) and GET /docs".into(),
+    ))
 }

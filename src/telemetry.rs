@@ -61,21 +61,23 @@ pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Resul
         state.requests.record(status);
         state.metrics.record_http(&route, status, took);
     }
-    let prediction = response.response().extensions().get::<PredictionLog>().cloned();
-    let timings = prediction.as_ref().map(|p| &p.timings);
+    let extensions = response.response().extensions();
+    let prediction = extensions.get::<PredictionLog>();
+    let timings = prediction.map(|p| &p.timings);
     tracing::info!(
         request_id,
         method,
         route,
         status = status.as_u16(),
         duration_ms = took.as_secs_f64() * 1e3,
-        cache_hit = prediction.as_ref().map(|p| p.cache_hit),
-        label = prediction.as_ref().map(|p| p.label.as_str()),
+        cache_hit = prediction.map(|p| p.cache_hit),
+        label = prediction.map(|p| p.label.as_str()),
         preprocess_ms = timings.and_then(|t| t.preprocess),
         queue_ms = timings.and_then(|t| t.queue),
         inference_ms = timings.and_then(|t| t.inference),
         text_ms = timings.and_then(|t| t.text),
         "request"
     );
+    drop(extensions);
     Ok(response)
 }

@@ -135,8 +135,7 @@ impl LoadedModel {
 
     /// Runs a synthetic image through the model and checks the output's shape and values.
     fn warm_up(&self) -> Result<(), String> {
-        let size = self.manifest.input_size as usize;
-        let input: Vec<f32> = (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let input = self.synthetic_image();
         let slots: Vec<Slot> = match &self.image {
             ImageModel::Onnx(onnx) => onnx.slots().collect(),
             ImageModel::TorchScript(_) => vec![Slot { thread: 0, alone: false }],
@@ -155,8 +154,7 @@ impl LoadedModel {
     fn alone_is_faster(&self, layout: ThreadLayout) -> Result<bool, String> {
         const ROUNDS: usize = 4;
         const TIMED: usize = 3;
-        let size = self.manifest.input_size as usize;
-        let input: Vec<f32> = (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+        let input = self.synthetic_image();
         let block = |slot: Slot, threads: usize, times: &mut Vec<f64>| -> Result<(), String> {
             tch::set_num_threads(threads as i32);
             // One untimed run: OpenMP's pool grows to the new count on the first.
@@ -183,6 +181,12 @@ impl LoadedModel {
         let (alone, shared) = (median(alone), median(shared));
         tracing::info!(alone_ms = alone * 1e3, shared_ms = shared * 1e3, threads = layout.torch.alone, "forward pass of a lone request on every core vs one core's share");
         Ok(alone < 0.95 * shared)
+    }
+
+    /// A preprocessed image of the model's input size, values spread over [-1, 1).
+    fn synthetic_image(&self) -> Vec<f32> {
+        let size = self.manifest.input_size as usize;
+        (0..3 * size * size).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect()
     }
 
     fn check_warm_up(&self, input: &[f32], slot: Slot) -> Result<(), String> {
@@ -222,7 +226,7 @@ impl LoadedModel {
         let size = self.manifest.input_size as usize;
         let logits = match &self.image {
             ImageModel::TorchScript(module) => torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?,
-            ImageModel::Onnx(onnx) => onnx.logits(chw, size, slot).map_err(|e| e.lines().next().unwrap_or_default().to_string())?,
+            ImageModel::Onnx(onnx) => onnx.logits(chw, size, slot).map_err(|e| first_line(&e))?,
         };
         Ok(softmax(&logits, 1.0))
     }
@@ -245,6 +249,6 @@ pub(super) fn hashed(path: &Path) -> Result<(ModelFile, Vec<u8>), LoadError> {
 }
 
 /// libtorch errors carry a C++ backtrace after the first line; clients and logs need the first.
-pub(super) fn first_line(e: &tch::TchError) -> String {
+pub(super) fn first_line(e: &impl std::fmt::Display) -> String {
     e.to_string().lines().next().unwrap_or_default().to_string()
 }

@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use utoipa::{OpenApi, ToSchema};
 
-use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorBody};
 
 use super::{classes, health, metrics, predict, predict_batch, reload, system_status, v2};
 
@@ -136,12 +136,12 @@ pub async fn docs() -> HttpResponse {
 }
 
 /// GET /docs/{file}: the page's script, style sheet and icon.
-pub async fn docs_asset(file: web::Path<String>) -> HttpResponse {
+pub async fn docs_asset(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let (body, content_type) = match file.as_str() {
         "swagger-ui-bundle.js" => (swagger_file!("swagger-ui-bundle.js"), "text/javascript; charset=utf-8"),
         "swagger-ui.css" => (swagger_file!("swagger-ui.css"), "text/css; charset=utf-8"),
         "favicon-32x32.png" => (swagger_file!("favicon-32x32.png"), "image/png"),
-        _ => return HttpResponse::NotFound().json(serde_json::json!({"error": "no such docs file", "error_type": "not_found"})),
+        _ => return Err(ApiError::NotFound(format!("no docs file {file:?}; the page is GET /docs"))),
     };
-    HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, "public, max-age=86400")).body(body)
+    Ok(HttpResponse::Ok().content_type(content_type).insert_header((header::CACHE_CONTROL, "public, max-age=86400")).body(body))
 }

@@ -84,6 +84,12 @@ pub(super) async fn unless_client_closed<T>(req: &HttpRequest, state: &AppState,
     }
 }
 
+/// Items of one multi-image request (/predict/batch, v2 infer) run at once: enough to preprocess
+/// the next ones while the model runs, few enough to leave the queue's places to single requests.
+pub(super) fn items_in_flight(state: &AppState) -> usize {
+    2 * state.config.inference_threads()
+}
+
 /// Past the deadline the pipeline is dropped: its place in the queue is freed and the inference
 /// thread skips its job. Every route's predictions pass here, and so into the metrics.
 pub(super) async fn predict_within_deadline(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {

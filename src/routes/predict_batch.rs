@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use super::predict::{predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
+use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
 use crate::domain::{BatchUpload, PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::predictor::Outcome;
@@ -55,9 +55,7 @@ pub async fn predict_batch(
     let batch = BatchUpload::read(req.headers(), payload, limits, state.config.max_batch_items as usize).await?;
     state.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    // A few items at a time: enough to preprocess the next ones while the model runs, few enough
-    // to leave the queue's places to single requests.
-    let in_flight = 2 * state.config.inference_threads();
+    let in_flight = items_in_flight(&state);
     let state = &state;
     let answers = stream::iter(batch.items)
         .map(|item| async move {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 pub use protocol::InferRequest;
 use protocol::{output, requested_outputs, uploads};
-use super::predict::{predict_within_deadline, unless_client_closed};
+use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed};
 use crate::error::ApiError;
 use crate::model::LoadedModel;
 use crate::predictor::Outcome;
@@ -52,7 +52,7 @@ fn model_named(state: &AppState, name: &str) -> Result<std::sync::Arc<LoadedMode
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", params(("name" = String, Path, description = "efficientnet-lite0")), responses(
     (status = 200, description = "Model metadata", body = Object),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
-        (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
+    (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
 pub async fn model_metadata(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let model = model_named(&state, &path)?;
@@ -79,7 +79,7 @@ pub async fn model_metadata(path: web::Path<String>, state: web::Data<AppState>)
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", params(("name" = String, Path)), responses(
     (status = 200, description = "`{name, ready}`", body = Object),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
-        (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
+    (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
 pub async fn model_ready(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let model = model_named(&state, &path)?;
@@ -90,7 +90,7 @@ pub async fn model_ready(path: web::Path<String>, state: web::Data<AppState>) ->
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", params(("name" = String, Path)), request_body = InferRequest, responses(
     (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
-        (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
+    (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
     (status = 413, description = "Body or an image too large", body = crate::error::ErrorBody),
     (status = 415, description = "Not JSON, or an element is not an image", body = crate::error::ErrorBody),
 ))]
@@ -106,9 +106,9 @@ pub async fn infer(
     let outputs = requested_outputs(&request, state.config.top_k, state.config.max_top_k)?;
     state.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let in_flight = 2 * state.config.inference_threads();
     let state_ref = &state;
-    let answers = stream::iter(&uploads).map(|upload| predict_within_deadline(state_ref, upload)).buffered(in_flight).try_collect::<Vec<Outcome>>();
+    let answers = stream::iter(&uploads).map(|upload| predict_within_deadline(state_ref, upload)).buffered(items_in_flight(&state));
+    let answers = answers.try_collect::<Vec<Outcome>>();
     let outcomes = unless_client_closed(&req, &state, answers).await??;
 
     let rows = outcomes.len();
