@@ -70,7 +70,7 @@ def export_onnx(model, example, out_dir: Path) -> None:
 
     tmp = out_dir / f".{ONNX_FILE}.tmp-{os.getpid()}"
     with torch.no_grad():
-        # The TorchScript-based exporter: the dynamo one needs more packages and gave the same graph.
+        # The TorchScript-based exporter (dynamo=False): the one this export was checked with.
         torch.onnx.export(
             model, (example,), str(tmp), dynamo=False, opset_version=ONNX_OPSET,
             input_names=["image"], output_names=["logits"],
