@@ -2,7 +2,7 @@
 //! `cargo run`, `cargo test` and the release binary find libtorch without LD_LIBRARY_PATH. The
 //! folder is also handed to the code, which loads libtorch_cuda from it on machines with a GPU.
 //! The same goes for ONNX Runtime's library (scripts/setup.sh links it into .venv), which the
-//! "onnx" backend opens at run time, and for Swagger UI's files, which are embedded.
+//! "onnx" backend opens at run time.
 fn main() {
     // Without this, any file written in the package (docs, the fuzz corpus) would rerun this
     // script and rebuild the crate.
@@ -13,11 +13,4 @@ fn main() {
     }
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rustc-env=FOOD_API_ORT_DYLIB={manifest_dir}/.venv/libonnxruntime.so");
-    // Swagger UI's files for GET /docs (scripts/setup.sh fetches them from npm), embedded.
-    let swagger = format!("{manifest_dir}/.vendor/swagger-ui");
-    if !std::path::Path::new(&swagger).join("swagger-ui-bundle.js").exists() {
-        panic!("{swagger}/swagger-ui-bundle.js is missing: run scripts/setup.sh first (it fetches swagger-ui-dist from npm)");
-    }
-    println!("cargo:rerun-if-changed={swagger}");
-    println!("cargo:rustc-env=FOOD_API_SWAGGER_UI={swagger}");
 }

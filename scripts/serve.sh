@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --release --quiet
+# Not --quiet: a first release build takes minutes, and cargo's progress tells it from a hang.
+echo "serve: building the release binary (the first build takes several minutes; later ones, seconds)"
+cargo build --release
 exec target/release/food-api "$@"

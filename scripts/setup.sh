@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Installs what is missing, and only that: the Python venv with libtorch (PyPI torch wheel) and the
 # model export packages, the libtorch link cargo builds against, and the exported model files.
+# With --test (scripts/test.sh), also what the tests use: the Python test clients of
+# scripts/requirements-test.txt and Debian's Chromium for the browser test.
 # Safe to run again; a second run takes a second or two.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+for_tests=false
+case "${1:-}" in
+  --test) for_tests=true ;;
+  "") ;;
+  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 VENV=.venv
@@ -17,14 +26,18 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 
-# Reinstall only when the requirements changed since the last successful install.
-stamp="$VENV/.requirements.sha256"
-wanted=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
-  echo "setup: installing Python packages (torch 2.13.0 is about 2.7 GB of wheels; pip caches them)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-  echo "$wanted" > "$stamp"
-fi
+# Installs a requirements file again only when it changed since its last successful install.
+pip_install_once() {
+  local file=$1 why=$2
+  local stamp="$VENV/.$(basename "$file").sha256" wanted
+  wanted=$(sha256sum "$file" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+    echo "setup: installing $why"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$file"
+    echo "$wanted" > "$stamp"
+  fi
+}
+pip_install_once "$REQUIREMENTS" "Python packages (torch 2.13.0 is about 2.7 GB of wheels; pip caches them)"
 
 # .cargo/config.toml points LIBTORCH at this link; build.rs bakes its lib/ into the rpath.
 torch_dir=$("$VENV/bin/python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2>/dev/null)
@@ -33,20 +46,6 @@ ln -sfn "$torch_dir" "$VENV/libtorch"
 ort_lib=$("$VENV/bin/python" -c 'import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), "capi", "libonnxruntime.so*")))[0])')
 ln -sfn "$ort_lib" "$VENV/libonnxruntime.so"
 
-# Swagger UI's assets for GET /docs, from the npm registry (build.rs embeds them in the binary).
-SWAGGER_UI_VERSION=5.35.0
-swagger_dir=.vendor/swagger-ui-dist-$SWAGGER_UI_VERSION
-if [ ! -f "$swagger_dir/swagger-ui-bundle.js" ]; then
-  command -v npm >/dev/null || { echo "setup: npm not found; it fetches swagger-ui-dist for /docs (Node.js 18+)" >&2; exit 1; }
-  echo "setup: fetching swagger-ui-dist $SWAGGER_UI_VERSION (npm) for /docs"
-  tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent "swagger-ui-dist@$SWAGGER_UI_VERSION" >/dev/null && tar -xzf "swagger-ui-dist-$SWAGGER_UI_VERSION.tgz")
-  mkdir -p "$swagger_dir"
-  cp "$tmp"/package/{swagger-ui-bundle.js,swagger-ui.css,favicon-32x32.png,LICENSE,NOTICE} "$swagger_dir/"
-  rm -rf "$tmp"
-fi
-ln -sfn "swagger-ui-dist-$SWAGGER_UI_VERSION" .vendor/swagger-ui
-
 # Export again whenever what the export is made from changed (scripts or pinned packages).
 export_stamp=checkpoints/.export.sha256
 export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
@@ -54,4 +53,17 @@ if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkp
   echo "setup: exporting the models into checkpoints/"
   "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json
   echo "$export_inputs" > "$export_stamp"
+fi
+
+if $for_tests; then
+  pip_install_once scripts/requirements-test.txt "the Python packages the tests use"
+  # The browser test drives Debian's Chromium (playwright's own browser download cannot work here).
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "setup: installing Debian's chromium for the browser test"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq chromium >/dev/null
+  fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Sets up what is missing, then runs every test: unit tests, and integration tests against the
-# real model over real HTTP.
+# Sets up what is missing (the tests' Python clients and Chromium included), then runs every test:
+# unit tests, and integration tests against the real model over real HTTP (and the docs page in a
+# real browser). This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 cargo test --no-fail-fast "$@"

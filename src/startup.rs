@@ -84,7 +84,7 @@ impl Application {
                 .route("/metrics", web::get().to(routes::metrics))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))
-                .route("/docs/{file}", web::get().to(routes::docs_asset))
+                .route("/docs/{file:.*}", web::get().to(routes::docs_page))
                 .service(v2_scope(json_limit))
                 .default_service(web::to(not_found))
         })
@@ -163,6 +163,6 @@ fn cors(origins: &[String]) -> Cors {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(
-        "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, /v2 (Open Inference Protocol) and GET /docs".into(),
+        "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, /v2 (Open Inference Protocol) and GET /docs/".into(),
     ))
 }

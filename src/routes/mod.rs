@@ -15,7 +15,7 @@ pub use predict::predict;
 pub use predict_batch::predict_batch;
 pub use reload::reload_model;
 pub use metrics::metrics;
-pub use openapi::{docs, docs_asset, openapi_json};
+pub use openapi::{docs, docs_page, openapi_json};
 pub use system_status::system_status;
 
 use serde::Serialize;

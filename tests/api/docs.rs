@@ -1,10 +1,10 @@
-//! /openapi.json covers every route with its bodies and the error shape; /docs serves Swagger UI
+//! /openapi.json covers every route with its bodies and the error shape; /docs/ serves Swagger UI
 //! from the binary (no CDN: the page works offline).
 use serde_json::Value;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 16] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
@@ -14,6 +14,7 @@ const ROUTES: [(&str, &str); 15] = [
     ("/metrics", "get"),
     ("/openapi.json", "get"),
     ("/docs", "get"),
+    ("/docs/", "get"),
     ("/v2", "get"),
     ("/v2/health/live", "get"),
     ("/v2/health/ready", "get"),
@@ -47,16 +48,28 @@ async fn the_openapi_document_lists_every_route_its_request_bodies_and_the_error
 #[tokio::test]
 async fn the_docs_page_and_its_assets_come_from_the_binary() {
     let app = spawn_app().await;
+    // /docs sends a browser to /docs/, where the page's relative links resolve.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let redirect = no_redirects.get(format!("{}/docs", app.address)).send().await.unwrap();
+    assert_eq!((redirect.status().as_u16(), redirect.headers()["location"].to_str().unwrap()), (308, "/docs/"));
+
     let page = app.get("/docs").await;
-    assert_eq!(page.status(), 200);
+    assert_eq!((page.status().as_u16(), page.url().path()), (200, "/docs/"));
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(html.contains("/docs/swagger-ui-bundle.js") && html.contains("/openapi.json") && !html.contains("://"), "{html}");
-    for (file, content_type, at_least) in [("swagger-ui-bundle.js", "text/javascript", 500_000), ("swagger-ui.css", "text/css", 50_000)] {
+    assert!(html.contains("./swagger-ui-bundle.js") && html.contains("./swagger-initializer.js") && !html.contains("://"), "{html}");
+    // The page's settings: our document, no top bar to load others, no online validator.
+    let initializer = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
+    for setting in [r#""url": "/openapi.json""#, r#""layout": "BaseLayout""#, r#""validatorUrl": "none""#] {
+        assert!(initializer.contains(setting), "{setting} not in {initializer}");
+    }
+    for (file, content_type, at_least) in [("swagger-ui-bundle.js", "javascript", 500_000), ("swagger-ui.css", "text/css", 50_000)] {
         let response = app.get(&format!("/docs/{file}")).await;
         assert_eq!(response.status(), 200, "{file}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(content_type), "{file}");
+        assert!(response.headers()["content-type"].to_str().unwrap().contains(content_type), "{file}: {:?}", response.headers()["content-type"]);
         assert!(response.bytes().await.unwrap().len() > at_least, "{file}");
     }
+    let (status, kind, _) = error_of(app.get("/docs/no-such-file.js").await).await;
+    assert_eq!((status, kind.as_str()), (404, "not_found"));
     assert_eq!(app.get("/docs/../Cargo.toml").await.status(), 404);
 }

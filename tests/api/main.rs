@@ -1,6 +1,7 @@
 //! Integration tests: the real model, real HTTP on port 0. One binary, one module per area.
 mod admin;
 mod bad_input;
+mod browser;
 mod batch;
 mod classes;
 mod client_closed;
