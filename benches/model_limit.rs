@@ -59,8 +59,10 @@ impl Backend {
             }
             Backend::Onnx => {
                 let path = checkpoint("efficientnet_lite0.onnx");
-                let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
-                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra).expect("an ONNX Runtime session");
+                let bytes =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
+                let session =
+                    onnx_session(environment.expect("ONNX Runtime"), &bytes, intra).expect("an ONNX Runtime session");
                 Runner::Onnx(session)
             }
         }
@@ -90,7 +92,14 @@ struct Row {
 
 /// Images/s of `threads` threads, each with a runner of `intra` intra-op threads, summed; each
 /// thread is timed from the end of its own warm-up.
-fn measure(backend: Backend, module: Option<&CModule>, environment: Option<&Environment>, threads: usize, intra: usize, batch: usize) -> f64 {
+fn measure(
+    backend: Backend,
+    module: Option<&CModule>,
+    environment: Option<&Environment>,
+    threads: usize,
+    intra: usize,
+    batch: usize,
+) -> f64 {
     let input: Vec<f32> = (0..batch * 3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -118,7 +127,8 @@ fn measure(backend: Backend, module: Option<&CModule>, environment: Option<&Envi
 fn limit(backend: Backend, environment: Option<&Environment>, cores: usize) {
     let module = (backend == Backend::TorchScript).then(|| {
         let path = checkpoint("efficientnet_lite0.pt");
-        CModule::load_on_device(&path, Device::Cpu).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()))
+        CModule::load_on_device(&path, Device::Cpu)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()))
     });
     let mut rows = Vec::new();
     // One thread with every core, one with each core, and between.
@@ -132,7 +142,13 @@ fn limit(backend: Backend, environment: Option<&Environment>, cores: usize) {
     }
     rows.sort_by(|a, b| b.images_per_s.total_cmp(&a.images_per_s));
     let best = &rows[0];
-    println!("limit {}: {:.1} images/s at batch {}, {} ({cores} cores)", backend.name(), best.images_per_s, best.batch, best.layout);
+    println!(
+        "limit {}: {:.1} images/s at batch {}, {} ({cores} cores)",
+        backend.name(),
+        best.images_per_s,
+        best.batch,
+        best.layout
+    );
     for row in &rows {
         println!("  {} batch {}: {:.2}x the limit", row.layout, row.batch, row.images_per_s / best.images_per_s);
     }

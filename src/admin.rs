@@ -43,7 +43,9 @@ pub fn check(token: Option<&Secret>, bearer: Option<&str>, peer: Option<IpAddr>)
         (Some(token), Some(sent)) if token.matches(sent) => Ok(()),
         (Some(_), _) => Err(ApiError::Unauthorized),
         (None, _) if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
-        (None, _) => Err(ApiError::Forbidden("management endpoints accept only local callers when no admin token is set".into())),
+        (None, _) => {
+            Err(ApiError::Forbidden("management endpoints accept only local callers when no admin token is set".into()))
+        }
     }
 }
 

@@ -197,14 +197,26 @@ mod tests {
     fn the_readme_configuration_table_matches_the_flags() {
         use clap::CommandFactory;
         let readme = include_str!("../README.md");
-        let table = readme.split("## Configuration").nth(1).and_then(|s| s.split("\n## ").next()).expect("a Configuration section");
+        let table = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a Configuration section");
         let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| `--")).collect();
         let documented = |pattern: &str| -> Vec<String> {
-            rows.iter().flat_map(|r| r.split('`').skip(1).step_by(2)).filter(|w| w.starts_with(pattern)).map(String::from).collect()
+            rows.iter()
+                .flat_map(|r| r.split('`').skip(1).step_by(2))
+                .filter(|w| w.starts_with(pattern))
+                .map(String::from)
+                .collect()
         };
-        let mut flags: Vec<String> = Config::command().get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect();
-        let mut envs: Vec<String> =
-            Config::command().get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+        let mut flags: Vec<String> =
+            Config::command().get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect();
+        let mut envs: Vec<String> = Config::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect();
         let (mut readme_flags, mut readme_envs) = (documented("--"), documented("FOOD_API_"));
         for list in [&mut flags, &mut envs, &mut readme_flags, &mut readme_envs] {
             list.sort();

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::predictor::Outcome;
 use crate::state::AppState;
@@ -36,14 +38,24 @@ impl Metrics {
             Ok(h)
         };
         let metrics = Self {
-            http_requests: IntCounterVec::new(Opts::new("http_requests_total", "HTTP requests answered, by route and status"), &["route", "status"])?,
+            http_requests: IntCounterVec::new(
+                Opts::new("http_requests_total", "HTTP requests answered, by route and status"),
+                &["route", "status"],
+            )?,
             http_duration: HistogramVec::new(
-                HistogramOpts::new("http_request_duration_seconds", "Whole request, upload included, by route").buckets(BUCKETS.to_vec()),
+                HistogramOpts::new("http_request_duration_seconds", "Whole request, upload included, by route")
+                    .buckets(BUCKETS.to_vec()),
                 &["route"],
             )?,
             in_flight: IntGauge::new("http_requests_in_flight", "Requests being handled now")?,
-            queue_wait: histogram("queue_wait_seconds", "Wait for an inference thread (model calls only, cache hits excluded)")?,
-            preprocess: histogram("preprocess_seconds", "Image decode, resize and normalise, blocking-pool wait included")?,
+            queue_wait: histogram(
+                "queue_wait_seconds",
+                "Wait for an inference thread (model calls only, cache hits excluded)",
+            )?,
+            preprocess: histogram(
+                "preprocess_seconds",
+                "Image decode, resize and normalise, blocking-pool wait included",
+            )?,
             inference: histogram("inference_seconds", "Image model forward pass")?,
             text: histogram("text_encode_seconds", "Tokenizing and encoding a request's text (text cache misses)")?,
             predictions: IntCounterVec::new(Opts::new("predictions_total", "Answers given, by label"), &["label"])?,
@@ -73,7 +85,12 @@ impl Metrics {
     /// has no forward pass) are not observed.
     pub fn record_prediction(&self, outcome: &Outcome) {
         let t = &outcome.timings;
-        for (histogram, ms) in [(&self.queue_wait, t.queue), (&self.preprocess, t.preprocess), (&self.inference, t.inference), (&self.text, t.text)] {
+        for (histogram, ms) in [
+            (&self.queue_wait, t.queue),
+            (&self.preprocess, t.preprocess),
+            (&self.inference, t.inference),
+            (&self.text, t.text),
+        ] {
             if let Some(ms) = ms {
                 histogram.observe(ms / 1e3);
             }
@@ -129,8 +146,18 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
     let (p, t) = (state.predictions.stats(), state.texts.stats());
     counter_vec("cache_hits_total", "Cache hits", "cache", &[("prediction", p.hits), ("text", t.hits)])?;
     counter_vec("cache_misses_total", "Cache misses", "cache", &[("prediction", p.misses), ("text", t.misses)])?;
-    gauge_vec("cache_entries", "Entries in each cache", &["cache"], &[(&["prediction"], p.size as i64), (&["text"], t.size as i64)])?;
-    gauge_vec("cache_capacity", "Capacity of each cache", &["cache"], &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)])?;
+    gauge_vec(
+        "cache_entries",
+        "Entries in each cache",
+        &["cache"],
+        &[(&["prediction"], p.size as i64), (&["text"], t.size as i64)],
+    )?;
+    gauge_vec(
+        "cache_capacity",
+        "Capacity of each cache",
+        &["cache"],
+        &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)],
+    )?;
 
     let model = state.registry.current();
     let info: &[&str] = &[&model.manifest.name, &model.manifest.version, model.backend()];
@@ -138,14 +165,27 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
     gauge("model_generation", "1 at start, one more per successful reload", model.generation as f64)?;
     gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
     let reloads = state.registry.reload_stats();
-    counter_vec("model_reloads_total", "Reloads by outcome", "outcome", &[("success", reloads.succeeded), ("failure", reloads.failed)])?;
+    counter_vec(
+        "model_reloads_total",
+        "Reloads by outcome",
+        "outcome",
+        &[("success", reloads.succeeded), ("failure", reloads.failed)],
+    )?;
 
     let worker = state.worker.stats();
     gauge("queue_depth", "Requests waiting for or running on the model", state.worker.queued() as f64)?;
     gauge("queue_capacity", "Places in the queue (--queue-capacity)", state.config.queue_capacity as f64)?;
     counter("forward_passes_total", "Forward passes run (images and texts)", worker.completed.load(Ordering::Relaxed))?;
-    counter("skipped_jobs_total", "Jobs whose request had given up before an inference thread reached them", worker.skipped.load(Ordering::Relaxed))?;
-    counter("client_closed_total", "Requests dropped because the client hung up", state.requests.client_closed.load(Ordering::Relaxed))?;
+    counter(
+        "skipped_jobs_total",
+        "Jobs whose request had given up before an inference thread reached them",
+        worker.skipped.load(Ordering::Relaxed),
+    )?;
+    counter(
+        "client_closed_total",
+        "Requests dropped because the client hung up",
+        state.requests.client_closed.load(Ordering::Relaxed),
+    )?;
     gauge("uptime_seconds", "Seconds since the server started", state.started_at.elapsed().as_secs_f64())?;
     Ok(registry)
 }

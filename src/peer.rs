@@ -46,15 +46,14 @@ async fn watch(socket: &PeerSocket) -> std::io::Result<bool> {
     // A fresh duplicate per request: the registration with the runtime ends with the request.
     // SAFETY: an OwnedFd is a valid open descriptor that stays the same until it is dropped
     // with the AsyncFd that owns it.
-    let fd = unsafe { AsyncFd::register_with_interest(socket.0.try_clone()?, Interest::READABLE) }.map_err(std::io::Error::from)?;
+    let fd = unsafe { AsyncFd::register_with_interest(socket.0.try_clone()?, Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
     loop {
         let mut ready = fd.readable().await?;
         let mut byte = 0u8;
         // SAFETY: a one-byte read into a local buffer, on a descriptor we own; MSG_PEEK leaves
         // the byte for actix.
-        let n = unsafe {
-            libc::recv(fd.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT)
-        };
+        let n = unsafe { libc::recv(fd.as_raw_fd(), (&raw mut byte).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
         match n {
             0 => return Ok(true),
             n if n > 0 => return Ok(false),

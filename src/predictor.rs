@@ -82,7 +82,8 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
             timings.text = text_ms;
             let similarities = model.text.similarities(&encoding.embedding);
             let text_probabilities = softmax(&similarities, model.text.manifest.temperature);
-            let best = (0..similarities.len()).max_by(|&a, &b| similarities[a].total_cmp(&similarities[b])).unwrap_or(0);
+            let best =
+                (0..similarities.len()).max_by(|&a, &b| similarities[a].total_cmp(&similarities[b])).unwrap_or(0);
             let text_match = TextMatch {
                 label: model.classes.entries()[best].label.clone(),
                 similarity: similarities[best],
@@ -101,12 +102,18 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
 }
 
 /// Decode and resize on actix's blocking pool, then the image model on the inference thread.
-async fn run_image(state: &AppState, model: &Arc<LoadedModel>, image: &ImageUpload) -> Result<(Vec<f32>, Timings), ApiError> {
+async fn run_image(
+    state: &AppState,
+    model: &Arc<LoadedModel>,
+    image: &ImageUpload,
+) -> Result<(Vec<f32>, Timings), ApiError> {
     let started = Instant::now();
     let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), state.config.max_image_pixels);
-    let input = web::block(move || decode_rgb(image.bytes(), image.format(), max_pixels).map(|rgb| to_model_input(&rgb, &spec)))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("preprocessing thread failed: {e}")))??;
+    let input = web::block(move || {
+        decode_rgb(image.bytes(), image.format(), max_pixels).map(|rgb| to_model_input(&rgb, &spec))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("preprocessing thread failed: {e}")))??;
     let preprocess = started.elapsed();
     let inference = state.worker.infer(model.clone(), Work::Image(input)).await?;
     let timings = Timings {

@@ -3,8 +3,8 @@ use std::net::TcpListener;
 
 use actix_cors::Cors;
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::http::header;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -13,9 +13,9 @@ use tracing_actix_web::TracingLogger;
 use crate::config::{Config, OverloadStatus};
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
 use crate::routes;
-use crate::metrics::Metrics;
 use crate::state::AppState;
 use crate::telemetry;
 
@@ -54,8 +54,12 @@ impl Application {
         let registry = ModelRegistry::start(paths, device, layout)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
-        let worker = InferenceWorker::spawn(config.queue_capacity, layout, config.overload_status == OverloadStatus::TooManyRequests)
-            .context("cannot start the inference threads")?;
+        let worker = InferenceWorker::spawn(
+            config.queue_capacity,
+            layout,
+            config.overload_status == OverloadStatus::TooManyRequests,
+        )
+        .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))

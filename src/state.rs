@@ -28,7 +28,13 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, admin_token: Option<Secret>, registry: ModelRegistry, worker: InferenceWorker, metrics: Metrics) -> Self {
+    pub fn new(
+        config: Config,
+        admin_token: Option<Secret>,
+        registry: ModelRegistry,
+        worker: InferenceWorker,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             metrics,
             admin_token,

@@ -43,7 +43,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// One log line per request (id, route, status, cache hit, timings), the id echoed in
 /// `X-Request-Id`, and the request's metrics. The id comes from `TracingLogger`, which wraps this.
-pub async fn observe(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn observe(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
     // The pattern (`/v2/models/{name}/infer`), not the path: a scan of random URLs makes one series.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());

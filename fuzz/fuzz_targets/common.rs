@@ -3,12 +3,8 @@ use food_api::domain::ImageUpload;
 use food_api::preprocess::{decode_rgb, to_model_input, InputSpec};
 
 /// The bundled model's preprocessing (checkpoints/manifest.json), without reading the model.
-const SPEC: InputSpec = InputSpec {
-    input_size: 224,
-    resize_shorter_side: 256,
-    mean: [0.5, 0.5, 0.5],
-    std: [0.5, 0.5, 0.5],
-};
+const SPEC: InputSpec =
+    InputSpec { input_size: 224, resize_shorter_side: 256, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 
 /// 4 MP instead of the server's 40 MP default: the check is the same code, and small limits keep
 /// each run fast enough for the fuzzer to explore.

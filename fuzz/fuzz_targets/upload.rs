@@ -11,12 +11,8 @@ use libfuzzer_sys::fuzz_target;
 
 mod common;
 
-const LIMITS: UploadLimits = UploadLimits {
-    max_body_bytes: 1 << 20,
-    max_text_chars: 1000,
-    max_parts: 8,
-    read_timeout: Duration::from_secs(30),
-};
+const LIMITS: UploadLimits =
+    UploadLimits { max_body_bytes: 1 << 20, max_text_chars: 1000, max_parts: 8, read_timeout: Duration::from_secs(30) };
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

@@ -17,7 +17,12 @@ pub struct BatchUpload {
 }
 
 impl BatchUpload {
-    pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits, max_items: usize) -> Result<Self, ApiError> {
+    pub async fn read(
+        headers: &HeaderMap,
+        payload: Payload,
+        limits: UploadLimits,
+        max_items: usize,
+    ) -> Result<Self, ApiError> {
         let (mut images, mut texts) = (Vec::new(), Vec::new());
         for part in read_parts(headers, payload, limits).await? {
             match part.name.as_deref() {
@@ -36,7 +41,10 @@ impl BatchUpload {
             ));
         }
         if images.len() > max_items {
-            return Err(ApiError::Validation(format!("{} images, more than the limit of {max_items} per batch", images.len())));
+            return Err(ApiError::Validation(format!(
+                "{} images, more than the limit of {max_items} per batch",
+                images.len()
+            )));
         }
         if texts.len() > images.len() {
             return Err(ApiError::Validation(format!(

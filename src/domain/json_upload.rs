@@ -18,8 +18,10 @@ struct JsonPredict {
 }
 
 /// Standard alphabet; padding may be there or not (clients differ).
-const BASE64: GeneralPurpose =
-    GeneralPurpose::new(&base64::alphabet::STANDARD, GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent));
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// Room for the text, the keys and a data-URL prefix beside the base64 of the images.
 const JSON_OVERHEAD_BYTES: usize = 64 * 1024;
@@ -29,17 +31,26 @@ pub fn base64_body_limit(decoded_bytes: usize) -> usize {
     decoded_bytes.div_ceil(3) * 4 + JSON_OVERHEAD_BYTES
 }
 
-pub async fn read_json(headers: &HeaderMap, mut payload: Payload, limits: UploadLimits) -> Result<PredictUpload, ApiError> {
+pub async fn read_json(
+    headers: &HeaderMap,
+    mut payload: Payload,
+    limits: UploadLimits,
+) -> Result<PredictUpload, ApiError> {
     let body_limit = base64_body_limit(limits.max_body_bytes);
     let body = within_read_timeout(&limits, async {
         check_declared_length(headers, body_limit)?;
-        read_within(&mut payload, &mut Budget::new(body_limit), |e| ApiError::Validation(format!("cannot read the body: {e}"))).await
+        read_within(&mut payload, &mut Budget::new(body_limit), |e| {
+            ApiError::Validation(format!("cannot read the body: {e}"))
+        })
+        .await
     })
     .await?;
     let request: JsonPredict =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("malformed JSON body: {e}")))?;
     let image = request.image.ok_or_else(|| {
-        ApiError::Validation("missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}".into())
+        ApiError::Validation(
+            "missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}".into(),
+        )
     })?;
     let image = decode_base64_image(&image, limits.max_body_bytes)?;
     PredictUpload::parse(image, request.text.map(Bytes::from), limits.max_text_chars)
@@ -50,16 +61,21 @@ pub async fn read_json(headers: &HeaderMap, mut payload: Payload, limits: Upload
 pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
     let data = match field.strip_prefix("data:") {
         Some(url) => {
-            let (meta, data) = url.split_once(',').ok_or_else(|| ApiError::Validation("`image` is a data URL without a comma".into()))?;
+            let (meta, data) = url
+                .split_once(',')
+                .ok_or_else(|| ApiError::Validation("`image` is a data URL without a comma".into()))?;
             if !meta.ends_with(";base64") {
-                return Err(ApiError::Validation("`image` data URLs must be base64 (data:image/...;base64,...)".into()));
+                return Err(ApiError::Validation(
+                    "`image` data URLs must be base64 (data:image/...;base64,...)".into(),
+                ));
             }
             data
         }
         None => field,
     };
     let compact: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let image = BASE64.decode(&compact).map_err(|e| ApiError::Validation(format!("`image` is not valid base64: {e}")))?;
+    let image =
+        BASE64.decode(&compact).map_err(|e| ApiError::Validation(format!("`image` is not valid base64: {e}")))?;
     if image.len() > max_bytes {
         return Err(ApiError::PayloadTooLarge { limit: max_bytes });
     }

@@ -55,7 +55,9 @@ impl PredictText {
         let text = raw.trim();
         let chars = text.chars().count();
         if chars > max_chars {
-            return Err(ApiError::Validation(format!("`text` is {chars} characters, more than the limit of {max_chars}")));
+            return Err(ApiError::Validation(format!(
+                "`text` is {chars} characters, more than the limit of {max_chars}"
+            )));
         }
         Ok((!text.is_empty()).then(|| Self(text.to_string())))
     }
@@ -89,7 +91,9 @@ impl PredictUpload {
             }
         }
         let image = image.ok_or_else(|| {
-            ApiError::Validation("missing the `image` file field (send multipart/form-data with image=@photo.jpg)".into())
+            ApiError::Validation(
+                "missing the `image` file field (send multipart/form-data with image=@photo.jpg)".into(),
+            )
         })?;
         Self::parse(image, text, limits.max_text_chars)
     }
@@ -99,7 +103,8 @@ impl PredictUpload {
         let text = match text {
             None => None,
             Some(bytes) => {
-                let raw = std::str::from_utf8(&bytes).map_err(|_| ApiError::Validation("`text` is not valid UTF-8".into()))?;
+                let raw = std::str::from_utf8(&bytes)
+                    .map_err(|_| ApiError::Validation("`text` is not valid UTF-8".into()))?;
                 PredictText::parse(raw, max_text_chars)?
             }
         };
@@ -119,11 +124,20 @@ pub async fn read_parts(headers: &HeaderMap, payload: Payload, limits: UploadLim
 }
 
 /// `reading` (a body) within the limits' time: a client that sends too slowly gets 408.
-pub(super) async fn within_read_timeout<T>(limits: &UploadLimits, reading: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
-    tokio::time::timeout(limits.read_timeout, reading).await.map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
+pub(super) async fn within_read_timeout<T>(
+    limits: &UploadLimits,
+    reading: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limits.read_timeout, reading)
+        .await
+        .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
 }
 
-async fn read_parts_within_time(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
+async fn read_parts_within_time(
+    headers: &HeaderMap,
+    payload: Payload,
+    limits: UploadLimits,
+) -> Result<Vec<Part>, ApiError> {
     check_content_type(headers)?;
     check_declared_length(headers, limits.max_body_bytes)?;
     let mut budget = Budget::new(limits.max_body_bytes);
@@ -141,7 +155,8 @@ async fn read_parts_within_time(headers: &HeaderMap, payload: Payload, limits: U
 
 /// A body whose declared length is over `limit` is refused before any of it is read.
 pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     match declared {
         Some(n) if n > limit => Err(ApiError::PayloadTooLarge { limit }),
         _ => Ok(()),
@@ -181,7 +196,11 @@ impl Budget {
 
 /// A body stream (a multipart field, or a whole body) within the budget: past it, 413 at once,
 /// before the rest arrives.
-pub(super) async fn read_within<S, E>(stream: &mut S, budget: &mut Budget, error: impl Fn(E) -> ApiError) -> Result<Bytes, ApiError>
+pub(super) async fn read_within<S, E>(
+    stream: &mut S,
+    budget: &mut Budget,
+    error: impl Fn(E) -> ApiError,
+) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {

@@ -29,7 +29,8 @@ pub fn device_name(device: Device) -> String {
 /// never see a GPU. Linking it anyway costs about 170 MB of RSS on every CPU-only machine, so it
 /// is loaded here instead, and only where an NVIDIA driver is installed.
 fn load_cuda_backend() {
-    let (Some(lib_dir), true) = (option_env!("FOOD_API_LIBTORCH_LIB"), Path::new("/proc/driver/nvidia/version").exists())
+    let (Some(lib_dir), true) =
+        (option_env!("FOOD_API_LIBTORCH_LIB"), Path::new("/proc/driver/nvidia/version").exists())
     else {
         return;
     };
@@ -39,6 +40,8 @@ fn load_cuda_backend() {
     // loaded; the library stays loaded for the life of the process.
     match unsafe { libloading::os::unix::Library::open(Some(&path), flags) } {
         Ok(library) => std::mem::forget(library),
-        Err(e) => tracing::warn!(error = %e, "an NVIDIA driver is present but libtorch_cuda did not load; using the CPU"),
+        Err(e) => {
+            tracing::warn!(error = %e, "an NVIDIA driver is present but libtorch_cuda did not load; using the CPU")
+        }
     }
 }

@@ -103,10 +103,9 @@ impl LoadedModel {
         let (weights_file, weights) = hashed(&weights_path)?;
         let image = match manifest.format.as_str() {
             "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
-            _ => ImageModel::TorchScript(
-                CModule::load_data_on_device(&mut Cursor::new(weights), device)
-                    .map_err(|e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))))?,
-            ),
+            _ => ImageModel::TorchScript(CModule::load_data_on_device(&mut Cursor::new(weights), device).map_err(
+                |e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))),
+            )?),
         };
 
         let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
@@ -179,7 +178,12 @@ impl LoadedModel {
             times[times.len() / 2]
         };
         let (alone, shared) = (median(alone), median(shared));
-        tracing::info!(alone_ms = alone * 1e3, shared_ms = shared * 1e3, threads = layout.torch.alone, "forward pass of a lone request on every core vs one core's share");
+        tracing::info!(
+            alone_ms = alone * 1e3,
+            shared_ms = shared * 1e3,
+            threads = layout.torch.alone,
+            "forward pass of a lone request on every core vs one core's share"
+        );
         Ok(alone < 0.95 * shared)
     }
 
@@ -225,7 +229,9 @@ impl LoadedModel {
     fn forward(&self, chw: &[f32], slot: Slot) -> Result<Vec<f32>, String> {
         let size = self.manifest.input_size as usize;
         let logits = match &self.image {
-            ImageModel::TorchScript(module) => torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?,
+            ImageModel::TorchScript(module) => {
+                torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?
+            }
             ImageModel::Onnx(onnx) => onnx.logits(chw, size, slot).map_err(|e| first_line(&e))?,
         };
         Ok(softmax(&logits, 1.0))

@@ -48,8 +48,8 @@ pub struct TextEncoderManifest {
 impl Manifest {
     /// Parses and checks manifest.json, read from `path`.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
-        let manifest: Self = serde_json::from_slice(bytes)
-            .map_err(|e| LoadError::new(path, format!("not a valid manifest: {e}")))?;
+        let manifest: Self =
+            serde_json::from_slice(bytes).map_err(|e| LoadError::new(path, format!("not a valid manifest: {e}")))?;
         manifest.validate().map_err(|reason| LoadError::new(path, reason))?;
         Ok(manifest)
     }

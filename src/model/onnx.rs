@@ -39,9 +39,12 @@ impl OnnxImageModel {
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
         let session = |threads: usize| {
-            new_session(environment, bytes, threads).map(Mutex::new).map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
+            new_session(environment, bytes, threads)
+                .map(Mutex::new)
+                .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
         };
-        let shared = (0..layout.inference_threads.max(1)).map(|_| session(layout.torch.shared)).collect::<Result<_, _>>()?;
+        let shared =
+            (0..layout.inference_threads.max(1)).map(|_| session(layout.torch.shared)).collect::<Result<_, _>>()?;
         let alone = (layout.torch.alone != layout.torch.shared).then(|| session(layout.torch.alone)).transpose()?;
         Ok(Self { shared, alone })
     }
@@ -58,7 +61,9 @@ impl OnnxImageModel {
         let alone = self.alone.as_ref().filter(|_| slot.alone).and_then(|s| s.try_lock().ok());
         let mut session = match alone {
             Some(session) => session,
-            None => self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())?,
+            None => {
+                self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())?
+            }
         };
         let input = TensorRef::from_array_view(([1usize, 3, size, size], chw)).map_err(|e| e.to_string())?;
         let outputs = session.run(ort::inputs![input]).map_err(|e| e.to_string())?;
@@ -88,10 +93,16 @@ pub fn runtime() -> Result<&'static Environment, String> {
             "ONNX Runtime's library is not known to this build: set ORT_DYLIB_PATH to libonnxruntime.so".to_string()
         })?;
         if !Path::new(&path).exists() {
-            return Err(format!("ONNX Runtime's library {path} is missing: run scripts/setup.sh or set ORT_DYLIB_PATH"));
+            return Err(format!(
+                "ONNX Runtime's library {path} is missing: run scripts/setup.sh or set ORT_DYLIB_PATH"
+            ));
         }
         let environment = ort::init_from(&path).map_err(|e| format!("cannot load ONNX Runtime from {path}: {e}"))?;
-        environment.with_name("food-api").with_telemetry(false).build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+        environment
+            .with_name("food-api")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     });
     loaded.as_ref().map_err(Clone::clone)
 }

@@ -41,9 +41,13 @@ impl ModelRegistry {
     /// Loads generation 1 on the loader thread. An ONNX model gets a session per inference thread
     /// (`layout`); libtorch's warm-ups use the shared intra-op thread count.
     pub async fn start(paths: ModelPaths, device: Device, layout: ThreadLayout) -> Result<Self, LoadError> {
-        let loader = Loader::spawn(layout.torch.shared).map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
+        let loader = Loader::spawn(layout.torch.shared)
+            .map_err(|e| LoadError::new(&paths.model_dir, format!("cannot start the loader thread: {e}")))?;
         let load_paths = paths.clone();
-        let model = loader.run(move || LoadedModel::load(&load_paths, device, layout, 1)).await.unwrap_or_else(|| Err(loader_crashed(&paths)))?;
+        let model = loader
+            .run(move || LoadedModel::load(&load_paths, device, layout, 1))
+            .await
+            .unwrap_or_else(|| Err(loader_crashed(&paths)))?;
         tracing::info!(
             name = %model.manifest.name, version = %model.manifest.version, format = model.backend(), classes = model.classes.len(), alone_pays = model.alone_pays,
             load_ms = model.load_ms, ?device, "model loaded"
@@ -80,7 +84,11 @@ impl ModelRegistry {
         let started = Instant::now();
         let generation = self.current().generation + 1;
         let (paths, device, layout) = (self.paths.clone(), self.device, self.layout);
-        let loaded = self.loader.run(move || LoadedModel::load(&paths, device, layout, generation)).await.unwrap_or_else(|| Err(loader_crashed(&self.paths)));
+        let loaded = self
+            .loader
+            .run(move || LoadedModel::load(&paths, device, layout, generation))
+            .await
+            .unwrap_or_else(|| Err(loader_crashed(&self.paths)));
 
         let record = |ok: bool, error: Option<String>| ReloadRecord {
             at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),

@@ -18,7 +18,12 @@ pub struct TextModel {
 
 impl TextModel {
     /// Loads tokenizer and encoder and embeds every label. Runs libtorch: call off the async workers.
-    pub fn load(dir: &Path, manifest: &Manifest, classes: &ClassMapping, device: Device) -> Result<(Self, Vec<ModelFile>), LoadError> {
+    pub fn load(
+        dir: &Path,
+        manifest: &Manifest,
+        classes: &ClassMapping,
+        device: Device,
+    ) -> Result<(Self, Vec<ModelFile>), LoadError> {
         let tokenizer_path = manifest.tokenizer_path(dir);
         let (tokenizer_file, tokenizer_bytes) = hashed(&tokenizer_path)?;
         let mut tokenizer = Tokenizer::from_bytes(&tokenizer_bytes)
@@ -30,15 +35,18 @@ impl TextModel {
 
         let weights_path = manifest.text_weights_path(dir);
         let (weights_file, weights) = hashed(&weights_path)?;
-        let module = CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device)
-            .map_err(|e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))))?;
+        let module = CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
+            LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
+        })?;
 
-        let mut text = Self { module, tokenizer, device, label_embeddings: Vec::new(), manifest: manifest.text_encoder.clone() };
+        let mut text =
+            Self { module, tokenizer, device, label_embeddings: Vec::new(), manifest: manifest.text_encoder.clone() };
         let invalid = |reason: String| LoadError::new(&weights_path, reason);
         for class in classes.entries() {
             let prompt = text.manifest.label_template.replace("{}", &class.label);
             let ids = text.tokenize(&prompt).map_err(|e| LoadError::new(&tokenizer_path, e))?;
-            let embedding = text.embed(&ids).map_err(|e| invalid(format!("encoding the labels failed: {}", first_line(&e))))?;
+            let embedding =
+                text.embed(&ids).map_err(|e| invalid(format!("encoding the labels failed: {}", first_line(&e))))?;
             if embedding.len() != text.manifest.dim as usize || embedding.iter().any(|x| !x.is_finite()) {
                 return Err(invalid(format!(
                     "encoder gives {} values (finite: {}), the manifest says dim = {}",

@@ -137,7 +137,13 @@ impl InferenceWorker {
     }
 }
 
-fn run(jobs: &Mutex<mpsc::Receiver<Job>>, thread: usize, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
+fn run(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    thread: usize,
+    torch: TorchThreads,
+    in_use: impl Fn() -> usize,
+    stats: &WorkerStats,
+) {
     let _no_grad = tch::no_grad_guard();
     let mut current = 0;
     loop {

@@ -24,7 +24,9 @@ const SUPPORTED: [ImageFormat; 6] =
 /// The format named by the file's magic bytes, if it is one we decode.
 pub fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ApiError> {
     let format = image::guess_format(bytes).map_err(|_| {
-        ApiError::UnsupportedMediaType("the `image` file is not a recognised image (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into())
+        ApiError::UnsupportedMediaType(
+            "the `image` file is not a recognised image (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
+        )
     })?;
     if !SUPPORTED.contains(&format) {
         return Err(ApiError::UnsupportedMediaType(format!(
@@ -87,7 +89,9 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
                     // Entropy-coded data: 0xFF is stuffed (FF 00) or a restart marker until the
                     // next real marker.
                     loop {
-                        let Some(offset) = bytes.get(i..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else { return false };
+                        let Some(offset) = bytes.get(i..).and_then(|rest| rest.iter().position(|&b| b == 0xFF)) else {
+                            return false;
+                        };
                         i += offset;
                         match bytes.get(i + 1) {
                             None => return false,
@@ -121,12 +125,13 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Vec<f32> {
     let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3)
         .expect("an RgbImage buffer is width x height x 3 bytes");
     let mut dst = Image::new(spec.input_size, spec.input_size, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(left / scale_x, top / scale_y, crop / scale_x, crop / scale_y);
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("crop box lies inside the source and pixel types match");
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+        left / scale_x,
+        top / scale_y,
+        crop / scale_x,
+        crop / scale_y,
+    );
+    Resizer::new().resize(&src, &mut dst, &options).expect("crop box lies inside the source and pixel types match");
     normalise(dst.buffer(), spec)
 }
 

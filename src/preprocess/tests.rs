@@ -31,7 +31,8 @@ fn preprocess(bytes: &[u8]) -> Vec<f32> {
 #[test]
 fn preprocessing_matches_the_reference_pipeline() {
     let fixture: Fixture =
-        serde_json::from_str(&std::fs::read_to_string(repo_file("tests/fixtures/preprocess_reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(repo_file("tests/fixtures/preprocess_reference.json")).unwrap())
+            .unwrap();
     let chw = preprocess(&std::fs::read(repo_file(&fixture.image)).unwrap());
     let [channels, height, width] = fixture.shape;
     assert_eq!(chw.len(), channels * height * width);
@@ -39,7 +40,11 @@ fn preprocessing_matches_the_reference_pipeline() {
     for c in 0..3 {
         let plane = &chw[c * height * width..(c + 1) * height * width];
         let mean = plane.iter().sum::<f32>() / plane.len() as f32;
-        assert!((mean - fixture.channel_means[c]).abs() < 0.003, "channel {c}: mean {mean} vs {}", fixture.channel_means[c]);
+        assert!(
+            (mean - fixture.channel_means[c]).abs() < 0.003,
+            "channel {c}: mean {mean} vs {}",
+            fixture.channel_means[c]
+        );
         for (gy, row) in fixture.grid[c].iter().enumerate() {
             for (gx, expected) in row.iter().enumerate() {
                 let (y, x) = (gy * fixture.grid_step, gx * fixture.grid_step);

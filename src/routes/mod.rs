@@ -1,21 +1,21 @@
 //! One file per endpoint.
 mod classes;
 mod health;
+mod metrics;
+pub mod openapi;
 mod predict;
 mod predict_batch;
 mod reload;
 mod system_status;
 pub mod v2;
-mod metrics;
-pub mod openapi;
 
 pub use classes::classes;
 pub use health::health;
+pub use metrics::metrics;
+pub use openapi::{docs, docs_page, openapi_json};
 pub use predict::predict;
 pub use predict_batch::predict_batch;
 pub use reload::reload_model;
-pub use metrics::metrics;
-pub use openapi::{docs, docs_page, openapi_json};
 pub use system_status::system_status;
 
 use serde::Serialize;

@@ -101,7 +101,10 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("admin_token", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -129,12 +132,16 @@ pub async fn docs() -> HttpResponse {
 pub async fn docs_page(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let not_found = || ApiError::NotFound(format!("no docs file {file:?}; the page is GET /docs/"));
     // Only a format error of our configuration can fail here: a 500 is right.
-    let served = utoipa_swagger_ui::serve(&file, SWAGGER_CONFIG.clone()).map_err(|e| ApiError::Internal(anyhow::anyhow!("Swagger UI: {e}")))?;
+    let served = utoipa_swagger_ui::serve(&file, SWAGGER_CONFIG.clone())
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("Swagger UI: {e}")))?;
     let file = served.ok_or_else(not_found)?;
     // The files are static in the binary (only swagger-initializer.js is written per request): no copy.
     let body = match file.bytes {
         Cow::Borrowed(bytes) => Bytes::from_static(bytes),
         Cow::Owned(bytes) => Bytes::from(bytes),
     };
-    Ok(HttpResponse::Ok().content_type(file.content_type).insert_header((header::CACHE_CONTROL, "public, max-age=86400")).body(body))
+    Ok(HttpResponse::Ok()
+        .content_type(file.content_type)
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(body))
 }

@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::ModelRef;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
-use crate::peer;
 use crate::model::ClassScore;
+use crate::peer;
 use crate::predictor::{self, Outcome, TextMatch, Timings};
 use crate::state::AppState;
 use crate::telemetry::PredictionLog;
@@ -64,7 +64,8 @@ pub async fn predict(
     let mut outcome = unless_client_closed(&req, &state, predict_within_deadline(&state, &upload)).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight));
+    let mut response =
+        HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
     Ok(response)
@@ -73,7 +74,11 @@ pub async fn predict(
 /// Runs `work` unless the client hangs up first; then `work` is dropped (its queue places freed,
 /// its jobs skipped) and the request counted. Biased towards `work`: what is ready at once (a cache
 /// hit) never pays for watching the socket.
-pub(super) async fn unless_client_closed<T>(req: &HttpRequest, state: &AppState, work: impl Future<Output = T>) -> Result<T, ApiError> {
+pub(super) async fn unless_client_closed<T>(
+    req: &HttpRequest,
+    state: &AppState,
+    work: impl Future<Output = T>,
+) -> Result<T, ApiError> {
     tokio::select! {
         biased;
         done = work => Ok(done),

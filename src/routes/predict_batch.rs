@@ -72,7 +72,9 @@ pub async fn predict_batch(
     let items: Vec<Item> = results
         .iter()
         .map(|result| match result {
-            Ok((upload, outcome)) => Item::Answer(PredictResponse::new(outcome, upload, top_k, state.config.text_weight)),
+            Ok((upload, outcome)) => {
+                Item::Answer(PredictResponse::new(outcome, upload, top_k, state.config.text_weight))
+            }
             Err(e) => {
                 if let ApiError::Internal(cause) = e {
                     tracing::error!(error = ?cause, "batch item failed");

@@ -62,7 +62,8 @@ async fn predict_returns_413_over_the_upload_limit() {
 #[tokio::test]
 async fn predict_returns_415_for_a_body_that_is_neither_multipart_nor_json() {
     let app = spawn_app().await;
-    let request = app.client.post(format!("{}/predict", app.address)).header("content-type", "text/plain").body("image=x");
+    let request =
+        app.client.post(format!("{}/predict", app.address)).header("content-type", "text/plain").body("image=x");
     let response = request.send().await.unwrap();
     let (status, kind, _) = error_of(response).await;
     assert_eq!((status, kind.as_str()), (415, "unsupported_media_type"));
@@ -71,10 +72,9 @@ async fn predict_returns_415_for_a_body_that_is_neither_multipart_nor_json() {
 #[tokio::test]
 async fn predict_returns_400_for_a_multipart_body_without_boundary_or_malformed() {
     let app = spawn_app().await;
-    for (content_type, body) in [
-        ("multipart/form-data", "--x\r\n"),
-        ("multipart/form-data; boundary=xyz", "this is not multipart"),
-    ] {
+    for (content_type, body) in
+        [("multipart/form-data", "--x\r\n"), ("multipart/form-data; boundary=xyz", "this is not multipart")]
+    {
         let response = app
             .client
             .post(format!("{}/predict", app.address))

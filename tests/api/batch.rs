@@ -37,7 +37,10 @@ async fn items_are_answered_in_order_like_single_requests_with_per_item_errors()
     assert_eq!(items[0]["confidence"], single["confidence"], "same answer as a single request");
     assert_eq!(single["cache_hit"], true, "the batch filled the shared prediction cache");
 
-    assert_eq!((items[1]["status"].as_u64(), items[1]["error_type"].as_str()), (Some(415), Some("unsupported_media_type")));
+    assert_eq!(
+        (items[1]["status"].as_u64(), items[1]["error_type"].as_str()),
+        (Some(415), Some("unsupported_media_type"))
+    );
     assert_eq!(items[2]["label"], "espresso");
     assert!(items[2]["text"].is_null(), "no third text: {}", items[2]);
     assert_eq!((items[3]["status"].as_u64(), items[3]["error_type"].as_str()), (Some(400), Some("invalid_image")));
@@ -67,7 +70,8 @@ async fn a_batch_beyond_its_limits_or_without_images_is_refused_whole() {
     assert_eq!(status, 400);
     assert!(error.contains("by position"), "{error}");
 
-    let not_multipart = app.client.post(format!("{}/predict/batch", app.address)).body(photo.clone()).send().await.unwrap();
+    let not_multipart =
+        app.client.post(format!("{}/predict/batch", app.address)).body(photo.clone()).send().await.unwrap();
     assert_eq!(error_of(not_multipart).await.0, 415);
 
     let three = (0..3).fold(Form::new(), |form, _| form.part("image", image(photo.clone())));

@@ -14,7 +14,10 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 async fn the_docs_page_renders_every_route_and_try_it_out_predicts_in_chromium() {
     let python = repo_path(".venv/bin/python");
     assert!(python.exists(), "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)", python.display());
-    assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: apt-get install chromium (scripts/setup.sh --test does)");
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: apt-get install chromium (scripts/setup.sh --test does)"
+    );
     let app = spawn_app().await;
     // Kept after the run, for a person to look at.
     let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("docs-page.png");

@@ -12,7 +12,10 @@ fn raw_request(path: &str, images: &[Vec<u8>]) -> Vec<u8> {
     let boundary = "closedtestboundary";
     let mut body = Vec::new();
     for image in images {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n").bytes());
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.jpg\"\r\n\r\n")
+                .bytes(),
+        );
         body.extend(image);
         body.extend(b"\r\n");
     }
@@ -49,7 +52,9 @@ async fn a_request_whose_client_hangs_up_is_dropped_before_its_forward_pass() {
     let address = app.address.trim_start_matches("http://").to_string();
     let photo = |tag: &str| [sample("orange.jpg"), tag.as_bytes().to_vec()].concat(); // new bytes: uncached
 
-    for (path, images, n) in [("/predict", vec![photo("single")], 1), ("/predict/batch", vec![photo("b1"), photo("b2")], 2)] {
+    for (path, images, n) in
+        [("/predict", vec![photo("single")], 1), ("/predict/batch", vec![photo("b1"), photo("b2")], 2)]
+    {
         let mut client = TcpStream::connect(&address).await.unwrap();
         client.write_all(&raw_request(path, &images)).await.unwrap();
         drop(client); // hangs up without reading the answer
@@ -59,5 +64,8 @@ async fn a_request_whose_client_hangs_up_is_dropped_before_its_forward_pass() {
     // The server carries on, and a client that stays gets its answer.
     app.predict_ok(&photo("stays"), None).await;
     let status = status(&app).await;
-    assert_eq!((status["queue"]["completed"].as_u64(), status["requests"]["client_closed"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (status["queue"]["completed"].as_u64(), status["requests"]["client_closed"].as_u64()),
+        (Some(1), Some(2))
+    );
 }

@@ -31,7 +31,8 @@ fn animated_gif() -> Vec<u8> {
     let mut bytes = Vec::new();
     {
         let mut encoder = image::codecs::gif::GifEncoder::new(&mut bytes);
-        let frames = [photo().resize(64, 64, image::imageops::FilterType::Triangle).to_rgba8(), image::RgbaImage::new(64, 64)];
+        let frames =
+            [photo().resize(64, 64, image::imageops::FilterType::Triangle).to_rgba8(), image::RgbaImage::new(64, 64)];
         encoder.encode_frames(frames.into_iter().map(image::Frame::new)).unwrap();
     }
     bytes
@@ -68,13 +69,38 @@ fn cases() -> Vec<(&'static str, Request, u16, Option<&'static str>)> {
     let mut corrupt_header = jpeg.clone();
     corrupt_header[4..400].fill(0x00); // the magic stays, the segments after it are gone
     vec![
-        ("empty body", Request::Raw { content_type: "multipart/form-data; boundary=x", body: vec![] }, 400, Some("validation")),
-        ("wrong content type", Request::Raw { content_type: "image/jpeg", body: jpeg.clone() }, 415, Some("unsupported_media_type")),
-        ("multipart with no boundary", Request::Raw { content_type: "multipart/form-data", body: b"--x\r\n".to_vec() }, 400, Some("validation")),
+        (
+            "empty body",
+            Request::Raw { content_type: "multipart/form-data; boundary=x", body: vec![] },
+            400,
+            Some("validation"),
+        ),
+        (
+            "wrong content type",
+            Request::Raw { content_type: "image/jpeg", body: jpeg.clone() },
+            415,
+            Some("unsupported_media_type"),
+        ),
+        (
+            "multipart with no boundary",
+            Request::Raw { content_type: "multipart/form-data", body: b"--x\r\n".to_vec() },
+            400,
+            Some("validation"),
+        ),
         ("missing image", Request::Form(Form::new().text("text", "pizza")), 400, Some("validation")),
-        ("two image parts", Request::Form(image_form(jpeg.clone()).part("image", Part::bytes(jpeg.clone()))), 400, Some("validation")),
+        (
+            "two image parts",
+            Request::Form(image_form(jpeg.clone()).part("image", Part::bytes(jpeg.clone()))),
+            400,
+            Some("validation"),
+        ),
         ("zero-byte image", Request::Form(image_form(vec![])), 400, Some("invalid_image")),
-        ("text file named .jpg", Request::Form(image_form(b"hello, I am text\n".to_vec())), 415, Some("unsupported_media_type")),
+        (
+            "text file named .jpg",
+            Request::Form(image_form(b"hello, I am text\n".to_vec())),
+            415,
+            Some("unsupported_media_type"),
+        ),
         ("truncated JPEG", Request::Form(image_form(jpeg[..jpeg.len() / 2].to_vec())), 400, Some("invalid_image")),
         ("truncated PNG", Request::Form(image_form(png[..png.len() / 2].to_vec())), 400, Some("invalid_image")),
         ("corrupt JPEG header", Request::Form(image_form(corrupt_header)), 400, Some("invalid_image")),
@@ -86,17 +112,62 @@ fn cases() -> Vec<(&'static str, Request, u16, Option<&'static str>)> {
         ("grayscale PNG", Request::Form(image_form(encode(gray, ImageFormat::Png))), 200, None),
         ("CMYK JPEG", Request::Form(image_form(fixture("orange_cmyk.jpg"))), 200, None),
         ("RGBA PNG", Request::Form(image_form(encode(rgba, ImageFormat::Png))), 200, None),
-        ("1x1 image", Request::Form(image_form(encode(DynamicImage::ImageRgb8(RgbImage::new(1, 1)), ImageFormat::Png))), 200, None),
-        ("10000x1 image", Request::Form(image_form(encode(DynamicImage::ImageRgb8(RgbImage::new(10_000, 1)), ImageFormat::Png))), 200, None),
+        (
+            "1x1 image",
+            Request::Form(image_form(encode(DynamicImage::ImageRgb8(RgbImage::new(1, 1)), ImageFormat::Png))),
+            200,
+            None,
+        ),
+        (
+            "10000x1 image",
+            Request::Form(image_form(encode(DynamicImage::ImageRgb8(RgbImage::new(10_000, 1)), ImageFormat::Png))),
+            200,
+            None,
+        ),
         ("EXIF-rotated JPEG", Request::Form(image_form(fixture("orange_exif_rotated.jpg"))), 200, None),
-        ("decompression bomb (30000x30000 PNG header)", Request::Form(image_form(png_claiming_30000_square())), 413, Some("image_too_large")),
-        ("ICO image", Request::Form(image_form(vec![0, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0, 0, 0, 0, 0, 22, 0, 0, 0])), 415, Some("unsupported_media_type")),
+        (
+            "decompression bomb (30000x30000 PNG header)",
+            Request::Form(image_form(png_claiming_30000_square())),
+            413,
+            Some("image_too_large"),
+        ),
+        (
+            "ICO image",
+            Request::Form(image_form(vec![0, 0, 1, 0, 1, 0, 16, 16, 0, 0, 1, 0, 32, 0, 0, 0, 0, 0, 22, 0, 0, 0])),
+            415,
+            Some("unsupported_media_type"),
+        ),
         ("huge text", Request::Form(image_form(jpeg.clone()).text("text", "x".repeat(5000))), 400, Some("validation")),
-        ("invalid UTF-8 text", Request::Form(image_form(jpeg.clone()).part("text", Part::bytes(vec![0xc3, 0x28]))), 400, Some("validation")),
-        ("unknown extra fields", Request::Form(image_form(jpeg.clone()).text("colour", "orange").text("x", "y")), 200, None),
-        ("path-like filename", Request::Form(Form::new().part("image", Part::bytes(jpeg.clone()).file_name("../../etc/passwd"))), 200, None),
-        ("too many fields", Request::Form((0..10).fold(image_form(jpeg.clone()), |f, i| f.text(format!("extra{i}"), "x"))), 400, Some("validation")),
-        ("body over the upload limit", Request::Form(image_form(vec![0xff; 3_000_000])), 413, Some("payload_too_large")),
+        (
+            "invalid UTF-8 text",
+            Request::Form(image_form(jpeg.clone()).part("text", Part::bytes(vec![0xc3, 0x28]))),
+            400,
+            Some("validation"),
+        ),
+        (
+            "unknown extra fields",
+            Request::Form(image_form(jpeg.clone()).text("colour", "orange").text("x", "y")),
+            200,
+            None,
+        ),
+        (
+            "path-like filename",
+            Request::Form(Form::new().part("image", Part::bytes(jpeg.clone()).file_name("../../etc/passwd"))),
+            200,
+            None,
+        ),
+        (
+            "too many fields",
+            Request::Form((0..10).fold(image_form(jpeg.clone()), |f, i| f.text(format!("extra{i}"), "x"))),
+            400,
+            Some("validation"),
+        ),
+        (
+            "body over the upload limit",
+            Request::Form(image_form(vec![0xff; 3_000_000])),
+            413,
+            Some("payload_too_large"),
+        ),
     ]
 }
 
@@ -111,7 +182,9 @@ async fn every_corpus_case_gets_its_status_and_error_type_and_never_a_5xx() {
     for (name, request, status, error_type) in cases {
         let response = match request {
             Request::Form(form) => app.client.post(&url).multipart(form).send().await,
-            Request::Raw { content_type, body } => app.client.post(&url).header("content-type", content_type).body(Body::from(body)).send().await,
+            Request::Raw { content_type, body } => {
+                app.client.post(&url).header("content-type", content_type).body(Body::from(body)).send().await
+            }
         }
         .unwrap_or_else(|e| panic!("{name}: {e}"));
         let got = response.status().as_u16();
@@ -119,7 +192,10 @@ async fn every_corpus_case_gets_its_status_and_error_type_and_never_a_5xx() {
         assert_eq!(got, status, "{name}: {body}");
         match error_type {
             Some(kind) => assert_eq!(body["error_type"], kind, "{name}: {body}"),
-            None => assert!(body["label"].is_string() && body["mapped_probability"].as_f64().unwrap() > 0.0, "{name}: {body}"),
+            None => assert!(
+                body["label"].is_string() && body["mapped_probability"].as_f64().unwrap() > 0.0,
+                "{name}: {body}"
+            ),
         }
     }
     let status = app.get_json("/system_status").await;

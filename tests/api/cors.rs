@@ -26,7 +26,12 @@ async fn cors_is_closed_by_default() {
     let app = spawn_app().await;
     let response = preflight(&app.address, "http://app.example").await;
     assert!(response.headers().get("access-control-allow-origin").is_none());
-    let health = reqwest::Client::new().get(format!("{}/health", app.address)).header("origin", "http://app.example").send().await.unwrap();
+    let health = reqwest::Client::new()
+        .get(format!("{}/health", app.address))
+        .header("origin", "http://app.example")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
     assert!(health.headers().get("access-control-allow-origin").is_none());
 }

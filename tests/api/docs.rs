@@ -36,12 +36,20 @@ async fn the_openapi_document_lists_every_route_its_request_bodies_and_the_error
     assert!(form.is_object() && predict["requestBody"]["content"]["application/json"].is_object(), "{predict}");
     let schemas = &doc["components"]["schemas"];
     let image = &schemas["PredictForm"]["properties"]["image"];
-    assert_eq!((image["type"].as_str(), image["format"].as_str()), (Some("string"), Some("binary")), "a file picker in Swagger UI");
+    assert_eq!(
+        (image["type"].as_str(), image["format"].as_str()),
+        (Some("string"), Some("binary")),
+        "a file picker in Swagger UI"
+    );
     assert!(schemas["ErrorBody"]["properties"]["error_type"].is_object(), "{schemas}");
     assert!(schemas["PredictResponse"]["properties"]["top_k"].is_object(), "{schemas}");
     assert!(predict["responses"]["415"].is_object(), "{predict}");
     let top_k = &predict["parameters"][0];
-    assert_eq!((top_k["name"].as_str(), top_k["in"].as_str(), top_k["required"].as_bool()), (Some("top_k"), Some("query"), Some(false)), "{top_k}");
+    assert_eq!(
+        (top_k["name"].as_str(), top_k["in"].as_str(), top_k["required"].as_bool()),
+        (Some("top_k"), Some("query"), Some(false)),
+        "{top_k}"
+    );
     assert!(doc["paths"]["/v2/models/{name}/infer"]["post"]["requestBody"].is_object());
 }
 
@@ -57,16 +65,25 @@ async fn the_docs_page_and_its_assets_come_from_the_binary() {
     assert_eq!((page.status().as_u16(), page.url().path()), (200, "/docs/"));
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = page.text().await.unwrap();
-    assert!(html.contains("./swagger-ui-bundle.js") && html.contains("./swagger-initializer.js") && !html.contains("://"), "{html}");
+    assert!(
+        html.contains("./swagger-ui-bundle.js") && html.contains("./swagger-initializer.js") && !html.contains("://"),
+        "{html}"
+    );
     // The page's settings: our document, no top bar to load others, no online validator.
     let initializer = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
     for setting in [r#""url": "/openapi.json""#, r#""layout": "BaseLayout""#, r#""validatorUrl": "none""#] {
         assert!(initializer.contains(setting), "{setting} not in {initializer}");
     }
-    for (file, content_type, at_least) in [("swagger-ui-bundle.js", "javascript", 500_000), ("swagger-ui.css", "text/css", 50_000)] {
+    for (file, content_type, at_least) in
+        [("swagger-ui-bundle.js", "javascript", 500_000), ("swagger-ui.css", "text/css", 50_000)]
+    {
         let response = app.get(&format!("/docs/{file}")).await;
         assert_eq!(response.status(), 200, "{file}");
-        assert!(response.headers()["content-type"].to_str().unwrap().contains(content_type), "{file}: {:?}", response.headers()["content-type"]);
+        assert!(
+            response.headers()["content-type"].to_str().unwrap().contains(content_type),
+            "{file}: {:?}",
+            response.headers()["content-type"]
+        );
         assert!(response.bytes().await.unwrap().len() > at_least, "{file}");
     }
     let (status, kind, _) = error_of(app.get("/docs/no-such-file.js").await).await;

@@ -43,7 +43,9 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
 }
 
 fn copy_model_files(dir: &Path) {
-    for file in ["manifest.json", "efficientnet_lite0.pt", "efficientnet_lite0.onnx", "minilm_l6_v2.pt", "tokenizer.json"] {
+    for file in
+        ["manifest.json", "efficientnet_lite0.pt", "efficientnet_lite0.onnx", "minilm_l6_v2.pt", "tokenizer.json"]
+    {
         std::fs::copy(repo_path("checkpoints").join(file), dir.join(file)).unwrap();
     }
     std::fs::copy(repo_path("class_mapping.json"), dir.join("class_mapping.json")).unwrap();

@@ -19,7 +19,10 @@ async fn a_base64_image_gets_the_multipart_answer_and_shares_its_cache_entry() {
     let response = post_json(&app, json!({"image": STANDARD.encode(&photo), "text": "a pile of oranges"})).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!((&body["label"], &body["confidence"], &body["top_k"]), (&multipart["label"], &multipart["confidence"], &multipart["top_k"]));
+    assert_eq!(
+        (&body["label"], &body["confidence"], &body["top_k"]),
+        (&multipart["label"], &multipart["confidence"], &multipart["top_k"])
+    );
     assert_eq!(body["cache_hit"], true, "same image bytes and text: the multipart request's entry");
 }
 
@@ -38,7 +41,9 @@ async fn bad_json_bodies_get_the_same_errors_as_multipart_ones() {
     let mut config = test_config();
     config.max_upload_bytes = 100_000;
     let app = spawn_app_with(config).await;
-    let raw = |body: &'static str| app.client.post(format!("{}/predict", app.address)).header("content-type", "application/json").body(body);
+    let raw = |body: &'static str| {
+        app.client.post(format!("{}/predict", app.address)).header("content-type", "application/json").body(body)
+    };
     let (status, kind, error) = error_of(raw("{\"image\": ").send().await.unwrap()).await;
     assert_eq!((status, kind.as_str()), (400, "validation"), "{error}");
 

@@ -12,7 +12,18 @@ use crate::helpers::sample;
 #[tokio::test]
 async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its_id() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
-        .args(["--port", "0", "--workers", "1", "--torch-threads", "1", "--log-format", "json", "--admin-token", "s3cret-token"])
+        .args([
+            "--port",
+            "0",
+            "--workers",
+            "1",
+            "--torch-threads",
+            "1",
+            "--log-format",
+            "json",
+            "--admin-token",
+            "s3cret-token",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
@@ -20,7 +31,9 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
         .unwrap();
     let (lines_tx, lines) = mpsc::channel::<String>();
     let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(lines_tx.send(l))));
+    std::thread::spawn(move || {
+        BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(lines_tx.send(l)))
+    });
     let next_json = |what: &str| -> Value {
         loop {
             let line = lines.recv_timeout(Duration::from_secs(120)).unwrap_or_else(|_| panic!("no {what} line"));
@@ -36,8 +49,10 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
     assert!(settings.contains("[redacted]") && !settings.contains("s3cret-token"), "{settings}");
     let port = next_json("ready")["port"].as_u64().expect("the port as a number");
 
-    let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(sample("coffee.png")).file_name("coffee.png"));
-    let response = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/predict")).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(sample("coffee.png")).file_name("coffee.png"));
+    let response =
+        reqwest::Client::new().post(format!("http://127.0.0.1:{port}/predict")).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let id = response.headers()["x-request-id"].to_str().unwrap().to_string();
     assert!(!id.is_empty());
@@ -45,7 +60,11 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
     let line = next_json("request");
     let _ = child.kill();
     assert_eq!(line["request_id"], id.as_str(), "{line}");
-    assert_eq!((line["route"].as_str(), line["method"].as_str(), line["status"].as_u64()), (Some("/predict"), Some("POST"), Some(200)), "{line}");
+    assert_eq!(
+        (line["route"].as_str(), line["method"].as_str(), line["status"].as_u64()),
+        (Some("/predict"), Some("POST"), Some(200)),
+        "{line}"
+    );
     assert_eq!((line["cache_hit"].as_bool(), line["label"].as_str()), (Some(false), Some("espresso")), "{line}");
     assert!(line["inference_ms"].as_f64().unwrap() > 0.0 && line["duration_ms"].as_f64().unwrap() > 0.0, "{line}");
 }

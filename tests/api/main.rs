@@ -1,20 +1,20 @@
 //! Integration tests: the real model, real HTTP on port 0. One binary, one module per area.
 mod admin;
 mod bad_input;
-mod browser;
 mod batch;
+mod browser;
 mod classes;
 mod client_closed;
 mod corpus;
 mod cors;
 mod docs;
 mod health;
-mod onnx;
-mod overload;
 mod helpers;
 mod json_predict;
 mod logs;
 mod metrics;
+mod onnx;
+mod overload;
 mod predict;
 mod reload;
 mod startup;

@@ -21,7 +21,9 @@ async fn scrape(app: &TestApp) -> HashMap<String, f64> {
 }
 
 fn value(metrics: &HashMap<String, f64>, series: &str) -> f64 {
-    *metrics.get(series).unwrap_or_else(|| panic!("no {series} in {:#?}", metrics.keys().filter(|k| !k.contains("_bucket")).collect::<Vec<_>>()))
+    *metrics.get(series).unwrap_or_else(|| {
+        panic!("no {series} in {:#?}", metrics.keys().filter(|k| !k.contains("_bucket")).collect::<Vec<_>>())
+    })
 }
 
 #[tokio::test]
@@ -38,7 +40,11 @@ async fn metrics_count_requests_caches_stages_labels_and_reloads() {
     let m = scrape(&app).await;
     assert_eq!(value(&m, r#"food_api_http_requests_total{route="/predict",status="200"}"#), 3.0);
     assert_eq!(value(&m, r#"food_api_http_requests_total{route="/predict",status="415"}"#), 1.0);
-    assert_eq!(value(&m, r#"food_api_http_requests_total{route="unmatched",status="404"}"#), 1.0, "one series for any unknown path");
+    assert_eq!(
+        value(&m, r#"food_api_http_requests_total{route="unmatched",status="404"}"#),
+        1.0,
+        "one series for any unknown path"
+    );
     assert_eq!(value(&m, r#"food_api_http_request_duration_seconds_count{route="/predict"}"#), 4.0);
     assert_eq!(value(&m, "food_api_http_requests_in_flight"), 1.0, "the scrape itself");
 
@@ -58,7 +64,11 @@ async fn metrics_count_requests_caches_stages_labels_and_reloads() {
     assert_eq!(value(&m, r#"food_api_model_reloads_total{outcome="failure"}"#), 0.0);
     assert_eq!(value(&m, "food_api_model_generation"), 2.0);
     assert!(value(&m, "food_api_model_load_seconds") > 0.0);
-    assert!(m.keys().any(|k| k.starts_with("food_api_model_info{") && k.contains(r#"format="torchscript""#)), "{:?}", m.keys());
+    assert!(
+        m.keys().any(|k| k.starts_with("food_api_model_info{") && k.contains(r#"format="torchscript""#)),
+        "{:?}",
+        m.keys()
+    );
     assert_eq!(value(&m, "food_api_queue_depth"), 0.0);
     assert_eq!(value(&m, "food_api_forward_passes_total"), 3.0, "two images and one text");
 }

@@ -4,7 +4,9 @@
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{error_of, sample, spawn_app, spawn_app_on_model_copy, spawn_app_on_model_copy_with, test_config, use_onnx, TestApp};
+use crate::helpers::{
+    error_of, sample, spawn_app, spawn_app_on_model_copy, spawn_app_on_model_copy_with, test_config, use_onnx, TestApp,
+};
 
 const PHOTOS: [&str; 5] = ["apple.jpg", "cat.png", "coffee.png", "fruits.jpg", "orange.jpg"];
 
@@ -19,7 +21,11 @@ fn answer(body: &Value) -> (String, Vec<(String, f64)>) {
 fn assert_same_answer(photo: &str, torch: &Value, onnx: &Value) {
     let ((label_t, top_t), (label_o, top_o)) = (answer(torch), answer(onnx));
     assert_eq!(label_t, label_o, "{photo}");
-    assert_eq!(top_t.iter().map(|c| &c.0).collect::<Vec<_>>(), top_o.iter().map(|c| &c.0).collect::<Vec<_>>(), "{photo}");
+    assert_eq!(
+        top_t.iter().map(|c| &c.0).collect::<Vec<_>>(),
+        top_o.iter().map(|c| &c.0).collect::<Vec<_>>(),
+        "{photo}"
+    );
     for ((label, p_t), (_, p_o)) in top_t.iter().zip(&top_o) {
         assert!((p_t - p_o).abs() < 1e-3, "{photo} {label}: torchscript {p_t}, onnx {p_o}");
     }

@@ -51,7 +51,9 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
 async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
     let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
     let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
-    let model = Arc::new(tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap());
+    let model = Arc::new(
+        tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
+    );
     let worker = InferenceWorker::spawn(4, layout, false).unwrap();
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
 
@@ -103,7 +105,10 @@ async fn two_inference_threads_answer_concurrent_requests_alike() {
     .await;
     for answer in &answers {
         assert_eq!(answer["image"]["label"], "orange", "{answer}");
-        assert_eq!(answer["image"]["probability"], answers[0]["image"]["probability"], "same image, same answer on either thread");
+        assert_eq!(
+            answer["image"]["probability"], answers[0]["image"]["probability"],
+            "same image, same answer on either thread"
+        );
     }
     let status = app.get_json("/system_status").await;
     assert_eq!(status["queue"]["completed"], 16, "8 images and 8 texts: {status}");

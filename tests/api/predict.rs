@@ -50,7 +50,8 @@ async fn the_answer_carries_top_k_timings_and_the_model() {
     for timing in ["preprocess", "queue", "inference", "total"] {
         assert!(body["timings_ms"][timing].as_f64().unwrap() >= 0.0, "{timing}: {body}");
     }
-    let probabilities: Vec<f64> = body["top_k"].as_array().unwrap().iter().map(|c| c["probability"].as_f64().unwrap()).collect();
+    let probabilities: Vec<f64> =
+        body["top_k"].as_array().unwrap().iter().map(|c| c["probability"].as_f64().unwrap()).collect();
     assert!(probabilities.windows(2).all(|w| w[0] >= w[1]), "sorted: {probabilities:?}");
 }
 

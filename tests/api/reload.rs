@@ -62,10 +62,9 @@ async fn reload_with_corrupt_weights_fails_and_the_old_model_keeps_serving() {
 #[tokio::test]
 async fn reload_with_an_out_of_range_or_duplicate_mapping_is_refused() {
     let app = spawn_app_on_model_copy().await;
-    for (mapping, reason) in [
-        (r#"{"pizza": 1000}"#, "outside the model's 1000 outputs"),
-        (r#"{"pizza": 963, "pie": 963}"#, "mapped twice"),
-    ] {
+    for (mapping, reason) in
+        [(r#"{"pizza": 1000}"#, "outside the model's 1000 outputs"), (r#"{"pizza": 963, "pie": 963}"#, "mapped twice")]
+    {
         std::fs::write(app.model_file("class_mapping.json"), mapping).unwrap();
         let (status, kind, message) = error_of(app.post_reload().await).await;
         assert_eq!((status, kind.as_str()), (422, "invalid_model"), "{message}");
@@ -115,18 +114,50 @@ async fn every_kind_of_broken_model_is_refused_and_recorded() {
     let manifest = std::fs::read_to_string(repo_path("checkpoints/manifest.json")).unwrap();
     type Break<'a> = Box<dyn Fn(&TestApp) + 'a>;
     let faults: Vec<(&str, Break, &str, &str)> = vec![
-        ("truncated weights", Box::new(|a| std::fs::write(a.model_file("efficientnet_lite0.pt"), &weights[..weights.len() / 2]).unwrap()),
-            "efficientnet_lite0.pt", "TorchScript"),
-        ("not TorchScript", Box::new(|a| std::fs::copy(repo_path("sample/orange.jpg"), a.model_file("efficientnet_lite0.pt")).map(drop).unwrap()),
-            "efficientnet_lite0.pt", "TorchScript"),
-        ("output width unlike the manifest's", Box::new(|a| std::fs::write(a.model_file("manifest.json"), manifest.replace("\"num_outputs\": 1000", "\"num_outputs\": 1001")).unwrap()),
-            "efficientnet_lite0.pt", "1000 outputs"),
-        ("duplicate index", Box::new(|a| std::fs::write(a.model_file("class_mapping.json"), r#"{"pizza": 963, "pie": 963}"#).unwrap()),
-            "class_mapping.json", "mapped twice"),
-        ("missing tokenizer", Box::new(|a| std::fs::remove_file(a.model_file("tokenizer.json")).unwrap()),
-            "tokenizer.json", "not found"),
-        ("missing manifest", Box::new(|a| std::fs::remove_file(a.model_file("manifest.json")).unwrap()),
-            "manifest.json", "not found"),
+        (
+            "truncated weights",
+            Box::new(|a| std::fs::write(a.model_file("efficientnet_lite0.pt"), &weights[..weights.len() / 2]).unwrap()),
+            "efficientnet_lite0.pt",
+            "TorchScript",
+        ),
+        (
+            "not TorchScript",
+            Box::new(|a| {
+                std::fs::copy(repo_path("sample/orange.jpg"), a.model_file("efficientnet_lite0.pt")).map(drop).unwrap()
+            }),
+            "efficientnet_lite0.pt",
+            "TorchScript",
+        ),
+        (
+            "output width unlike the manifest's",
+            Box::new(|a| {
+                std::fs::write(
+                    a.model_file("manifest.json"),
+                    manifest.replace("\"num_outputs\": 1000", "\"num_outputs\": 1001"),
+                )
+                .unwrap()
+            }),
+            "efficientnet_lite0.pt",
+            "1000 outputs",
+        ),
+        (
+            "duplicate index",
+            Box::new(|a| std::fs::write(a.model_file("class_mapping.json"), r#"{"pizza": 963, "pie": 963}"#).unwrap()),
+            "class_mapping.json",
+            "mapped twice",
+        ),
+        (
+            "missing tokenizer",
+            Box::new(|a| std::fs::remove_file(a.model_file("tokenizer.json")).unwrap()),
+            "tokenizer.json",
+            "not found",
+        ),
+        (
+            "missing manifest",
+            Box::new(|a| std::fs::remove_file(a.model_file("manifest.json")).unwrap()),
+            "manifest.json",
+            "not found",
+        ),
     ];
     for (n, (fault, break_it, file, cause)) in faults.iter().enumerate() {
         break_it(&app);
@@ -138,7 +169,11 @@ async fn every_kind_of_broken_model_is_refused_and_recorded() {
         assert!(body["error"].as_str().unwrap().contains(cause), "{fault}: {body}");
 
         let answer = app.predict_ok(&orange, Some(fault)).await;
-        assert_eq!((answer["label"].as_str(), answer["model"]["generation"].as_u64()), (Some("orange"), Some(1)), "{fault}");
+        assert_eq!(
+            (answer["label"].as_str(), answer["model"]["generation"].as_u64()),
+            (Some("orange"), Some(1)),
+            "{fault}"
+        );
         let reloads = app.get_json("/system_status").await["model"]["reloads"].clone();
         assert_eq!(reloads["failed"].as_u64(), Some(n as u64 + 1), "{fault}: {reloads}");
         assert_eq!(reloads["last"]["ok"], false, "{fault}");

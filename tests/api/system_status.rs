@@ -14,7 +14,11 @@ async fn system_status_reports_machine_process_model_caches_and_requests() {
     let model = &status["model"];
     assert_eq!(model["device"], "cpu");
     assert_eq!(model["torch_threads"], 1);
-    assert_eq!((model["format"].as_str(), model["alone_pays"].as_bool()), (Some("torchscript"), Some(false)), "one thread either way: nothing to measure");
+    assert_eq!(
+        (model["format"].as_str(), model["alone_pays"].as_bool()),
+        (Some("torchscript"), Some(false)),
+        "one thread either way: nothing to measure"
+    );
     assert_eq!(model["classes"], 47);
     let files = model["files"].as_array().unwrap();
     assert_eq!(files.len(), 5, "manifest, weights, mapping, text encoder, tokenizer");

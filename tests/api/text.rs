@@ -44,12 +44,16 @@ async fn a_matching_text_never_lowers_the_matched_class() {
     ] {
         let image = sample(photo);
         let alone: Value = app
-            .post_form("/predict?top_k=47", reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(image.clone())))
+            .post_form(
+                "/predict?top_k=47",
+                reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(image.clone())),
+            )
             .await
             .json()
             .await
             .unwrap();
-        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(image)).text("text", text);
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(image)).text("text", text);
         let with_text: Value = app.post_form("/predict?top_k=47", form).await.json().await.unwrap();
         let matched = with_text["text_match"]["label"].as_str().unwrap();
         let (before, after) = (probability_of(&alone, matched), probability_of(&with_text, matched));
@@ -93,7 +97,10 @@ async fn a_repeated_text_is_a_text_cache_hit_and_skips_the_encoder() {
     assert!(second["timings_ms"]["text"].is_null(), "the text came from the text cache: {second}");
     assert_eq!(first["text_match"], second["text_match"]);
     let text_cache = app.get_json("/system_status").await["caches"]["text"].clone();
-    assert_eq!((text_cache["hits"].as_u64(), text_cache["misses"].as_u64(), text_cache["size"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (text_cache["hits"].as_u64(), text_cache["misses"].as_u64(), text_cache["size"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
     assert_eq!(text_cache["capacity"], 1000);
 }
 

@@ -13,7 +13,12 @@ async fn infer(app: &TestApp, model: &str, body: Value) -> reqwest::Response {
 }
 
 fn output<'a>(body: &'a Value, name: &str) -> &'a Value {
-    body["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).unwrap_or_else(|| panic!("no output {name}: {body}"))
+    body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no output {name}: {body}"))
 }
 
 #[tokio::test]
@@ -79,7 +84,8 @@ async fn the_classification_extension_gives_the_top_n_as_score_index_label() {
     assert_eq!(body["outputs"].as_array().unwrap().len(), 1, "only the output asked for");
     let top = output(&body, "top_k");
     assert_eq!(top["shape"], json!([1, 2]));
-    let labels: Vec<&str> = top["data"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().rsplit(':').next().unwrap()).collect();
+    let labels: Vec<&str> =
+        top["data"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().rsplit(':').next().unwrap()).collect();
     assert_eq!(labels, ["lemon", "orange"]);
 }
 
@@ -95,7 +101,11 @@ async fn malformed_infer_requests_get_4xx_with_a_json_error() {
         (image(json!(["not base64!"]), json!([1])), 400, "validation"),
         (image(json!([STANDARD.encode(b"plain text")]), json!([1])), 415, "unsupported_media_type"),
         (json!({"inputs": [{"name": "image", "shape": [1], "datatype": "FP32", "data": [0.5]}]}), 400, "validation"),
-        (json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [orange]}], "outputs": [{"name": "logits"}]}), 400, "validation"),
+        (
+            json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [orange]}], "outputs": [{"name": "logits"}]}),
+            400,
+            "validation",
+        ),
         (json!({"no": "inputs"}), 400, "validation"),
     ] {
         let (got, got_kind, error) = error_of(infer(&app, MODEL, body.clone()).await).await;
@@ -103,7 +113,11 @@ async fn malformed_infer_requests_get_4xx_with_a_json_error() {
     }
     let (status, kind, _) = error_of(infer(&app, "resnet50", image(json!([orange]), json!([1]))).await).await;
     assert_eq!((status, kind.as_str()), (404, "not_found"));
-    let raw = app.client.post(format!("{}/v2/models/{MODEL}/infer", app.address)).header("content-type", "text/plain").body("{}");
+    let raw = app
+        .client
+        .post(format!("{}/v2/models/{MODEL}/infer", app.address))
+        .header("content-type", "text/plain")
+        .body("{}");
     let (status, kind, _) = error_of(raw.send().await.unwrap()).await;
     assert_eq!((status, kind.as_str()), (415, "unsupported_media_type"));
 }

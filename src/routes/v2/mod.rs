@@ -9,13 +9,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-pub use protocol::InferRequest;
-use protocol::{output, requested_outputs, uploads};
 use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed};
 use crate::error::ApiError;
 use crate::model::LoadedModel;
 use crate::predictor::Outcome;
 use crate::state::AppState;
+pub use protocol::InferRequest;
+use protocol::{output, requested_outputs, uploads};
 
 #[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, description = "`{live: true}`", body = Object)))]
 pub async fn live() -> HttpResponse {
@@ -26,7 +26,11 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let ready = state.worker.is_alive();
     let body = json!({ "ready": ready });
-    if ready { HttpResponse::Ok().json(body) } else { HttpResponse::ServiceUnavailable().json(body) }
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
 }
 
 /// The server's metadata.
@@ -43,7 +47,10 @@ pub async fn server_metadata() -> HttpResponse {
 fn model_named(state: &AppState, name: &str) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
     let model = state.registry.current();
     if model.manifest.name != name {
-        return Err(ApiError::NotFound(format!("no model named {name:?}; this server serves {:?}", model.manifest.name)));
+        return Err(ApiError::NotFound(format!(
+            "no model named {name:?}; this server serves {:?}",
+            model.manifest.name
+        )));
     }
     Ok(model)
 }
@@ -107,16 +114,18 @@ pub async fn infer(
     state.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     let state_ref = &state;
-    let answers = stream::iter(&uploads).map(|upload| predict_within_deadline(state_ref, upload)).buffered(items_in_flight(&state));
+    let answers = stream::iter(&uploads)
+        .map(|upload| predict_within_deadline(state_ref, upload))
+        .buffered(items_in_flight(&state));
     let answers = answers.try_collect::<Vec<Outcome>>();
     let outcomes = unless_client_closed(&req, &state, answers).await??;
 
     let rows = outcomes.len();
     let outputs: Vec<Value> = outputs.iter().map(|(name, k)| output(name, *k, &outcomes, rows)).collect();
-    let mut body = json!({ "model_name": model.manifest.name, "model_version": model.manifest.version, "outputs": outputs });
+    let mut body =
+        json!({ "model_name": model.manifest.name, "model_version": model.manifest.version, "outputs": outputs });
     if let Some(id) = request.id {
         body["id"] = id.into();
     }
     Ok(HttpResponse::Ok().json(body))
 }
-
