@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Sets up what is missing (the tests' Python clients and Chromium included), then runs every test:
-# unit tests, and integration tests against the real model over real HTTP (and the docs page in a
-# real browser). This is what CI runs (.ci/run).
+# Sets up what is missing (the tests' Python clients and Chromium included), checks formatting and
+# lints, then runs every test: unit tests, and integration tests against the real model over real
+# HTTP (and the docs page in a real browser). This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+echo "test: cargo fmt --check"
+cargo fmt --check
+echo "test: cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast "$@"

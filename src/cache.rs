@@ -30,9 +30,12 @@ pub fn prediction_key(image: &[u8], text: Option<&str>) -> PredictionKey {
     hasher.finalize().into()
 }
 
+/// Each value with the generation of the model that computed it.
+type Entries<K, V> = LruCache<K, (u64, Arc<V>)>;
+
 pub struct GenerationCache<K: Hash + Eq, V> {
     // None when the configured size is 0: caching is off.
-    entries: Option<Mutex<LruCache<K, (u64, Arc<V>)>>>,
+    entries: Option<Mutex<Entries<K, V>>>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,

@@ -140,7 +140,7 @@ async fn encode_text(
     let token_ids = model.text.tokenize(text).map_err(|e| ApiError::Validation(format!("`text` {e}")))?;
     let inference = state.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
     let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
-    if state.registry.is_current(&model) {
+    if state.registry.is_current(model) {
         state.texts.insert(text.to_string(), model.generation, encoding.clone());
     }
     Ok(Some((encoding, Some(ms(started.elapsed())))))

@@ -9,28 +9,41 @@ use serde_json::Value;
 
 use crate::helpers::sample;
 
+/// The server process, killed and reaped however the test ends: a failed assertion leaves nothing
+/// running.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its_id() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
-        .args([
-            "--port",
-            "0",
-            "--workers",
-            "1",
-            "--torch-threads",
-            "1",
-            "--log-format",
-            "json",
-            "--admin-token",
-            "s3cret-token",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_food-api"))
+            .args([
+                "--port",
+                "0",
+                "--workers",
+                "1",
+                "--torch-threads",
+                "1",
+                "--log-format",
+                "json",
+                "--admin-token",
+                "s3cret-token",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = server.0.stderr.take().unwrap();
     std::thread::spawn(move || {
         BufReader::new(stderr).lines().map_while(Result::ok).for_each(|l| drop(lines_tx.send(l)))
     });
@@ -58,7 +71,7 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
     assert!(!id.is_empty());
 
     let line = next_json("request");
-    let _ = child.kill();
+    drop(server);
     assert_eq!(line["request_id"], id.as_str(), "{line}");
     assert_eq!(
         (line["route"].as_str(), line["method"].as_str(), line["status"].as_u64()),
