@@ -61,7 +61,10 @@ if $for_tests; then
   if [ ! -x /usr/bin/chromium ]; then
     echo "setup: installing Debian's chromium for the browser test"
     sudo=""
-    [ "$(id -u)" = 0 ] || sudo="sudo"
+    if [ "$(id -u)" != 0 ]; then
+      command -v sudo >/dev/null || { echo "setup: /usr/bin/chromium is missing and this is not root: apt-get install chromium as root" >&2; exit 1; }
+      sudo="sudo"
+    fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq chromium >/dev/null

@@ -1,26 +1,35 @@
 //! Access to management endpoints (`/reload_model` and later ones): a bearer token when one is
-//! configured, otherwise only callers on this machine.
+//! configured, otherwise only callers on this machine; and never a request that a browser sent on
+//! behalf of another site (a form post needs no CORS preflight, and DNS rebinding gives a page on
+//! another site a name that resolves to 127.0.0.1).
 use std::future::{ready, Ready};
 use std::net::IpAddr;
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A token that never shows in logs or `Debug` output.
+/// A token that never shows in logs or `Debug` output. Only its SHA-256 is kept: comparing digests
+/// takes the same time whatever the length or content of the candidate.
 #[derive(Clone)]
-pub struct Secret(String);
+pub struct Secret([u8; 32]);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+    /// Refuses an empty (or blank) token: it would let anyone in who sends `Bearer `.
+    pub fn new(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err("the admin token is empty: set a non-blank token, or none to trust loopback callers".into());
+        }
+        Ok(Self(Sha256::digest(value.as_bytes()).into()))
     }
 
-    /// Compares in time that does not depend on where the strings differ.
     pub fn matches(&self, candidate: &str) -> bool {
-        self.0.as_bytes().ct_eq(candidate.as_bytes()).into()
+        let candidate: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
+        self.0.ct_eq(&candidate).into()
     }
 }
 
@@ -31,22 +40,79 @@ impl std::fmt::Debug for Secret {
 }
 
 impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
+    type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_string()))
+        Self::new(s)
     }
 }
 
-/// The decision, apart from HTTP: `token` is the configured one, `bearer` what the caller sent.
-pub fn check(token: Option<&Secret>, bearer: Option<&str>, peer: Option<IpAddr>) -> Result<(), ApiError> {
-    match (token, bearer) {
-        (Some(token), Some(sent)) if token.matches(sent) => Ok(()),
-        (Some(_), _) => Err(ApiError::Unauthorized),
-        (None, _) if peer.is_some_and(|ip| ip.is_loopback()) => Ok(()),
-        (None, _) => {
-            Err(ApiError::Forbidden("management endpoints accept only local callers when no admin token is set".into()))
+/// What a request says about who sent it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Caller<'a> {
+    pub bearer: Option<&'a str>,
+    pub peer: Option<IpAddr>,
+    /// The `Host` header: the name the client used to reach us.
+    pub host: Option<&'a str>,
+    /// Browsers send `Origin` on every cross-origin POST (and same-origin ones).
+    pub origin: Option<&'a str>,
+    /// Browsers send `Sec-Fetch-Site`: same-origin, same-site, cross-site or none (typed by a person).
+    pub fetch_site: Option<&'a str>,
+}
+
+/// The decision, apart from HTTP. `token` is the configured one; `origins` the CORS origins that
+/// may call from a browser.
+pub fn check(token: Option<&Secret>, origins: &[String], caller: &Caller) -> Result<(), ApiError> {
+    let forbidden = |why: &str| Err(ApiError::Forbidden(format!("management endpoints refuse {why}")));
+    if caller
+        .fetch_site
+        .is_some_and(|site| !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none"))
+    {
+        return forbidden("requests a browser sent from another site");
+    }
+    if let Some(origin) = caller.origin {
+        let own = caller.host.is_some_and(|host| same_authority(origin, host));
+        if !own && !origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)) {
+            return forbidden("requests from a page of another origin");
         }
     }
+    match (token, caller.bearer) {
+        (Some(token), Some(sent)) if token.matches(sent) => Ok(()),
+        (Some(_), _) => Err(ApiError::Unauthorized),
+        (None, _) if !caller.peer.is_some_and(|ip| ip.to_canonical().is_loopback()) => {
+            forbidden("callers that are not on this machine when no admin token is set")
+        }
+        // A page on another site whose name was rebound to 127.0.0.1 still says its own name.
+        (None, _) if !caller.host.is_some_and(is_loopback_host) => {
+            forbidden("a Host that is not a loopback name when no admin token is set")
+        }
+        (None, _) => Ok(()),
+    }
+}
+
+/// `host[:port]` of a URL or a Host header, lower case, without the port its scheme implies.
+fn authority(value: &str) -> String {
+    let (scheme, rest) = value.split_once("://").unwrap_or(("http", value));
+    let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let default_port = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+    authority.strip_suffix(default_port).map(str::to_string).unwrap_or(authority)
+}
+
+fn same_authority(origin: &str, host: &str) -> bool {
+    origin != "null" && authority(origin) == authority(host)
+}
+
+/// localhost (and its subdomains, which resolve to loopback), 127.0.0.0/8, [::1] and
+/// IPv4-mapped loopback, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    }
+    .trim_end_matches('.')
+    .to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Add `_admin: Admin` to a handler's arguments to make it a management endpoint.
@@ -57,15 +123,19 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = req.app_data::<web::Data<AppState>>().and_then(|s| s.admin_token.clone());
-        let bearer = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let peer = req.peer_addr().map(|a| a.ip());
-        ready(check(token.as_ref(), bearer, peer).map(|()| Admin))
+        let Some(state) = req.app_data::<web::Data<AppState>>() else {
+            return ready(Err(ApiError::Internal(anyhow::anyhow!("no application state"))));
+        };
+        let headers = req.headers();
+        let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let caller = Caller {
+            bearer: text(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim),
+            peer: req.peer_addr().map(|a| a.ip()),
+            host: text(header::HOST),
+            origin: text(header::ORIGIN),
+            fetch_site: text(header::HeaderName::from_static("sec-fetch-site")),
+        };
+        ready(check(state.admin_token.as_ref(), &state.config.cors_origins, &caller).map(|()| Admin))
     }
 }
 
@@ -73,25 +143,77 @@ impl FromRequest for Admin {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_configured_token_must_be_sent_exactly() {
-        let token = Secret::new("s3cret");
-        let remote: Option<IpAddr> = Some("10.1.2.3".parse().unwrap());
-        assert!(check(Some(&token), Some("s3cret"), remote).is_ok());
-        assert!(matches!(check(Some(&token), Some("s3cret2"), remote), Err(ApiError::Unauthorized)));
-        assert!(matches!(check(Some(&token), None, Some("127.0.0.1".parse().unwrap())), Err(ApiError::Unauthorized)));
+    fn local<'a>() -> Caller<'a> {
+        Caller { peer: Some("127.0.0.1".parse().unwrap()), host: Some("127.0.0.1:8000"), ..Caller::default() }
     }
 
     #[test]
-    fn without_a_token_only_loopback_callers_are_admitted() {
-        assert!(check(None, None, Some("127.0.0.1".parse().unwrap())).is_ok());
-        assert!(check(None, None, Some("::1".parse().unwrap())).is_ok());
-        assert!(matches!(check(None, None, Some("192.168.1.5".parse().unwrap())), Err(ApiError::Forbidden(_))));
-        assert!(matches!(check(None, None, None), Err(ApiError::Forbidden(_))));
+    fn a_configured_token_must_be_sent_exactly() {
+        let token = Secret::new("s3cret").unwrap();
+        let remote = Caller { peer: Some("10.1.2.3".parse().unwrap()), host: Some("api.example"), ..local() };
+        assert!(check(Some(&token), &[], &Caller { bearer: Some("s3cret"), ..remote }).is_ok());
+        assert!(matches!(
+            check(Some(&token), &[], &Caller { bearer: Some("s3cret2"), ..remote }),
+            Err(ApiError::Unauthorized)
+        ));
+        assert!(matches!(check(Some(&token), &[], &local()), Err(ApiError::Unauthorized)));
+    }
+
+    #[test]
+    fn an_empty_token_is_refused() {
+        assert!(Secret::new("").is_err() && Secret::new("  ").is_err());
+    }
+
+    #[test]
+    fn without_a_token_only_loopback_callers_that_name_a_loopback_host_are_admitted() {
+        assert!(check(None, &[], &local()).is_ok());
+        for peer in ["::1", "::ffff:127.0.0.1", "127.0.0.2"] {
+            assert!(check(None, &[], &Caller { peer: Some(peer.parse().unwrap()), ..local() }).is_ok(), "{peer}");
+        }
+        for host in ["localhost", "localhost:8000", "LOCALHOST.", "app.localhost:1", "[::1]:8000", "127.1.2.3"] {
+            assert!(check(None, &[], &Caller { host: Some(host), ..local() }).is_ok(), "{host}");
+        }
+        let remote = Caller { peer: Some("192.168.1.5".parse().unwrap()), ..local() };
+        assert!(matches!(check(None, &[], &remote), Err(ApiError::Forbidden(_))));
+        assert!(matches!(check(None, &[], &Caller { peer: None, ..local() }), Err(ApiError::Forbidden(_))));
+        // DNS rebinding: the browser reached 127.0.0.1 under the attacker's name.
+        for host in ["evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example"] {
+            assert!(
+                matches!(check(None, &[], &Caller { host: Some(host), ..local() }), Err(ApiError::Forbidden(_))),
+                "{host}"
+            );
+        }
+        assert!(matches!(check(None, &[], &Caller { host: None, ..local() }), Err(ApiError::Forbidden(_))));
+    }
+
+    #[test]
+    fn a_browser_request_from_another_site_is_refused_even_with_the_token() {
+        let token = Secret::new("t").unwrap();
+        let with_token = Caller { bearer: Some("t"), ..local() };
+        for (origin, fetch_site) in [
+            (Some("https://evil.example"), None),
+            (Some("null"), None),
+            (Some("http://127.0.0.1:9999"), None),
+            (None, Some("cross-site")),
+            (None, Some("same-site")),
+        ] {
+            let caller = Caller { origin, fetch_site, ..with_token };
+            assert!(
+                matches!(check(Some(&token), &[], &caller), Err(ApiError::Forbidden(_))),
+                "{origin:?} {fetch_site:?}"
+            );
+            assert!(matches!(check(None, &[], &caller), Err(ApiError::Forbidden(_))), "{origin:?} {fetch_site:?}");
+        }
+        // The server's own page, a person typing the URL, and an origin the operator allowed.
+        let own = Caller { origin: Some("http://127.0.0.1:8000"), fetch_site: Some("same-origin"), ..local() };
+        assert!(check(None, &[], &own).is_ok());
+        assert!(check(None, &[], &Caller { fetch_site: Some("none"), ..local() }).is_ok());
+        let allowed = Caller { origin: Some("https://dashboard.example"), bearer: Some("t"), ..local() };
+        assert!(check(Some(&token), &["https://dashboard.example".to_string()], &allowed).is_ok());
     }
 
     #[test]
     fn a_secret_is_redacted_in_debug_output() {
-        assert_eq!(format!("{:?}", Secret::new("s3cret")), "[redacted]");
+        assert_eq!(format!("{:?}", Secret::new("s3cret").unwrap()), "[redacted]");
     }
 }

@@ -82,6 +82,19 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
 
+    /// Requests with a body (predictions, management) in progress at once; more get 503 at once
+    #[arg(long, env = "FOOD_API_MAX_CONCURRENT_REQUESTS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_concurrent_requests: u64,
+
+    /// Memory, in MiB, that all requests together may hold for bodies and decoded images; what
+    /// does not fit now gets 503 at once, what never could gets 413
+    #[arg(long, env = "FOOD_API_MEMORY_BUDGET_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=4_000_000))]
+    pub memory_budget_mb: u64,
+
+    /// Open connections at once (over all workers); further ones wait to be accepted
+    #[arg(long, env = "FOOD_API_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+
     /// Milliseconds a /predict may take once its upload has arrived (queue wait, preprocessing,
     /// model); a slower one gets 504 and gives up its place in the queue
     #[arg(long, env = "FOOD_API_DEADLINE_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -152,9 +165,9 @@ impl Config {
         if let Some(path) = &self.admin_token_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow::anyhow!("cannot read the admin token file {}: {e}", path.display()))?;
-            let token = text.lines().next().unwrap_or("").trim();
-            anyhow::ensure!(!token.is_empty(), "the admin token file {} is empty", path.display());
-            return Ok(Some(Secret::new(token)));
+            let token = Secret::new(text.lines().next().unwrap_or(""))
+                .map_err(|e| anyhow::anyhow!("the admin token file {}: {e}", path.display()))?;
+            return Ok(Some(token));
         }
         Ok(self.admin_token.clone())
     }

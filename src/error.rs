@@ -3,6 +3,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::admission::AdmissionError;
 use crate::model::LoadError;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,8 @@ pub enum ApiError {
     InvalidImage(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("request bodies are accepted without a content coding only (Content-Encoding: {0})")]
+    UnsupportedEncoding(String),
     #[error("{0}")]
     ImageTooLarge(String),
     #[error("the request body did not arrive within {0} s")]
@@ -27,6 +30,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("the model queue is full, retry shortly")]
     Overloaded { too_many_requests: bool },
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
     #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
     DeadlineExceeded(u64),
     #[error("the client closed the connection before the answer was ready")]
@@ -55,7 +60,7 @@ impl ApiError {
         match self {
             Self::Validation(_) => "validation",
             Self::InvalidImage(_) => "invalid_image",
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => "unsupported_media_type",
             Self::ImageTooLarge(_) => "image_too_large",
             Self::RequestTimeout(_) => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -63,6 +68,8 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::Overloaded { .. } => "overloaded",
+            Self::Admission(e) if e.too_many_requests().is_some() => "overloaded",
+            Self::Admission(_) => "payload_too_large",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ClientClosed => "client_closed",
             Self::ModelUnavailable => "model_unavailable",
@@ -76,7 +83,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Validation(_) | Self::InvalidImage(_) => StatusCode::BAD_REQUEST,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge { .. } | Self::ImageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -84,6 +91,11 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Admission(e) => match e.too_many_requests() {
+                Some(true) => StatusCode::TOO_MANY_REQUESTS,
+                Some(false) => StatusCode::SERVICE_UNAVAILABLE,
+                None => StatusCode::PAYLOAD_TOO_LARGE,
+            },
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             // nginx's "client closed request": logged and counted, never read by anyone.
             Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -107,8 +119,13 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        if matches!(self, Self::Overloaded { .. }) {
+        let busy = matches!(self, Self::Admission(e) if e.too_many_requests().is_some());
+        if busy || matches!(self, Self::Overloaded { .. }) {
             response.insert_header((header::RETRY_AFTER, "1"));
+        }
+        if matches!(self, Self::UnsupportedEncoding(_)) {
+            // RFC 7694: what the server does accept.
+            response.insert_header((header::ACCEPT_ENCODING, "identity"));
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

@@ -1,4 +1,5 @@
 pub mod admin;
+pub mod admission;
 pub mod cache;
 pub mod config;
 pub mod domain;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use serde::Serialize;
 
+use crate::admission::AdmissionError;
 use crate::cache::prediction_key;
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::error::ApiError;
@@ -109,8 +110,18 @@ async fn run_image(
 ) -> Result<(Vec<f32>, Timings), ApiError> {
     let started = Instant::now();
     let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), state.config.max_image_pixels);
+    let admission = state.admission.clone();
     let input = web::block(move || {
-        decode_rgb(image.bytes(), image.format(), max_pixels).map(|rgb| to_model_input(&rgb, &spec))
+        // The decode's memory comes from the budget before any pixel, and returns to it once the
+        // model input (a few hundred KB) is made.
+        let reserve = |bytes| {
+            admission.reserve(bytes).map_err(|e| match e {
+                AdmissionError::TooLarge { .. } => ApiError::ImageTooLarge(format!("decoding this image: {e}")),
+                busy => busy.into(),
+            })
+        };
+        let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, reserve)?;
+        to_model_input(&rgb, &spec)
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("preprocessing thread failed: {e}")))??;

@@ -11,7 +11,6 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
 use crate::config::{Config, OverloadStatus};
-use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
@@ -66,14 +65,15 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let workers = config.workers.max(1);
+        // actix-web counts connections per worker.
+        let connections_per_worker = (config.max_connections as usize).div_ceil(workers);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
-        // Room for a whole batch of images, as base64, in one v2 infer body.
-        let json_limit = base64_body_limit(config.max_batch_upload_bytes);
         let metrics = Metrics::new().context("cannot register the metrics")?;
         let state = web::Data::new(AppState::new(config, admin_token, registry, worker, metrics));
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(routes::at_the_door))
                 .wrap(from_fn(telemetry::observe))
                 .wrap(cors(&origins))
                 .wrap(TracingLogger::default())
@@ -89,10 +89,11 @@ impl Application {
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))
                 .route("/docs/{file:.*}", web::get().to(routes::docs_page))
-                .service(v2_scope(json_limit))
+                .service(v2_scope())
                 .default_service(web::to(not_found))
         })
         .workers(workers)
+        .max_connections(connections_per_worker)
         .on_connect(crate::peer::on_connect)
         .disable_signals()
         .client_request_timeout(head_timeout)
@@ -134,19 +135,9 @@ impl Application {
     }
 }
 
-/// The Open Inference Protocol (KServe v2) routes; JSON errors in the API's shape.
-fn v2_scope(json_limit: usize) -> actix_web::Scope {
-    let json = web::JsonConfig::default().limit(json_limit).error_handler(|e, _| {
-        use actix_web::error::JsonPayloadError as E;
-        match e {
-            E::Overflow { limit } | E::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge { limit },
-            E::ContentType => ApiError::UnsupportedMediaType("expected an application/json body".into()),
-            other => ApiError::Validation(format!("malformed JSON body: {other}")),
-        }
-        .into()
-    });
+/// The Open Inference Protocol (KServe v2) routes.
+fn v2_scope() -> actix_web::Scope {
     web::scope("/v2")
-        .app_data(json)
         .route("", web::get().to(routes::v2::server_metadata))
         .route("/health/live", web::get().to(routes::v2::live))
         .route("/health/ready", web::get().to(routes::v2::ready))

@@ -7,8 +7,9 @@ use actix_web::http::StatusCode;
 use serde::Serialize;
 
 use crate::admin::Secret;
+use crate::admission::Admission;
 use crate::cache::{GenerationCache, PredictionKey};
-use crate::config::Config;
+use crate::config::{Config, OverloadStatus};
 use crate::domain::UploadLimits;
 use crate::metrics::Metrics;
 use crate::model::{InferenceWorker, ModelRegistry};
@@ -19,6 +20,7 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     pub registry: ModelRegistry,
     pub worker: InferenceWorker,
+    pub admission: Admission,
     pub predictions: GenerationCache<PredictionKey, Answer>,
     pub texts: GenerationCache<String, TextEncoding>,
     pub requests: RequestCounters,
@@ -38,6 +40,11 @@ impl AppState {
         Self {
             metrics,
             admin_token,
+            admission: Admission::new(
+                config.max_concurrent_requests as usize,
+                config.memory_budget_mb << 20,
+                config.overload_status == OverloadStatus::TooManyRequests,
+            ),
             predictions: GenerationCache::new(config.prediction_cache_size),
             texts: GenerationCache::new(config.text_cache_size),
             config,

@@ -11,9 +11,9 @@ const SPEC: InputSpec =
 const MAX_PIXELS: u64 = 4_000_000;
 
 pub fn preprocess(image: &ImageUpload) {
-    if let Ok(rgb) = decode_rgb(image.bytes(), image.format(), MAX_PIXELS) {
+    if let Ok((rgb, ())) = decode_rgb(image.bytes(), image.format(), MAX_PIXELS, |_| Ok(())) {
         assert!(u64::from(rgb.width()) * u64::from(rgb.height()) <= MAX_PIXELS);
-        let input = to_model_input(&rgb, &SPEC);
+        let input = to_model_input(&rgb, &SPEC).expect("a decoded image always resizes");
         assert_eq!(input.len(), 3 * 224 * 224);
         assert!(input.iter().all(|v| v.is_finite()));
     }

@@ -9,6 +9,7 @@ use actix_web::web::{Bytes, Payload};
 
 use super::upload::read_parts;
 use super::{PredictUpload, UploadLimits};
+use crate::admission::Reservation;
 use crate::error::ApiError;
 
 pub struct BatchUpload {
@@ -22,9 +23,10 @@ impl BatchUpload {
         payload: Payload,
         limits: UploadLimits,
         max_items: usize,
+        memory: &mut Reservation,
     ) -> Result<Self, ApiError> {
         let (mut images, mut texts) = (Vec::new(), Vec::new());
-        for part in read_parts(headers, payload, limits).await? {
+        for part in read_parts(headers, payload, limits, memory).await? {
             match part.name.as_deref() {
                 Some("image") => images.push(part.bytes),
                 Some("text") => texts.push(part.bytes),

@@ -7,7 +7,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::Deserialize;
 
-use super::upload::{check_declared_length, read_within, within_read_timeout, Budget, PredictUpload, UploadLimits};
+use super::upload::{read_within, within_read_timeout, Budget, PredictUpload, UploadLimits};
+use crate::admission::Reservation;
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -33,27 +34,49 @@ pub fn base64_body_limit(decoded_bytes: usize) -> usize {
 
 pub async fn read_json(
     headers: &HeaderMap,
-    mut payload: Payload,
+    payload: Payload,
     limits: UploadLimits,
+    memory: &mut Reservation,
 ) -> Result<PredictUpload, ApiError> {
-    let body_limit = base64_body_limit(limits.max_body_bytes);
+    let body = read_json_body(headers, payload, base64_body_limit(limits.max_body_bytes), limits, memory).await?;
+    let max_bytes = limits.max_body_bytes;
+    // Parsing and base64 over megabytes is CPU work: not on an async worker.
+    let (image, text) = actix_web::web::block(move || {
+        let request: JsonPredict =
+            serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("malformed JSON body: {e}")))?;
+        let image = request.image.ok_or_else(|| {
+            ApiError::Validation(
+                "missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}"
+                    .into(),
+            )
+        })?;
+        Ok::<_, ApiError>((decode_base64_image(&image, max_bytes)?, request.text))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("JSON body thread failed: {e}")))??;
+    PredictUpload::parse(image, text.map(Bytes::from), limits.max_text_chars)
+}
+
+/// A whole JSON body within `body_limit` bytes and the limits' time, held in `memory` as it
+/// arrives; then as much again is reserved for what parsing it makes (the strings, the decoded
+/// images: together about the body's size once more).
+pub async fn read_json_body(
+    headers: &HeaderMap,
+    mut payload: Payload,
+    body_limit: usize,
+    limits: UploadLimits,
+    memory: &mut Reservation,
+) -> Result<Bytes, ApiError> {
+    if !super::upload::content_type_is(headers, "application/json") {
+        return Err(ApiError::UnsupportedMediaType("expected an application/json body".into()));
+    }
     let body = within_read_timeout(&limits, async {
-        check_declared_length(headers, body_limit)?;
-        read_within(&mut payload, &mut Budget::new(body_limit), |e| {
-            ApiError::Validation(format!("cannot read the body: {e}"))
-        })
-        .await
+        let mut budget = Budget::new(headers, body_limit, memory)?;
+        read_within(&mut payload, &mut budget, |e| ApiError::Validation(format!("cannot read the body: {e}"))).await
     })
     .await?;
-    let request: JsonPredict =
-        serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("malformed JSON body: {e}")))?;
-    let image = request.image.ok_or_else(|| {
-        ApiError::Validation(
-            "missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}".into(),
-        )
-    })?;
-    let image = decode_base64_image(&image, limits.max_body_bytes)?;
-    PredictUpload::parse(image, request.text.map(Bytes::from), limits.max_text_chars)
+    memory.add(body.len() as u64)?;
+    Ok(body)
 }
 
 /// Plain base64, or a data URL (`data:image/jpeg;base64,...`); whitespace (line breaks) ignored.

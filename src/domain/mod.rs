@@ -5,6 +5,6 @@ mod top_k;
 mod upload;
 
 pub use batch::BatchUpload;
-pub use json_upload::{base64_body_limit, decode_base64_image};
+pub use json_upload::{base64_body_limit, decode_base64_image, read_json_body};
 pub use top_k::TopK;
 pub use upload::{ImageUpload, PredictText, PredictUpload, UploadLimits};

@@ -9,6 +9,7 @@ use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::{Stream, TryStreamExt};
 use image::ImageFormat;
 
+use crate::admission::Reservation;
 use crate::error::ApiError;
 use crate::preprocess::sniff_format;
 
@@ -74,13 +75,19 @@ pub struct PredictUpload {
 }
 
 impl PredictUpload {
-    /// A multipart body, or a JSON one (`{"image": "<base64>", "text": "..."}`).
-    pub async fn read(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Self, ApiError> {
+    /// A multipart body, or a JSON one (`{"image": "<base64>", "text": "..."}`). Its bytes are
+    /// held in `memory` as they arrive.
+    pub async fn read(
+        headers: &HeaderMap,
+        payload: Payload,
+        limits: UploadLimits,
+        memory: &mut Reservation,
+    ) -> Result<Self, ApiError> {
         if content_type_is(headers, "application/json") {
-            return super::json_upload::read_json(headers, payload, limits).await;
+            return super::json_upload::read_json(headers, payload, limits, memory).await;
         }
         let (mut image, mut text) = (None, None);
-        for part in read_parts(headers, payload, limits).await? {
+        for part in read_parts(headers, payload, limits, memory).await? {
             match part.name.as_deref() {
                 Some("image") if image.is_some() => return Err(twice("image")),
                 Some("image") => image = Some(part.bytes),
@@ -119,8 +126,13 @@ pub struct Part {
 }
 
 /// Every field of a multipart body, in order, within the limits' bytes, field count and time.
-pub async fn read_parts(headers: &HeaderMap, payload: Payload, limits: UploadLimits) -> Result<Vec<Part>, ApiError> {
-    within_read_timeout(&limits, read_parts_within_time(headers, payload, limits)).await
+pub async fn read_parts(
+    headers: &HeaderMap,
+    payload: Payload,
+    limits: UploadLimits,
+    memory: &mut Reservation,
+) -> Result<Vec<Part>, ApiError> {
+    within_read_timeout(&limits, read_parts_within_time(headers, payload, limits, memory)).await
 }
 
 /// `reading` (a body) within the limits' time: a client that sends too slowly gets 408.
@@ -137,10 +149,10 @@ async fn read_parts_within_time(
     headers: &HeaderMap,
     payload: Payload,
     limits: UploadLimits,
+    memory: &mut Reservation,
 ) -> Result<Vec<Part>, ApiError> {
     check_content_type(headers)?;
-    check_declared_length(headers, limits.max_body_bytes)?;
-    let mut budget = Budget::new(limits.max_body_bytes);
+    let mut budget = Budget::new(headers, limits.max_body_bytes, memory)?;
     let mut multipart = Multipart::new(headers, payload);
     let mut parts = Vec::new();
     while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
@@ -153,14 +165,9 @@ async fn read_parts_within_time(
     Ok(parts)
 }
 
-/// A body whose declared length is over `limit` is refused before any of it is read.
-pub(super) fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    match declared {
-        Some(n) if n > limit => Err(ApiError::PayloadTooLarge { limit }),
-        _ => Ok(()),
-    }
+/// The length the body declares, if it does.
+fn declared_length(headers: &HeaderMap) -> Option<usize> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
 }
 
 fn content_type(headers: &HeaderMap) -> &str {
@@ -168,7 +175,7 @@ fn content_type(headers: &HeaderMap) -> &str {
 }
 
 /// Whether the body is of this media type, whatever its parameters and case.
-fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
+pub(super) fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
     content_type(headers).trim_start().to_ascii_lowercase().starts_with(essence)
 }
 
@@ -182,15 +189,34 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Bytes a body may still bring; shared by all the fields of one multipart body.
-pub(super) struct Budget {
+/// Bytes a body may still bring, shared by all the fields of one multipart body; and the memory
+/// they take, held in the request's reservation as they arrive.
+pub(super) struct Budget<'a> {
     left: usize,
     limit: usize,
+    /// Reserved ahead from the declared length and not yet used.
+    prepaid: usize,
+    memory: &'a mut Reservation,
 }
 
-impl Budget {
-    pub(super) fn new(limit: usize) -> Self {
-        Self { left: limit, limit }
+impl<'a> Budget<'a> {
+    /// A body whose declared length is over `limit` is refused before any of it is read; one
+    /// within it has that much memory reserved at once (so it is refused before it is read when
+    /// the budget cannot hold it), one without a length reserves as it arrives.
+    pub(super) fn new(headers: &HeaderMap, limit: usize, memory: &'a mut Reservation) -> Result<Self, ApiError> {
+        let declared = declared_length(headers).unwrap_or(0);
+        if declared > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        memory.add(declared as u64)?;
+        Ok(Self { left: limit, limit, prepaid: declared, memory })
+    }
+
+    fn take(&mut self, bytes: usize) -> Result<(), ApiError> {
+        self.left = self.left.checked_sub(bytes).ok_or(ApiError::PayloadTooLarge { limit: self.limit })?;
+        let from_prepaid = bytes.min(self.prepaid);
+        self.prepaid -= from_prepaid;
+        Ok(self.memory.add((bytes - from_prepaid) as u64)?)
     }
 }
 
@@ -198,7 +224,7 @@ impl Budget {
 /// before the rest arrives.
 pub(super) async fn read_within<S, E>(
     stream: &mut S,
-    budget: &mut Budget,
+    budget: &mut Budget<'_>,
     error: impl Fn(E) -> ApiError,
 ) -> Result<Bytes, ApiError>
 where
@@ -206,7 +232,7 @@ where
 {
     let mut buf = BytesMut::new();
     while let Some(chunk) = stream.try_next().await.map_err(&error)? {
-        budget.left = budget.left.checked_sub(chunk.len()).ok_or(ApiError::PayloadTooLarge { limit: budget.limit })?;
+        budget.take(chunk.len())?;
         buf.extend_from_slice(&chunk);
     }
     Ok(buf.freeze())

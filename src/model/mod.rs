@@ -18,12 +18,12 @@ pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
 pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
-pub use registry::{ModelRegistry, ReloadRecord};
+pub use registry::{ModelRegistry, ReloadRecord, ReloadStats};
 pub use text::TextModel;
 pub use worker::{Inference, InferenceWorker, ThreadLayout, TorchThreads};
 
 /// Why a model folder cannot be served, naming the file at fault.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {reason}", file.display())]
 pub struct LoadError {
     pub file: PathBuf,

@@ -1,5 +1,6 @@
 //! The serving model behind an atomically swapped handle, and the reload that replaces it.
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,8 +16,12 @@ pub struct ModelRegistry {
     device: Device,
     layout: ThreadLayout,
     loader: Loader,
-    /// Serialises reloads; never held by a prediction.
-    reload_lock: tokio::sync::Mutex<()>,
+    /// Serialises reloads; never held by a prediction. It guards the number of reload requests
+    /// that the last load covered, and its outcome (not the model: models are freed on the loader
+    /// thread, and a copy kept here could make this the last owner).
+    reload_lock: tokio::sync::Mutex<Option<(u64, Result<(), LoadError>)>>,
+    /// Reload requests so far, numbered from 1.
+    reload_requests: AtomicU64,
     reloads: Mutex<ReloadStats>,
 }
 
@@ -58,7 +63,8 @@ impl ModelRegistry {
             device,
             layout,
             loader,
-            reload_lock: tokio::sync::Mutex::new(()),
+            reload_lock: tokio::sync::Mutex::new(None),
+            reload_requests: AtomicU64::new(0),
             reloads: Mutex::new(ReloadStats::default()),
         })
     }
@@ -79,8 +85,24 @@ impl ModelRegistry {
 
     /// Reads the model files again and swaps the new model in only if it loads, validates and
     /// warms up; otherwise the serving model stays and the error names the file at fault.
+    /// Concurrent requests coalesce: a load that started after a request arrived read the files as
+    /// they were then or later, so its outcome is that request's too. A burst costs two loads at most.
     pub async fn reload(&self) -> Result<Arc<LoadedModel>, LoadError> {
-        let _serialised = self.reload_lock.lock().await;
+        let request = self.reload_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut last = self.reload_lock.lock().await;
+        if let Some((covered, outcome)) = &*last {
+            if *covered >= request {
+                // No reload can swap models while the lock is held: the current one is that load's.
+                return outcome.clone().map(|()| self.current());
+            }
+        }
+        let covers = self.reload_requests.load(Ordering::SeqCst);
+        let outcome = self.load_and_swap().await;
+        *last = Some((covers, outcome.as_ref().map(|_| ()).map_err(Clone::clone)));
+        outcome
+    }
+
+    async fn load_and_swap(&self) -> Result<Arc<LoadedModel>, LoadError> {
         let started = Instant::now();
         let generation = self.current().generation + 1;
         let (paths, device, layout) = (self.paths.clone(), self.device, self.layout);

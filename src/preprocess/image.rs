@@ -36,10 +36,28 @@ pub fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ApiError> {
     Ok(format)
 }
 
+/// Room for a decoder's own buffers beside the image (rows, tables, a GIF frame's palette
+/// indices): its allocation limit is the image's reservation plus this.
+const DECODER_SLACK_BYTES: u64 = 16 << 20;
+
 /// Decodes after checking the dimensions in the header, so a small file that claims a huge
-/// image is refused before any pixel buffer is allocated.
-pub fn decode_rgb(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<RgbImage, ApiError> {
-    let invalid = |e: image::ImageError| ApiError::InvalidImage(format!("cannot decode the {format:?} image: {e}"));
+/// image is refused before any pixel buffer is allocated. `reserve` is handed the bytes the
+/// decode will hold at its peak before any of them is allocated, and may refuse; what it returns is
+/// handed back with the image (a memory reservation, say, to hold until the image is done with).
+/// The decoder's own allocations are limited to that much too: a GIF frame larger than the
+/// screen its header declares is refused, not allocated.
+pub fn decode_rgb<R>(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+    reserve: impl FnOnce(u64) -> Result<R, ApiError>,
+) -> Result<(RgbImage, R), ApiError> {
+    let invalid = |e: image::ImageError| match e {
+        image::ImageError::Limits(e) => {
+            ApiError::ImageTooLarge(format!("the {format:?} image needs more memory than its size allows: {e}"))
+        }
+        e => ApiError::InvalidImage(format!("cannot decode the {format:?} image: {e}")),
+    };
     let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(invalid)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
@@ -56,9 +74,36 @@ pub fn decode_rgb(bytes: &[u8], format: ImageFormat, max_pixels: u64) -> Result<
         ));
     }
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let peak = peak_bytes(width, height, decoder.color_type(), format, orientation);
+    let reservation = reserve(peak)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    limits.max_alloc = Some(peak + DECODER_SLACK_BYTES);
+    decoder.set_limits(limits).map_err(invalid)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
     image.apply_orientation(orientation);
-    Ok(image.into_rgb8())
+    Ok((image.into_rgb8(), reservation))
+}
+
+/// The most a decode holds at once: the decoded pixels; a progressive JPEG's coefficients (two
+/// bytes per pixel and channel) beside them; a rotated copy for EXIF rotations by 90 degrees; the
+/// RGB8 copy for any other pixel type.
+fn peak_bytes(
+    width: u32,
+    height: u32,
+    color: image::ColorType,
+    format: ImageFormat,
+    orientation: image::metadata::Orientation,
+) -> u64 {
+    use image::metadata::Orientation::*;
+    let pixels = u64::from(width) * u64::from(height);
+    let decoded = pixels * u64::from(color.bytes_per_pixel());
+    let coefficients = if format == ImageFormat::Jpeg { pixels * 2 * u64::from(color.channel_count()) } else { 0 };
+    let rotated =
+        if matches!(orientation, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH) { decoded } else { 0 };
+    let rgb = if color == image::ColorType::Rgb8 { 0 } else { pixels * 3 };
+    decoded + coefficients + rotated + rgb
 }
 
 /// Whether the JPEG reaches its end-of-image marker (FF D9). The JPEG decoder fills a cut-off
@@ -112,7 +157,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Resize-then-crop as one resize of the source region that the crop keeps: the same pixels as
 /// resizing the whole image (the filter still reads neighbours outside the region), without
 /// allocating the resized whole, which for a 10000x1 image would be gigabytes.
-pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Vec<f32> {
+pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, ApiError> {
     let (w, h) = (rgb.width() as f64, rgb.height() as f64);
     let short = spec.resize_shorter_side as f64;
     // Integer sizes as torchvision's Resize computes them, so crops line up with the reference.
@@ -121,18 +166,18 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Vec<f32> {
     let left = ((new_w - crop) / 2.0).round_ties_even();
     let top = ((new_h - crop) / 2.0).round_ties_even();
     let (scale_x, scale_y) = (new_w / w, new_h / h);
+    // In source pixels, kept inside the source: rounding (a crop as large as the resized side) or
+    // a manifest whose crop is larger than its resize would otherwise reach past an edge.
+    let (x, y) = ((left / scale_x).clamp(0.0, w), (top / scale_y).clamp(0.0, h));
+    let (crop_w, crop_h) = ((crop / scale_x).min(w - x), (crop / scale_y).min(h - y));
 
-    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3)
-        .expect("an RgbImage buffer is width x height x 3 bytes");
+    let resize_failed = |e: &dyn std::fmt::Display| ApiError::Internal(anyhow::anyhow!("resizing: {e}"));
+    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| resize_failed(&e))?;
     let mut dst = Image::new(spec.input_size, spec.input_size, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
-        left / scale_x,
-        top / scale_y,
-        crop / scale_x,
-        crop / scale_y,
-    );
-    Resizer::new().resize(&src, &mut dst, &options).expect("crop box lies inside the source and pixel types match");
-    normalise(dst.buffer(), spec)
+    let options =
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(x, y, crop_w, crop_h);
+    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| resize_failed(&e))?;
+    Ok(normalise(dst.buffer(), spec))
 }
 
 /// HWC bytes -> CHW floats, (x / 255 - mean) / std.

@@ -23,9 +23,14 @@ fn repo_file(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// A decode with no memory budget to draw from.
+fn decode(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<RgbImage, ApiError> {
+    decode_rgb(bytes, format, max_pixels, |_| Ok(())).map(|(rgb, ())| rgb)
+}
+
 fn preprocess(bytes: &[u8]) -> Vec<f32> {
     let format = sniff_format(bytes).unwrap();
-    to_model_input(&decode_rgb(bytes, format, u64::MAX).unwrap(), &spec())
+    to_model_input(&decode(bytes, format, u64::MAX).unwrap(), &spec()).unwrap()
 }
 
 #[test]
@@ -62,7 +67,7 @@ fn normalisation_maps_0_and_255_to_minus_one_and_one() {
     for (x, _, p) in image.enumerate_pixels_mut() {
         *p = if x < 150 { image::Rgb([0, 0, 0]) } else { image::Rgb([255, 255, 255]) };
     }
-    let chw = to_model_input(&image, &spec());
+    let chw = to_model_input(&image, &spec()).unwrap();
     assert_eq!(chw[0], -1.0, "top-left is black");
     assert_eq!(chw[223], 1.0, "top-right is white");
 }
@@ -70,7 +75,7 @@ fn normalisation_maps_0_and_255_to_minus_one_and_one() {
 #[test]
 fn an_extreme_aspect_ratio_still_gives_one_model_input() {
     let image = image::RgbImage::from_pixel(10_000, 1, image::Rgb([200, 10, 10]));
-    let chw = to_model_input(&image, &spec());
+    let chw = to_model_input(&image, &spec()).unwrap();
     assert_eq!(chw.len(), 3 * 224 * 224);
     assert!((chw[0] - (200.0 / 255.0 - 0.5) / 0.5).abs() < 1e-2);
 }
@@ -78,7 +83,7 @@ fn an_extreme_aspect_ratio_still_gives_one_model_input() {
 #[test]
 fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
     let bytes = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
-    let err = decode_rgb(&bytes, image::ImageFormat::Jpeg, 1000).unwrap_err();
+    let err = decode(&bytes, image::ImageFormat::Jpeg, 1000).unwrap_err();
     assert!(matches!(err, ApiError::ImageTooLarge(_)), "{err:?}");
 }
 
@@ -94,7 +99,7 @@ fn sniffing_tells_text_from_images_and_refuses_unsupported_formats() {
 #[test]
 fn a_truncated_png_is_an_invalid_image() {
     let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
-    let result = decode_rgb(&png[..png.len() / 3], image::ImageFormat::Png, u64::MAX);
+    let result = decode(&png[..png.len() / 3], image::ImageFormat::Png, u64::MAX);
     assert!(matches!(result, Err(ApiError::InvalidImage(_))), "{:?}", result.err());
 }
 
@@ -102,7 +107,7 @@ fn a_truncated_png_is_an_invalid_image() {
 fn a_truncated_jpeg_is_an_invalid_image_but_trailing_bytes_are_fine() {
     let jpeg = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
     for cut in [jpeg.len() / 2, jpeg.len() - 2] {
-        let error = decode_rgb(&jpeg[..cut], ImageFormat::Jpeg, u64::MAX).unwrap_err();
+        let error = decode(&jpeg[..cut], ImageFormat::Jpeg, u64::MAX).unwrap_err();
         assert!(error.to_string().contains("truncated"), "cut at {cut}: {error}");
     }
     // Data after the end marker, even bytes that look like a start of scan (a Motion Photo
@@ -110,21 +115,36 @@ fn a_truncated_jpeg_is_an_invalid_image_but_trailing_bytes_are_fine() {
     for trailer in [&b"camera maker data"[..], &[0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 4, 5, 6]] {
         let mut with_trailer = jpeg.clone();
         with_trailer.extend_from_slice(trailer);
-        assert!(decode_rgb(&with_trailer, ImageFormat::Jpeg, u64::MAX).is_ok(), "trailer {trailer:?}");
+        assert!(decode(&with_trailer, ImageFormat::Jpeg, u64::MAX).is_ok(), "trailer {trailer:?}");
     }
     for dir in ["sample", "tests/fixtures", "fuzz/seeds/image"] {
         for entry in std::fs::read_dir(repo_file(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "jpg") {
                 let bytes = std::fs::read(&path).unwrap();
-                assert!(decode_rgb(&bytes, ImageFormat::Jpeg, u64::MAX).is_ok(), "{}", path.display());
+                assert!(decode(&bytes, ImageFormat::Jpeg, u64::MAX).is_ok(), "{}", path.display());
             }
         }
     }
     let progressive = std::fs::read(repo_file("fuzz/seeds/image/orange-progressive.jpg")).unwrap();
-    assert!(decode_rgb(&progressive, ImageFormat::Jpeg, u64::MAX).is_ok());
+    assert!(decode(&progressive, ImageFormat::Jpeg, u64::MAX).is_ok());
     let cut = progressive.len() * 2 / 3;
-    assert!(decode_rgb(&progressive[..cut], ImageFormat::Jpeg, u64::MAX).is_err());
+    assert!(decode(&progressive[..cut], ImageFormat::Jpeg, u64::MAX).is_err());
     let exif = std::fs::read(repo_file("tests/fixtures/orange_exif_rotated.jpg")).unwrap();
-    assert!(decode_rgb(&exif, ImageFormat::Jpeg, u64::MAX).is_ok());
+    assert!(decode(&exif, ImageFormat::Jpeg, u64::MAX).is_ok());
+}
+
+#[test]
+fn a_crop_as_large_as_the_resized_side_or_larger_stays_inside_the_image() {
+    // resize == input size puts the crop box on the image's edges, where float rounding could
+    // reach past them; a manifest may even ask for a crop larger than its resize.
+    for resize_shorter_side in [224, 200] {
+        let spec = InputSpec { resize_shorter_side, ..spec() };
+        for (w, h) in [(300, 200), (200, 300), (224, 224), (333, 223), (1, 1), (7, 10_000), (10_001, 3)] {
+            let image = image::RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
+            let chw =
+                to_model_input(&image, &spec).unwrap_or_else(|e| panic!("{w}x{h} resize {resize_shorter_side}: {e}"));
+            assert_eq!(chw.len(), 3 * 224 * 224);
+        }
+    }
 }

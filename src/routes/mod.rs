@@ -1,5 +1,6 @@
 //! One file per endpoint.
 mod classes;
+mod door;
 mod health;
 mod metrics;
 pub mod openapi;
@@ -10,6 +11,7 @@ mod system_status;
 pub mod v2;
 
 pub use classes::classes;
+pub use door::at_the_door;
 pub use health::health;
 pub use metrics::metrics;
 pub use openapi::{docs, docs_page, openapi_json};

@@ -60,7 +60,9 @@ pub async fn predict(
     let started = std::time::Instant::now();
     state.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
-    let upload = PredictUpload::read(req.headers(), payload, state.upload_limits()).await?;
+    // The body's memory, held until the answer is built.
+    let mut memory = state.admission.reservation();
+    let upload = PredictUpload::read(req.headers(), payload, state.upload_limits(), &mut memory).await?;
     let mut outcome = unless_client_closed(&req, &state, predict_within_deadline(&state, &upload)).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;

@@ -52,7 +52,10 @@ pub async fn predict_batch(
     let started = Instant::now();
     let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
     let limits = state.batch_upload_limits();
-    let batch = BatchUpload::read(req.headers(), payload, limits, state.config.max_batch_items as usize).await?;
+    // The body's memory, held until the answer is built.
+    let mut memory = state.admission.reservation();
+    let max_items = state.config.max_batch_items as usize;
+    let batch = BatchUpload::read(req.headers(), payload, limits, max_items, &mut memory).await?;
     state.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     let in_flight = items_in_flight(&state);

@@ -5,12 +5,22 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use sysinfo::{ProcessesToUpdate, System};
 
+use crate::admin::Admin;
+use crate::error::ApiError;
+use crate::model::{ModelFile, ReloadStats};
 use crate::state::AppState;
 
-/// Machine, process, model (format, files, reloads), caches, queue and request counts.
+/// Machine, process, model (format, files, reloads), caches, queue and request counts. Where the
+/// model files lie on disk and why a reload failed are shown to the admin (token, or loopback when
+/// none is set) only: others see file names.
 #[utoipa::path(get, path = "/system_status", tag = "model", responses((status = 200, description = "Status object", body = Object)))]
-pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
+pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppState>) -> HttpResponse {
     let model = state.registry.current();
+    let (files, reloads) = if admin.is_ok() {
+        (json!(model.files), json!(state.registry.reload_stats()))
+    } else {
+        (json!(model.files.iter().map(without_folders).collect::<Vec<_>>()), anonymous(state.registry.reload_stats()))
+    };
     let pid = sysinfo::get_current_pid().ok();
     let (machine, process) = {
         let mut sys = state.system.lock().expect("sysinfo lock");
@@ -58,8 +68,8 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "input_size": model.manifest.input_size,
             "loaded_at_unix": model.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             "load_ms": model.load_ms,
-            "files": model.files,
-            "reloads": state.registry.reload_stats(),
+            "files": files,
+            "reloads": reloads,
             // 1 normally; more only while requests still run on models a reload replaced.
             "models_in_memory": crate::model::models_alive(),
             "text_encoder": {
@@ -71,6 +81,12 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             },
         },
         "caches": { "prediction": state.predictions.stats(), "text": state.texts.stats() },
+        "admission": {
+            "requests_in_progress": state.admission.requests_in_progress(),
+            "max_concurrent_requests": state.config.max_concurrent_requests,
+            "memory_in_use_bytes": state.admission.memory_in_use_bytes(),
+            "memory_budget_bytes": state.admission.budget_bytes(),
+        },
         "queue": {
             "depth": state.worker.queued(),
             "capacity": state.config.queue_capacity,
@@ -86,4 +102,16 @@ pub async fn system_status(state: web::Data<AppState>) -> HttpResponse {
             "client_closed": requests.client_closed.load(Ordering::Relaxed),
         },
     }))
+}
+
+fn without_folders(file: &ModelFile) -> ModelFile {
+    ModelFile { path: file.path.file_name().map(Into::into).unwrap_or_default(), ..file.clone() }
+}
+
+/// A failed reload's message names paths (and libtorch's own words may too).
+fn anonymous(mut stats: ReloadStats) -> serde_json::Value {
+    if let Some(last) = stats.last.as_mut() {
+        last.error = last.error.as_ref().map(|_| "refused; the admin's view of /system_status says why".into());
+    }
+    json!(stats)
 }

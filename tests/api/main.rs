@@ -2,6 +2,7 @@
 mod admin;
 mod bad_input;
 mod batch;
+mod bounds;
 mod browser;
 mod classes;
 mod client_closed;

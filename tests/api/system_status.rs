@@ -33,3 +33,19 @@ async fn system_status_reports_machine_process_model_caches_and_requests() {
     assert_eq!(status["requests"]["success"], 1, "the predict; this request is counted when it ends");
     assert_eq!(status["queue"]["capacity"], 64);
 }
+
+#[tokio::test]
+async fn only_the_admin_sees_where_the_model_files_lie() {
+    let mut config = crate::helpers::test_config();
+    config.admin_token = Some(food_api::admin::Secret::new("t").unwrap());
+    // On a copy of the model in a temporary folder: an absolute path to hide.
+    let app = crate::helpers::spawn_app_on_model_copy_with(config, |_| ()).await;
+    let anonymous = app.get_json("/system_status").await;
+    let folder = app.model_dir.as_ref().unwrap().path().display().to_string();
+    assert!(!anonymous.to_string().contains(&folder), "{anonymous}");
+    assert_eq!(anonymous["model"]["files"][0]["path"], "manifest.json");
+
+    let admin = app.client.get(format!("{}/system_status", app.address)).bearer_auth("t").send().await.unwrap();
+    let admin: serde_json::Value = admin.json().await.unwrap();
+    assert!(admin["model"]["files"][0]["path"].as_str().unwrap().starts_with(&folder), "{admin}");
+}

@@ -3,6 +3,7 @@
 //! image) and an optional `text` BYTES input. Outputs: `label` (BYTES), `probability` (FP32) and
 //! `top_k` (BYTES "score:index:label", the classification extension's form); asking any output
 //! with `"parameters": {"classification": N}` gives its top N in that form.
+mod bounded;
 mod protocol;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -10,6 +11,7 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed};
+use crate::domain::{base64_body_limit, read_json_body};
 use crate::error::ApiError;
 use crate::model::LoadedModel;
 use crate::predictor::Outcome;
@@ -104,13 +106,18 @@ pub async fn model_ready(path: web::Path<String>, state: web::Data<AppState>) ->
 pub async fn infer(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<InferRequest>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let model = model_named(&state, &path)?;
-    let request = body.into_inner();
-    let uploads = uploads(&request, &state)?;
+    // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
+    let mut memory = state.admission.reservation();
+    let limit = base64_body_limit(state.config.max_batch_upload_bytes);
+    let body = read_json_body(req.headers(), payload, limit, state.upload_limits(), &mut memory).await?;
+    let mut request = protocol::parse(body).await?;
     let outputs = requested_outputs(&request, state.config.top_k, state.config.max_top_k)?;
+    let id = request.id.take();
+    let uploads = uploads(request, &state).await?;
     state.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     let state_ref = &state;
@@ -124,7 +131,7 @@ pub async fn infer(
     let outputs: Vec<Value> = outputs.iter().map(|(name, k)| output(name, *k, &outcomes, rows)).collect();
     let mut body =
         json!({ "model_name": model.manifest.name, "model_version": model.manifest.version, "outputs": outputs });
-    if let Some(id) = request.id {
+    if let Some(id) = id {
         body["id"] = id.into();
     }
     Ok(HttpResponse::Ok().json(body))
