@@ -8,7 +8,7 @@ use actix_web::web;
 use serde::Serialize;
 
 use crate::admission::AdmissionError;
-use crate::cache::prediction_key;
+use crate::cache::{prediction_key, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::error::ApiError;
 use crate::model::{class_probabilities, combine, softmax, ClassScore, LoadedModel, Prediction, Work};
@@ -64,7 +64,7 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
     // The whole request runs on this model, whatever a reload swaps in meanwhile.
     let model = state.registry.current();
     let text = upload.text.as_ref().map(|t| t.as_str());
-    let key = prediction_key(upload.image.bytes(), text);
+    let key = key_of(upload).await?;
     if let Some(answer) = state.predictions.get(&key, model.generation) {
         return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
     }
@@ -100,6 +100,21 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
         state.predictions.insert(key, model.generation, answer.clone());
     }
     Ok(Outcome { model, answer, cache_hit: false, timings })
+}
+
+/// Hashing runs at about 1 GB/s: a large image's would hold an async worker (and every connection
+/// it serves) for milliseconds, so it goes to the blocking pool; a small one's costs less than the hop.
+const HASH_INLINE_BYTES: usize = 256 * 1024;
+
+async fn key_of(upload: &PredictUpload) -> Result<PredictionKey, ApiError> {
+    let (image, text) = (upload.image.bytes(), upload.text.as_ref().map(|t| t.as_str()));
+    if image.len() <= HASH_INLINE_BYTES {
+        return Ok(prediction_key(image, text));
+    }
+    let (image, text) = (image.clone(), text.map(str::to_string));
+    web::block(move || prediction_key(&image, text.as_deref()))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing thread failed: {e}")))
 }
 
 /// Decode and resize on actix's blocking pool, then the image model on the inference thread.

@@ -72,7 +72,9 @@ pub async fn read_json_body(
     }
     let body = within_read_timeout(&limits, async {
         let mut budget = Budget::new(headers, body_limit, memory)?;
-        read_within(&mut payload, &mut budget, |e| ApiError::Validation(format!("cannot read the body: {e}"))).await
+        let declared = budget.prepaid();
+        let error = |e| ApiError::Validation(format!("cannot read the body: {e}"));
+        read_within(&mut payload, &mut budget, declared, error).await
     })
     .await?;
     memory.add(body.len() as u64)?;

@@ -160,7 +160,7 @@ async fn read_parts_within_time(
             return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
         }
         let name = field.name().map(str::to_string);
-        parts.push(Part { name, bytes: read_within(&mut field, &mut budget, malformed).await? });
+        parts.push(Part { name, bytes: read_within(&mut field, &mut budget, 0, malformed).await? });
     }
     Ok(parts)
 }
@@ -212,6 +212,11 @@ impl<'a> Budget<'a> {
         Ok(Self { left: limit, limit, prepaid: declared, memory })
     }
 
+    /// The declared length that is reserved and not yet read.
+    pub(super) fn prepaid(&self) -> usize {
+        self.prepaid
+    }
+
     fn take(&mut self, bytes: usize) -> Result<(), ApiError> {
         self.left = self.left.checked_sub(bytes).ok_or(ApiError::PayloadTooLarge { limit: self.limit })?;
         let from_prepaid = bytes.min(self.prepaid);
@@ -221,16 +226,18 @@ impl<'a> Budget<'a> {
 }
 
 /// A body stream (a multipart field, or a whole body) within the budget: past it, 413 at once,
-/// before the rest arrives.
+/// before the rest arrives. `expected`: the bytes it should bring (a whole body's declared length),
+/// allocated at once rather than grown by copies.
 pub(super) async fn read_within<S, E>(
     stream: &mut S,
     budget: &mut Budget<'_>,
+    expected: usize,
     error: impl Fn(E) -> ApiError,
 ) -> Result<Bytes, ApiError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::with_capacity(expected.min(budget.left));
     while let Some(chunk) = stream.try_next().await.map_err(&error)? {
         budget.take(chunk.len())?;
         buf.extend_from_slice(&chunk);

@@ -202,3 +202,22 @@ async fn a_v2_client_that_stalls_mid_body_gets_408() {
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 408") && response.contains("request_timeout"), "{response}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_to_be_accepted() {
+    let mut config = test_config();
+    (config.workers, config.max_connections) = (1, 1);
+    let app = spawn_app_with(config).await;
+    let idle = TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    // The one connection is taken (a client that says nothing): a second is not served...
+    let health = tokio::spawn({
+        let (client, url) = (reqwest::Client::new(), format!("{}/health", app.address));
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!health.is_finished(), "a second connection was served beside the first");
+    // ...until the first closes.
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(20), health).await.expect("served once the first closed");
+    assert_eq!(status.unwrap().unwrap(), 200);
+}
