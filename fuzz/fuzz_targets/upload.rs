@@ -26,7 +26,9 @@ fuzz_target!(|body: &[u8]| {
         .to_http_parts();
     runtime().block_on(async {
         let payload = web::Payload::from_request(&request, &mut payload).await.unwrap();
-        if let Ok(upload) = PredictUpload::read(request.headers(), payload, LIMITS).await {
+        // A budget that any body within LIMITS fits, so that every input reaches the parser.
+        let mut memory = food_api::admission::Admission::new(1, 16 << 20, false).reservation();
+        if let Ok(upload) = PredictUpload::read(request.headers(), payload, LIMITS, &mut memory).await {
             if let Some(text) = &upload.text {
                 assert!(!text.as_str().is_empty() && text.as_str().chars().count() <= LIMITS.max_text_chars);
             }

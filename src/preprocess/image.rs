@@ -87,8 +87,10 @@ pub fn decode_rgb<R>(
 }
 
 /// The most a decode holds at once: the decoded pixels; a progressive JPEG's coefficients (two
-/// bytes per pixel and channel) beside them; a rotated copy for EXIF rotations by 90 degrees; the
-/// RGB8 copy for any other pixel type.
+/// bytes per pixel and channel) beside them; a GIF's or WebP's frame buffer (a frame no larger
+/// than the canvas: WebP refuses larger ones, and a GIF's is held to this reservation by the
+/// decoder's limit); a rotated copy for EXIF rotations by 90 degrees; the RGB8 copy for any other
+/// pixel type. Only the first frame or page of any format is decoded.
 fn peak_bytes(
     width: u32,
     height: u32,
@@ -100,10 +102,11 @@ fn peak_bytes(
     let pixels = u64::from(width) * u64::from(height);
     let decoded = pixels * u64::from(color.bytes_per_pixel());
     let coefficients = if format == ImageFormat::Jpeg { pixels * 2 * u64::from(color.channel_count()) } else { 0 };
+    let frame = if matches!(format, ImageFormat::Gif | ImageFormat::WebP) { decoded } else { 0 };
     let rotated =
         if matches!(orientation, Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH) { decoded } else { 0 };
     let rgb = if color == image::ColorType::Rgb8 { 0 } else { pixels * 3 };
-    decoded + coefficients + rotated + rgb
+    decoded + coefficients + frame + rotated + rgb
 }
 
 /// Whether the JPEG reaches its end-of-image marker (FF D9). The JPEG decoder fills a cut-off
