@@ -1,8 +1,7 @@
-//! LRU caches whose entries remember the model generation that computed them, so that no answer
-//! outlives the model it came from: the prediction cache over (image bytes, text) and the text
-//! cache over texts.
-use std::borrow::Borrow;
-use std::hash::Hash;
+//! LRU caches keyed by the model's fingerprint and a hash of the input, so that an answer is only
+//! ever served for the model that computed it (two models never share an entry; the same files,
+//! reloaded or on another replica, give the same keys): the prediction cache over (image bytes,
+//! text) and the text cache over texts.
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,7 +10,19 @@ use lru::LruCache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub type PredictionKey = [u8; 32];
+use crate::model::Fingerprint;
+
+/// SHA-256 of an input: an image and its text, or a text.
+pub type InputKey = [u8; 32];
+pub type PredictionKey = InputKey;
+
+/// SHA-256 over the length-prefixed text.
+pub fn text_key(text: &str) -> InputKey {
+    let mut hasher = Sha256::new();
+    hasher.update((text.len() as u64).to_le_bytes());
+    hasher.update(text.as_bytes());
+    hasher.finalize().into()
+}
 
 /// SHA-256 over length-prefixed fields: ("ab", "c") and ("a", "bc") hash differently, and so do
 /// no text and an empty text.
@@ -30,12 +41,12 @@ pub fn prediction_key(image: &[u8], text: Option<&str>) -> PredictionKey {
     hasher.finalize().into()
 }
 
-/// Each value with the generation of the model that computed it.
-type Entries<K, V> = LruCache<K, (u64, Arc<V>)>;
+/// Values by the model that computed them and the input they are for.
+type Entries<V> = LruCache<(Fingerprint, InputKey), Arc<V>>;
 
-pub struct GenerationCache<K: Hash + Eq, V> {
+pub struct ModelCache<V> {
     // None when the configured size is 0: caching is off.
-    entries: Option<Mutex<Entries<K, V>>>,
+    entries: Option<Mutex<Entries<V>>>,
     capacity: usize,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -49,7 +60,7 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
-impl<K: Hash + Eq, V> GenerationCache<K, V> {
+impl<V> ModelCache<V> {
     pub fn new(capacity: usize) -> Self {
         Self {
             entries: NonZeroUsize::new(capacity).map(|c| Mutex::new(LruCache::new(c))),
@@ -59,30 +70,20 @@ impl<K: Hash + Eq, V> GenerationCache<K, V> {
         }
     }
 
-    /// The cached value for `key` if the model of `generation` computed it.
-    pub fn get<Q: Hash + Eq + ?Sized>(&self, key: &Q, generation: u64) -> Option<Arc<V>>
-    where
-        K: Borrow<Q>,
-    {
+    /// What `model` computed for `key`, if it is cached.
+    pub fn get(&self, model: Fingerprint, key: &InputKey) -> Option<Arc<V>> {
         let found = self.entries.as_ref().and_then(|entries| {
             let mut entries = entries.lock().expect("cache lock");
-            entries.get(key).filter(|(g, _)| *g == generation).map(|(_, v)| v.clone())
+            entries.get(&(model, *key)).cloned()
         });
         let counter = if found.is_some() { &self.hits } else { &self.misses };
         counter.fetch_add(1, Ordering::Relaxed);
         found
     }
 
-    pub fn insert(&self, key: K, generation: u64, value: Arc<V>) {
+    pub fn insert(&self, model: Fingerprint, key: InputKey, value: Arc<V>) {
         if let Some(entries) = &self.entries {
-            entries.lock().expect("cache lock").put(key, (generation, value));
-        }
-    }
-
-    /// Drops every entry; called when a new model starts serving.
-    pub fn clear(&self) {
-        if let Some(entries) = &self.entries {
-            entries.lock().expect("cache lock").clear();
+            entries.lock().expect("cache lock").put((model, key), value);
         }
     }
 
@@ -98,7 +99,14 @@ impl<K: Hash + Eq, V> GenerationCache<K, V> {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
+    use crate::model::ModelFile;
+
+    fn model(sha256: &str) -> Fingerprint {
+        Fingerprint::of(&[ModelFile { path: PathBuf::from("weights.pt"), bytes: 1, sha256: sha256.into() }])
+    }
 
     #[test]
     fn keys_cannot_collide_by_moving_bytes_between_image_and_text() {
@@ -106,30 +114,33 @@ mod tests {
         assert_ne!(prediction_key(b"a", None), prediction_key(b"a", Some("")));
         assert_ne!(prediction_key(b"a", Some("x")), prediction_key(b"a", Some("y")));
         assert_eq!(prediction_key(b"a", Some("x")), prediction_key(b"a", Some("x")));
+        assert_ne!(text_key("ab"), text_key("a"));
     }
 
     #[test]
-    fn a_value_of_another_model_generation_is_a_miss() {
-        let cache = GenerationCache::new(4);
-        cache.insert("k", 1, Arc::new(7));
-        assert_eq!(cache.get(&"k", 1).as_deref(), Some(&7));
-        assert!(cache.get(&"k", 2).is_none());
+    fn a_value_another_model_computed_is_a_miss() {
+        let cache = ModelCache::new(4);
+        cache.insert(model("1"), [0; 32], Arc::new(7));
+        assert_eq!(cache.get(model("1"), &[0; 32]).as_deref(), Some(&7));
+        assert!(cache.get(model("2"), &[0; 32]).is_none());
+        cache.insert(model("2"), [0; 32], Arc::new(8));
+        assert_eq!(cache.get(model("1"), &[0; 32]).as_deref(), Some(&7), "two models, two entries");
         let stats = cache.stats();
-        assert_eq!((stats.hits, stats.misses, stats.size), (1, 1, 1));
+        assert_eq!((stats.hits, stats.misses, stats.size), (2, 1, 2));
     }
 
     #[test]
     fn the_least_recently_used_entry_is_evicted_and_size_zero_disables() {
-        let cache = GenerationCache::new(2);
-        cache.insert(0, 1, Arc::new("a"));
-        cache.insert(1, 1, Arc::new("b"));
-        cache.get(&0, 1);
-        cache.insert(2, 1, Arc::new("c"));
-        assert!(cache.get(&1, 1).is_none(), "least recently used");
-        assert!(cache.get(&0, 1).is_some());
+        let cache = ModelCache::new(2);
+        cache.insert(model("1"), [0; 32], Arc::new("a"));
+        cache.insert(model("1"), [1; 32], Arc::new("b"));
+        cache.get(model("1"), &[0; 32]);
+        cache.insert(model("1"), [2; 32], Arc::new("c"));
+        assert!(cache.get(model("1"), &[1; 32]).is_none(), "least recently used");
+        assert!(cache.get(model("1"), &[0; 32]).is_some());
 
-        let off = GenerationCache::new(0);
-        off.insert(0, 1, Arc::new("a"));
-        assert!(off.get(&0, 1).is_none());
+        let off = ModelCache::new(0);
+        off.insert(model("1"), [0; 32], Arc::new("a"));
+        assert!(off.get(model("1"), &[0; 32]).is_none());
     }
 }

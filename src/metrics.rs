@@ -160,8 +160,10 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
     )?;
 
     let model = state.registry.current();
-    let info: &[&str] = &[&model.manifest.name, &model.manifest.version, model.backend()];
-    gauge_vec("model_info", "The serving model (always 1)", &["name", "version", "format"], &[(info, 1)])?;
+    let fingerprint = model.id.fingerprint.to_string();
+    let info: &[&str] = &[&model.id.name, &model.id.version, model.backend(), &fingerprint];
+    let labels = ["name", "version", "format", "fingerprint"];
+    gauge_vec("model_info", "The serving model (always 1)", &labels, &[(info, 1)])?;
     gauge("model_generation", "1 at start, one more per successful reload", model.generation as f64)?;
     gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
     let reloads = state.registry.reload_stats();

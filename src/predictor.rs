@@ -8,14 +8,14 @@ use actix_web::web;
 use serde::Serialize;
 
 use crate::admission::AdmissionError;
-use crate::cache::{prediction_key, PredictionKey};
+use crate::cache::{prediction_key, text_key, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::error::ApiError;
 use crate::model::{class_probabilities, combine, softmax, ClassScore, LoadedModel, Prediction, Work};
 use crate::preprocess::{decode_rgb, to_model_input};
 use crate::state::AppState;
 
-/// A cached answer: everything in it depends only on (image, text, model generation).
+/// A cached answer: everything in it depends only on (image, text, model).
 pub struct Answer {
     pub combined: Prediction,
     /// The image's own best class, before the text had its say.
@@ -65,7 +65,7 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
     let model = state.registry.current();
     let text = upload.text.as_ref().map(|t| t.as_str());
     let key = key_of(upload).await?;
-    if let Some(answer) = state.predictions.get(&key, model.generation) {
+    if let Some(answer) = state.predictions.get(model.id.fingerprint, &key) {
         return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
     }
 
@@ -95,10 +95,8 @@ pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome
         }
     };
     let answer = Arc::new(Answer { combined, image: image_best, text_match });
-    // A reload may have swapped the model while this one ran: its answer is then not cached.
-    if state.registry.is_current(&model) {
-        state.predictions.insert(key, model.generation, answer.clone());
-    }
+    // Keyed by the model that computed it: right even if a reload swapped another in meanwhile.
+    state.predictions.insert(model.id.fingerprint, key, answer.clone());
     Ok(Outcome { model, answer, cache_hit: false, timings })
 }
 
@@ -158,7 +156,8 @@ async fn encode_text(
     text: Option<&str>,
 ) -> Result<Option<(Arc<TextEncoding>, Option<f64>)>, ApiError> {
     let Some(text) = text else { return Ok(None) };
-    if let Some(hit) = state.texts.get(text, model.generation) {
+    let key = text_key(text);
+    if let Some(hit) = state.texts.get(model.id.fingerprint, &key) {
         return Ok(Some((hit, None)));
     }
     let started = Instant::now();
@@ -166,8 +165,6 @@ async fn encode_text(
     let token_ids = model.text.tokenize(text).map_err(|e| ApiError::Validation(format!("`text` {e}")))?;
     let inference = state.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
     let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
-    if state.registry.is_current(model) {
-        state.texts.insert(text.to_string(), model.generation, encoding.clone());
-    }
+    state.texts.insert(model.id.fingerprint, key, encoding.clone());
     Ok(Some((encoding, Some(ms(started.elapsed())))))
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::admin::Secret;
 use crate::admission::Admission;
-use crate::cache::{GenerationCache, PredictionKey};
+use crate::cache::ModelCache;
 use crate::config::{Config, OverloadStatus};
 use crate::domain::UploadLimits;
 use crate::metrics::Metrics;
@@ -21,8 +21,8 @@ pub struct AppState {
     pub registry: ModelRegistry,
     pub worker: InferenceWorker,
     pub admission: Admission,
-    pub predictions: GenerationCache<PredictionKey, Answer>,
-    pub texts: GenerationCache<String, TextEncoding>,
+    pub predictions: ModelCache<Answer>,
+    pub texts: ModelCache<TextEncoding>,
     pub requests: RequestCounters,
     pub metrics: Metrics,
     pub started_at: Instant,
@@ -45,8 +45,8 @@ impl AppState {
                 config.memory_budget_mb << 20,
                 config.overload_status == OverloadStatus::TooManyRequests,
             ),
-            predictions: GenerationCache::new(config.prediction_cache_size),
-            texts: GenerationCache::new(config.text_cache_size),
+            predictions: ModelCache::new(config.prediction_cache_size),
+            texts: ModelCache::new(config.text_cache_size),
             config,
             registry,
             worker,

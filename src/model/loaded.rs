@@ -12,7 +12,7 @@ use tch::{CModule, Device, Kind, Tensor};
 use super::onnx::{OnnxImageModel, Slot};
 use super::prediction::softmax;
 use super::text::TextModel;
-use super::{ClassMapping, LoadError, Manifest, ThreadLayout, MANIFEST_FILE};
+use super::{ClassMapping, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout, MANIFEST_FILE};
 
 /// Where a model comes from; read again on every reload.
 #[derive(Debug, Clone)]
@@ -48,7 +48,10 @@ pub struct LoadedModel {
     pub text: TextModel,
     pub manifest: Manifest,
     pub classes: ClassMapping,
-    /// 1 for the model loaded at start, one more for each successful reload.
+    /// What this model is: its manifest's name and version and its files' fingerprint.
+    pub id: ModelId,
+    /// 1 for the model loaded at start, one more for each successful reload: for display only
+    /// (identity, and so caching, is `id`).
     pub generation: u64,
     pub device: Device,
     pub files: Vec<ModelFile>,
@@ -111,11 +114,17 @@ impl LoadedModel {
         let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
+        let id = ModelId {
+            name: manifest.name.clone(),
+            version: manifest.version.clone(),
+            fingerprint: Fingerprint::of(&files),
+        };
         let mut model = Self {
             image,
             text,
             manifest,
             classes,
+            id,
             generation,
             device,
             files,

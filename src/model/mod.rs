@@ -1,6 +1,7 @@
 //! The model: its files (manifest, weights, class mapping), loading and validating them, the
 //! inference thread that runs it, and the handle that swaps in a reloaded one.
 mod device;
+mod identity;
 mod loaded;
 mod manifest;
 mod mapping;
@@ -13,6 +14,7 @@ mod worker;
 use std::path::{Path, PathBuf};
 
 pub use device::{device_name, resolve_device};
+pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
 pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};

@@ -74,11 +74,6 @@ impl ModelRegistry {
         self.current.load_full()
     }
 
-    /// Whether `model` still serves: what it computed may then be cached.
-    pub fn is_current(&self, model: &LoadedModel) -> bool {
-        self.current.load().generation == model.generation
-    }
-
     pub fn reload_stats(&self) -> ReloadStats {
         self.reloads.lock().expect("reload stats lock").clone()
     }

@@ -29,11 +29,20 @@ use crate::model::LoadedModel;
 pub struct ModelRef<'a> {
     pub name: &'a str,
     pub version: &'a str,
+    /// SHA-256 over the model's files (their names and hashes): the same files, the same value.
+    #[schema(value_type = String)]
+    pub fingerprint: crate::model::Fingerprint,
+    /// 1 at start, one more per successful reload (display only).
     pub generation: u64,
 }
 
 impl<'a> From<&'a LoadedModel> for ModelRef<'a> {
     fn from(model: &'a LoadedModel) -> Self {
-        Self { name: &model.manifest.name, version: &model.manifest.version, generation: model.generation }
+        Self {
+            name: &model.id.name,
+            version: &model.id.version,
+            fingerprint: model.id.fingerprint,
+            generation: model.generation,
+        }
     }
 }

@@ -16,10 +16,9 @@ use crate::state::AppState;
     (status = 422, description = "The files on disk are not a valid model; the serving model stays", body = crate::error::ErrorBody),
 ))]
 pub async fn reload_model(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    // The caches are keyed by the model's fingerprint: the old model's answers are never served
+    // for the new one, and a reload of the same files keeps them.
     let model = state.registry.reload().await?;
-    // Answers of the old model are never served again (entries also carry their generation).
-    state.predictions.clear();
-    state.texts.clear();
     Ok(HttpResponse::Ok().json(json!({
         "status": "reloaded",
         "model": ModelRef::from(&*model),

@@ -57,6 +57,7 @@ pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppS
             "name": model.manifest.name,
             "version": model.manifest.version,
             "format": model.backend(),
+            "fingerprint": model.id.fingerprint,
             "generation": model.generation,
             "device": crate::model::device_name(model.device),
             "inference_threads": state.config.inference_threads(),

@@ -55,7 +55,7 @@ async fn metrics_count_requests_caches_stages_labels_and_reloads() {
     assert_eq!(value(&m, "food_api_preprocess_seconds_count"), 2.0);
     assert!(value(&m, "food_api_inference_seconds_sum") > 0.0);
 
-    // The reload cleared both caches after the traffic counted in them.
+    // Counted before the reload (the counters are cumulative).
     assert_eq!(value(&m, r#"food_api_cache_hits_total{cache="prediction"}"#), 1.0);
     assert_eq!(value(&m, r#"food_api_cache_misses_total{cache="prediction"}"#), 2.0);
     assert_eq!(value(&m, r#"food_api_cache_misses_total{cache="text"}"#), 1.0);

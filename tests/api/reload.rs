@@ -6,19 +6,37 @@ use crate::helpers::{error_of, repo_path, sample, spawn_app_on_model_copy, TestA
 async fn reload_swaps_in_a_new_model_and_bumps_the_generation() {
     let app = spawn_app_on_model_copy().await;
     let coffee = sample("coffee.png");
-    app.predict_ok(&coffee, None).await;
+    let before = app.predict_ok(&coffee, None).await;
 
+    // The same files: the same model (the same fingerprint), whose cached answers still hold.
     let response = app.post_reload().await;
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["model"]["generation"], 2);
+    assert_eq!(body["model"]["fingerprint"], before["model"]["fingerprint"]);
     assert_eq!(body["files"].as_array().unwrap().len(), 5);
+    let same = app.predict_ok(&coffee, None).await;
+    assert_eq!((same["cache_hit"].as_bool(), same["model"]["generation"].as_u64()), (Some(true), Some(2)));
 
+    // Other files: another model, whose answers are its own.
+    std::fs::write(app.model_file("class_mapping.json"), r#"{"espresso": 967, "pizza": 963}"#).unwrap();
+    let body: serde_json::Value = app.post_reload().await.json().await.unwrap();
+    assert_ne!(body["model"]["fingerprint"], before["model"]["fingerprint"]);
     let after = app.predict_ok(&coffee, None).await;
     assert_eq!(after["cache_hit"], false, "the old model's answer is not served");
-    assert_eq!(after["model"]["generation"], 2);
-    assert_eq!(after["label"], "espresso");
-    assert_eq!(app.get_json("/health").await["model"]["generation"], 2);
+    assert_eq!((after["model"]["generation"].as_u64(), after["label"].as_str()), (Some(3), Some("espresso")));
+    assert_eq!(after["top_k"].as_array().unwrap().len(), 2);
+    assert_eq!(app.get_json("/health").await["model"]["generation"], 3);
+}
+
+#[tokio::test]
+async fn the_fingerprint_is_the_same_for_the_same_files_in_another_folder_or_process() {
+    let here = spawn_app_on_model_copy().await;
+    let there = spawn_app_on_model_copy().await;
+    let (a, b) = (here.get_json("/system_status").await, there.get_json("/system_status").await);
+    let fingerprint = a["model"]["fingerprint"].as_str().unwrap();
+    assert_eq!((fingerprint.len(), Some(fingerprint)), (64, b["model"]["fingerprint"].as_str()));
+    assert_ne!(a["model"]["files"][0]["path"], b["model"]["files"][0]["path"], "two folders");
 }
 
 #[tokio::test]
