@@ -4,7 +4,8 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::admission::AdmissionError;
-use crate::model::LoadError;
+use crate::model::{InferError, LoadError};
+use crate::preprocess::ImageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -42,6 +43,28 @@ pub enum ApiError {
     Reload(#[from] LoadError),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> Self {
+        match e {
+            ImageError::Unsupported(m) => Self::UnsupportedMediaType(m),
+            ImageError::Invalid(m) => Self::InvalidImage(m),
+            ImageError::TooLarge(m) => Self::ImageTooLarge(m),
+            ImageError::Busy(e) => Self::Admission(e),
+            ImageError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+impl From<InferError> for ApiError {
+    fn from(e: InferError) -> Self {
+        match e {
+            InferError::QueueFull { too_many_requests } => Self::Overloaded { too_many_requests },
+            InferError::Stopped => Self::ModelUnavailable,
+            InferError::Failed(m) => Self::Internal(anyhow::anyhow!("forward pass failed: {m}")),
+        }
+    }
 }
 
 /// Every error answer: a message for people, a kind for programs.

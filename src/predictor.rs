@@ -12,7 +12,7 @@ use crate::cache::{prediction_key, text_key, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::error::ApiError;
 use crate::model::{class_probabilities, combine, softmax, ClassScore, LoadedModel, Prediction, Work};
-use crate::preprocess::{decode_rgb, to_model_input};
+use crate::preprocess::{decode_rgb, to_model_input, ImageError};
 use crate::state::AppState;
 
 /// A cached answer: everything in it depends only on (image, text, model).
@@ -129,8 +129,8 @@ async fn run_image(
         // model input (a few hundred KB) is made.
         let reserve = |bytes| {
             admission.reserve(bytes).map_err(|e| match e {
-                AdmissionError::TooLarge { .. } => ApiError::ImageTooLarge(format!("decoding this image: {e}")),
-                busy => busy.into(),
+                AdmissionError::TooLarge { .. } => ImageError::TooLarge(format!("decoding this image: {e}")),
+                busy => ImageError::Busy(busy),
             })
         };
         let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, reserve)?;

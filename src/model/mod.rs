@@ -22,7 +22,7 @@ pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use registry::{ModelRegistry, ReloadRecord, ReloadStats};
 pub use text::TextModel;
-pub use worker::{Inference, InferenceWorker, ThreadLayout, TorchThreads};
+pub use worker::{InferError, Inference, InferenceWorker, ThreadLayout, TorchThreads};
 
 /// Why a model folder cannot be served, naming the file at fault.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{LoadedModel, Slot, Work};
-use crate::error::ApiError;
 
 struct Job {
     model: Arc<LoadedModel>,
@@ -81,6 +80,17 @@ impl TorchThreads {
     }
 }
 
+/// Why the model did not answer; `error.rs` says what each means over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error("the model queue is full")]
+    QueueFull { too_many_requests: bool },
+    #[error("the inference threads have stopped")]
+    Stopped,
+    #[error("forward pass failed: {0}")]
+    Failed(String),
+}
+
 /// Jobs given up on still sit in the channel until the thread reaches them (it skips them at no
 /// cost, but only between forward passes); this bounds how many, and so their memory.
 const CHANNEL_PER_PLACE: usize = 4;
@@ -123,17 +133,17 @@ impl InferenceWorker {
     /// Runs `work` on `model`. The caller's `Arc` keeps that model alive even if a
     /// reload swaps another in meanwhile: a request finishes on the model it started with.
     /// Dropping the returned future (deadline, client gone) gives up the place in the queue.
-    pub async fn infer(&self, model: Arc<LoadedModel>, work: Work) -> Result<Inference, ApiError> {
-        let overloaded = || ApiError::Overloaded { too_many_requests: self.full_is_429 };
+    pub async fn infer(&self, model: Arc<LoadedModel>, work: Work) -> Result<Inference, InferError> {
+        let overloaded = || InferError::QueueFull { too_many_requests: self.full_is_429 };
         let _place = self.places.try_acquire().map_err(|_| overloaded())?;
         let (reply, answer) = oneshot::channel();
         let job = Job { model, work, queued_at: Instant::now(), reply, span: tracing::Span::current() };
         self.queue.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => overloaded(),
-            mpsc::error::TrySendError::Closed(_) => ApiError::ModelUnavailable,
+            mpsc::error::TrySendError::Closed(_) => InferError::Stopped,
         })?;
-        let result = answer.await.map_err(|_| ApiError::ModelUnavailable)?;
-        result.map_err(|e| ApiError::Internal(anyhow::anyhow!("forward pass failed: {e}")))
+        let result = answer.await.map_err(|_| InferError::Stopped)?;
+        result.map_err(InferError::Failed)
     }
 }
 

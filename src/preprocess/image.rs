@@ -7,7 +7,27 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
-use crate::error::ApiError;
+use crate::admission::AdmissionError;
+
+/// Why an image cannot become a model input; `error.rs` says what each means over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// Not an image, or a format not decoded here.
+    #[error("{0}")]
+    Unsupported(String),
+    /// A supported format whose bytes do not decode.
+    #[error("{0}")]
+    Invalid(String),
+    /// More pixels, or more memory, than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The memory budget cannot hold the decode now.
+    #[error(transparent)]
+    Busy(AdmissionError),
+    /// A bug of ours (the resize refused its own arguments).
+    #[error("{0}")]
+    Internal(String),
+}
 
 /// How a model wants its input; read from the model's manifest.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,14 +42,14 @@ const SUPPORTED: [ImageFormat; 6] =
     [ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Gif, ImageFormat::Tiff];
 
 /// The format named by the file's magic bytes, if it is one we decode.
-pub fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ApiError> {
+pub fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ImageError> {
     let format = image::guess_format(bytes).map_err(|_| {
-        ApiError::UnsupportedMediaType(
+        ImageError::Unsupported(
             "the `image` file is not a recognised image (expected JPEG, PNG, WebP, BMP, GIF or TIFF)".into(),
         )
     })?;
     if !SUPPORTED.contains(&format) {
-        return Err(ApiError::UnsupportedMediaType(format!(
+        return Err(ImageError::Unsupported(format!(
             "{format:?} images are not supported (expected JPEG, PNG, WebP, BMP, GIF or TIFF)"
         )));
     }
@@ -50,26 +70,26 @@ pub fn decode_rgb<R>(
     bytes: &[u8],
     format: ImageFormat,
     max_pixels: u64,
-    reserve: impl FnOnce(u64) -> Result<R, ApiError>,
-) -> Result<(RgbImage, R), ApiError> {
+    reserve: impl FnOnce(u64) -> Result<R, ImageError>,
+) -> Result<(RgbImage, R), ImageError> {
     let invalid = |e: image::ImageError| match e {
         image::ImageError::Limits(e) => {
-            ApiError::ImageTooLarge(format!("the {format:?} image needs more memory than its size allows: {e}"))
+            ImageError::TooLarge(format!("the {format:?} image needs more memory than its size allows: {e}"))
         }
-        e => ApiError::InvalidImage(format!("cannot decode the {format:?} image: {e}")),
+        e => ImageError::Invalid(format!("cannot decode the {format:?} image: {e}")),
     };
     let mut decoder = ImageReader::with_format(Cursor::new(bytes), format).into_decoder().map_err(invalid)?;
     let (width, height) = decoder.dimensions();
     if width == 0 || height == 0 {
-        return Err(ApiError::InvalidImage(format!("the image is {width}x{height} pixels")));
+        return Err(ImageError::Invalid(format!("the image is {width}x{height} pixels")));
     }
     if u64::from(width) * u64::from(height) > max_pixels {
-        return Err(ApiError::ImageTooLarge(format!(
+        return Err(ImageError::TooLarge(format!(
             "the image is {width}x{height} pixels, more than the limit of {max_pixels} pixels"
         )));
     }
     if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(ApiError::InvalidImage(
+        return Err(ImageError::Invalid(
             "the JPEG stops before its end-of-image marker: the upload looks truncated".into(),
         ));
     }
@@ -160,7 +180,7 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// Resize-then-crop as one resize of the source region that the crop keeps: the same pixels as
 /// resizing the whole image (the filter still reads neighbours outside the region), without
 /// allocating the resized whole, which for a 10000x1 image would be gigabytes.
-pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, ApiError> {
+pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, ImageError> {
     let (w, h) = (rgb.width() as f64, rgb.height() as f64);
     let short = spec.resize_shorter_side as f64;
     // Integer sizes as torchvision's Resize computes them, so crops line up with the reference.
@@ -174,7 +194,7 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, ApiE
     let (x, y) = ((left / scale_x).clamp(0.0, w), (top / scale_y).clamp(0.0, h));
     let (crop_w, crop_h) = ((crop / scale_x).min(w - x), (crop / scale_y).min(h - y));
 
-    let resize_failed = |e: &dyn std::fmt::Display| ApiError::Internal(anyhow::anyhow!("resizing: {e}"));
+    let resize_failed = |e: &dyn std::fmt::Display| ImageError::Internal(format!("resizing: {e}"));
     let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| resize_failed(&e))?;
     let mut dst = Image::new(spec.input_size, spec.input_size, PixelType::U8x3);
     let options =

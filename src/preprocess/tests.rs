@@ -24,7 +24,7 @@ fn repo_file(path: &str) -> std::path::PathBuf {
 }
 
 /// A decode with no memory budget to draw from.
-fn decode(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<RgbImage, ApiError> {
+fn decode(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<RgbImage, ImageError> {
     decode_rgb(bytes, format, max_pixels, |_| Ok(())).map(|(rgb, ())| rgb)
 }
 
@@ -84,14 +84,14 @@ fn an_extreme_aspect_ratio_still_gives_one_model_input() {
 fn an_image_over_the_pixel_limit_is_refused_before_decoding() {
     let bytes = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
     let err = decode(&bytes, image::ImageFormat::Jpeg, 1000).unwrap_err();
-    assert!(matches!(err, ApiError::ImageTooLarge(_)), "{err:?}");
+    assert!(matches!(err, ImageError::TooLarge(_)), "{err:?}");
 }
 
 #[test]
 fn sniffing_tells_text_from_images_and_refuses_unsupported_formats() {
-    assert!(matches!(sniff_format(b"hello, this is text"), Err(ApiError::UnsupportedMediaType(_))));
+    assert!(matches!(sniff_format(b"hello, this is text"), Err(ImageError::Unsupported(_))));
     let ico = [0u8, 0, 1, 0, 1, 0, 16, 16, 0, 0];
-    assert!(matches!(sniff_format(&ico), Err(ApiError::UnsupportedMediaType(m)) if m.contains("Ico")));
+    assert!(matches!(sniff_format(&ico), Err(ImageError::Unsupported(m)) if m.contains("Ico")));
     let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
     assert_eq!(sniff_format(&png).unwrap(), image::ImageFormat::Png);
 }
@@ -100,7 +100,7 @@ fn sniffing_tells_text_from_images_and_refuses_unsupported_formats() {
 fn a_truncated_png_is_an_invalid_image() {
     let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
     let result = decode(&png[..png.len() / 3], image::ImageFormat::Png, u64::MAX);
-    assert!(matches!(result, Err(ApiError::InvalidImage(_))), "{:?}", result.err());
+    assert!(matches!(result, Err(ImageError::Invalid(_))), "{:?}", result.err());
 }
 
 #[test]
