@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// A token that never shows in logs or `Debug` output. Only its SHA-256 is kept: comparing digests
 /// takes the same time whatever the length or content of the candidate.
@@ -115,6 +114,13 @@ fn is_loopback_host(host: &str) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
+/// Who may manage the server: registered as application data for the `Admin` extractor.
+pub struct AdminAccess {
+    pub token: Option<Secret>,
+    /// The CORS origins, whose pages may call management endpoints too.
+    pub origins: Vec<String>,
+}
+
 /// Add `_admin: Admin` to a handler's arguments to make it a management endpoint.
 pub struct Admin;
 
@@ -123,8 +129,8 @@ impl FromRequest for Admin {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let Some(state) = req.app_data::<web::Data<AppState>>() else {
-            return ready(Err(ApiError::Internal(anyhow::anyhow!("no application state"))));
+        let Some(access) = req.app_data::<web::Data<AdminAccess>>() else {
+            return ready(Err(ApiError::Internal(anyhow::anyhow!("no AdminAccess registered"))));
         };
         let headers = req.headers();
         let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
@@ -135,7 +141,7 @@ impl FromRequest for Admin {
             origin: text(header::ORIGIN),
             fetch_site: text(header::HeaderName::from_static("sec-fetch-site")),
         };
-        ready(check(state.admin_token.as_ref(), &state.config.cors_origins, &caller).map(|()| Admin))
+        ready(check(access.token.as_ref(), &access.origins, &caller).map(|()| Admin))
     }
 }
 

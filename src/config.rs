@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use crate::admin::Secret;
+use crate::domain::UploadLimits;
+pub use crate::model::DeviceChoice;
 use crate::model::{ThreadLayout, TorchThreads};
+use crate::predictor::PredictorSettings;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -147,13 +150,6 @@ pub enum OverloadStatus {
     TooManyRequests,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
-}
-
 impl Config {
     /// The settings of a start with no flags (environment variables still apply).
     pub fn defaults() -> Self {
@@ -170,6 +166,36 @@ impl Config {
             return Ok(Some(token));
         }
         Ok(self.admin_token.clone())
+    }
+
+    pub fn predictor_settings(&self) -> PredictorSettings {
+        PredictorSettings {
+            prediction_cache_size: self.prediction_cache_size,
+            text_cache_size: self.text_cache_size,
+            text_weight: self.text_weight,
+            max_image_pixels: self.max_image_pixels,
+            deadline_ms: self.deadline_ms,
+        }
+    }
+
+    /// What a /predict body may bring.
+    pub fn upload_limits(&self) -> UploadLimits {
+        UploadLimits {
+            max_body_bytes: self.max_upload_bytes,
+            max_text_chars: self.max_text_chars,
+            max_parts: self.max_parts,
+            read_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
+        }
+    }
+
+    /// A batch may carry an image and a text per item, plus the fields a single upload may have.
+    pub fn batch_upload_limits(&self) -> UploadLimits {
+        let items = self.max_batch_items as usize;
+        UploadLimits {
+            max_body_bytes: self.max_batch_upload_bytes,
+            max_parts: 2 * items + self.max_parts,
+            ..self.upload_limits()
+        }
     }
 
     pub fn inference_threads(&self) -> usize {

@@ -4,7 +4,9 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::admission::AdmissionError;
+use crate::domain::InputError;
 use crate::model::{InferError, LoadError};
+use crate::predictor::PredictError;
 use crate::preprocess::ImageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,32 @@ impl From<ImageError> for ApiError {
             ImageError::TooLarge(m) => Self::ImageTooLarge(m),
             ImageError::Busy(e) => Self::Admission(e),
             ImageError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+impl From<InputError> for ApiError {
+    fn from(e: InputError) -> Self {
+        match e {
+            InputError::Invalid(m) => Self::Validation(m),
+            InputError::Image(e) => e.into(),
+            InputError::UnsupportedMediaType(m) => Self::UnsupportedMediaType(m),
+            InputError::TooLarge { limit } => Self::PayloadTooLarge { limit },
+            InputError::Timeout(s) => Self::RequestTimeout(s),
+            InputError::Admission(e) => Self::Admission(e),
+            InputError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+impl From<PredictError> for ApiError {
+    fn from(e: PredictError) -> Self {
+        match e {
+            PredictError::Image(e) => e.into(),
+            PredictError::Infer(e) => e.into(),
+            PredictError::Text(_) => Self::Validation(e.to_string()),
+            PredictError::Deadline(ms) => Self::DeadlineExceeded(ms),
+            PredictError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
         }
     }
 }

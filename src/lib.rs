@@ -12,5 +12,4 @@ pub mod predictor;
 pub mod preprocess;
 pub mod routes;
 pub mod startup;
-pub mod state;
 pub mod telemetry;

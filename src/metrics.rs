@@ -1,17 +1,18 @@
 //! GET /metrics in Prometheus' text format. One prefix (`food_api_`), base units (seconds), as
 //! Prometheus' naming guide asks. What requests do is counted as it happens; what other parts
 //! already count (caches, queue, reloads, the model) is read when scraped, so there is one source
-//! for /system_status and /metrics alike.
-use std::sync::atomic::Ordering;
-use std::time::Duration;
+//! for /system_status and /metrics alike. The request counters and the machine's figures that
+//! /system_status shows live here too: what the process observes of itself.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::predictor::Outcome;
-use crate::state::AppState;
+use crate::predictor::{Outcome, Predictor};
 
 const PREFIX: &str = "food_api";
 /// From a cache hit (~0.2 ms) to a forward pass under load (~1 s).
@@ -27,6 +28,33 @@ pub struct Metrics {
     inference: prometheus::Histogram,
     text: prometheus::Histogram,
     predictions: IntCounterVec,
+    pub requests: RequestCounters,
+    pub started_at: Instant,
+    /// CPU and memory readings; CPU usage is the change since the previous refresh.
+    pub system: Mutex<sysinfo::System>,
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RequestCounters {
+    pub total: AtomicU64,
+    pub success: AtomicU64,
+    pub client_error: AtomicU64,
+    pub server_error: AtomicU64,
+    pub predictions: AtomicU64,
+    /// Requests dropped because their client hung up while they waited for the model.
+    pub client_closed: AtomicU64,
+}
+
+impl RequestCounters {
+    pub fn record(&self, status: StatusCode) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let class = match status.as_u16() {
+            200..=399 => &self.success,
+            400..=499 => &self.client_error,
+            _ => &self.server_error,
+        };
+        class.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Metrics {
@@ -60,6 +88,9 @@ impl Metrics {
             text: histogram("text_encode_seconds", "Tokenizing and encoding a request's text (text cache misses)")?,
             predictions: IntCounterVec::new(Opts::new("predictions_total", "Answers given, by label"), &["label"])?,
             registry,
+            requests: RequestCounters::default(),
+            started_at: Instant::now(),
+            system: Mutex::new(sysinfo::System::new()),
         };
         metrics.registry.register(Box::new(metrics.http_requests.clone()))?;
         metrics.registry.register(Box::new(metrics.http_duration.clone()))?;
@@ -108,15 +139,15 @@ impl Drop for InFlight {
 }
 
 /// The text exposition of everything: live series plus a snapshot of the counts kept elsewhere.
-pub fn render(state: &AppState) -> prometheus::Result<String> {
-    let mut families = state.metrics.registry.gather();
-    families.extend(snapshot(state)?.gather());
+pub fn render(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<String> {
+    let mut families = metrics.registry.gather();
+    families.extend(snapshot(metrics, predictor)?.gather());
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8(out).unwrap_or_default())
 }
 
-fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
+fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Registry> {
     let registry = Registry::new_custom(Some(PREFIX.into()), None)?;
     let counter_vec = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| -> prometheus::Result<()> {
         let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
@@ -143,7 +174,7 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
         registry.register(Box::new(g))
     };
 
-    let (p, t) = (state.predictions.stats(), state.texts.stats());
+    let (p, t) = predictor.cache_stats();
     counter_vec("cache_hits_total", "Cache hits", "cache", &[("prediction", p.hits), ("text", t.hits)])?;
     counter_vec("cache_misses_total", "Cache misses", "cache", &[("prediction", p.misses), ("text", t.misses)])?;
     gauge_vec(
@@ -159,14 +190,14 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
         &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)],
     )?;
 
-    let model = state.registry.current();
+    let model = predictor.model();
     let fingerprint = model.id.fingerprint.to_string();
     let info: &[&str] = &[&model.id.name, &model.id.version, model.backend(), &fingerprint];
     let labels = ["name", "version", "format", "fingerprint"];
     gauge_vec("model_info", "The serving model (always 1)", &labels, &[(info, 1)])?;
     gauge("model_generation", "1 at start, one more per successful reload", model.generation as f64)?;
     gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
-    let reloads = state.registry.reload_stats();
+    let reloads = predictor.reload_stats();
     counter_vec(
         "model_reloads_total",
         "Reloads by outcome",
@@ -174,9 +205,9 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
         &[("success", reloads.succeeded), ("failure", reloads.failed)],
     )?;
 
-    let worker = state.worker.stats();
-    gauge("queue_depth", "Requests waiting for or running on the model", state.worker.queued() as f64)?;
-    gauge("queue_capacity", "Places in the queue (--queue-capacity)", state.config.queue_capacity as f64)?;
+    let worker = predictor.worker().stats();
+    gauge("queue_depth", "Requests waiting for or running on the model", predictor.worker().queued() as f64)?;
+    gauge("queue_capacity", "Places in the queue (--queue-capacity)", predictor.worker().capacity() as f64)?;
     counter("forward_passes_total", "Forward passes run (images and texts)", worker.completed.load(Ordering::Relaxed))?;
     counter(
         "skipped_jobs_total",
@@ -186,8 +217,8 @@ fn snapshot(state: &AppState) -> prometheus::Result<Registry> {
     counter(
         "client_closed_total",
         "Requests dropped because the client hung up",
-        state.requests.client_closed.load(Ordering::Relaxed),
+        metrics.requests.client_closed.load(Ordering::Relaxed),
     )?;
-    gauge("uptime_seconds", "Seconds since the server started", state.started_at.elapsed().as_secs_f64())?;
+    gauge("uptime_seconds", "Seconds since the server started", metrics.started_at.elapsed().as_secs_f64())?;
     Ok(registry)
 }

@@ -1,19 +1,22 @@
-//! The prediction pipeline behind `POST /predict`: cache lookups, image preprocessing and the
-//! text's tokenization beside the async workers, both models on the inference thread, and the
-//! rule that combines their answers.
+//! The prediction service, as text-embeddings-inference's `Infer`: it owns the models (the
+//! registry and its reloads), the inference threads, the caches and admission, and runs the
+//! pipeline behind every prediction route: cache lookups, image preprocessing and the text's
+//! tokenization beside the async workers, both models on the inference thread, and the rule that
+//! combines their answers. Routes hold a handle to it and only translate HTTP.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
 use serde::Serialize;
 
-use crate::admission::AdmissionError;
-use crate::cache::{prediction_key, text_key, PredictionKey};
+use crate::admission::{Admission, AdmissionError};
+use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
-use crate::error::ApiError;
-use crate::model::{class_probabilities, combine, softmax, ClassScore, LoadedModel, Prediction, Work};
+use crate::model::{
+    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel,
+    ModelRegistry, Prediction, ReloadStats, Work,
+};
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
-use crate::state::AppState;
 
 /// A cached answer: everything in it depends only on (image, text, model).
 pub struct Answer {
@@ -60,111 +63,208 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-pub async fn predict(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
-    // The whole request runs on this model, whatever a reload swaps in meanwhile.
-    let model = state.registry.current();
-    let text = upload.text.as_ref().map(|t| t.as_str());
-    let key = key_of(upload).await?;
-    if let Some(answer) = state.predictions.get(model.id.fingerprint, &key) {
-        return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
+/// Why a prediction failed; `error.rs` says what each means over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    /// The text cannot be tokenized.
+    #[error("`text` {0}")]
+    Text(String),
+    #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
+    Deadline(u64),
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn thread_failed(what: &str) -> impl Fn(actix_web::error::BlockingError) -> PredictError + '_ {
+    move |e| PredictError::Internal(format!("{what} thread failed: {e}"))
+}
+
+/// What the service is told at start (from the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct PredictorSettings {
+    pub prediction_cache_size: usize,
+    pub text_cache_size: usize,
+    pub text_weight: f32,
+    pub max_image_pixels: u64,
+    pub deadline_ms: u64,
+}
+
+pub struct Predictor {
+    registry: ModelRegistry,
+    worker: InferenceWorker,
+    admission: Admission,
+    predictions: ModelCache<Answer>,
+    texts: ModelCache<TextEncoding>,
+    text_weight: f32,
+    max_image_pixels: u64,
+    deadline_ms: u64,
+}
+
+impl Predictor {
+    pub fn new(
+        registry: ModelRegistry,
+        worker: InferenceWorker,
+        admission: Admission,
+        settings: PredictorSettings,
+    ) -> Self {
+        Self {
+            registry,
+            worker,
+            admission,
+            predictions: ModelCache::new(settings.prediction_cache_size),
+            texts: ModelCache::new(settings.text_cache_size),
+            text_weight: settings.text_weight,
+            max_image_pixels: settings.max_image_pixels,
+            deadline_ms: settings.deadline_ms,
+        }
     }
 
-    let weight = state.config.text_weight;
-    let used_text = text.filter(|_| weight > 0.0);
-    let ((image_output, mut timings), encoded) =
-        tokio::try_join!(run_image(state, &model, &upload.image), encode_text(state, &model, used_text))?;
+    /// The model serving now. Holding the `Arc` keeps it alive across a swap.
+    pub fn model(&self) -> Arc<LoadedModel> {
+        self.registry.current()
+    }
 
-    let image = class_probabilities(&image_output, &model.classes);
-    let image_only = Prediction::rank(&image, &model.classes);
-    let image_best = image_only.best().clone();
-    let (combined, text_match) = match encoded {
-        None => (image_only, None),
-        Some((encoding, text_ms)) => {
-            timings.text = text_ms;
-            let similarities = model.text.similarities(&encoding.embedding);
-            let text_probabilities = softmax(&similarities, model.text.manifest.temperature);
-            let best =
-                (0..similarities.len()).max_by(|&a, &b| similarities[a].total_cmp(&similarities[b])).unwrap_or(0);
-            let text_match = TextMatch {
-                label: model.classes.entries()[best].label.clone(),
-                similarity: similarities[best],
-                probability: text_probabilities[best],
-            };
-            let combined = combine(&image, &text_probabilities, weight);
-            (Prediction::rank(&combined, &model.classes), Some(text_match))
+    pub async fn reload(&self) -> Result<Arc<LoadedModel>, LoadError> {
+        self.registry.reload().await
+    }
+
+    pub fn reload_stats(&self) -> ReloadStats {
+        self.registry.reload_stats()
+    }
+
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub fn worker(&self) -> &InferenceWorker {
+        &self.worker
+    }
+
+    /// The prediction cache's and the text cache's.
+    pub fn cache_stats(&self) -> (CacheStats, CacheStats) {
+        (self.predictions.stats(), self.texts.stats())
+    }
+
+    pub fn text_weight(&self) -> f32 {
+        self.text_weight
+    }
+
+    /// One prediction within the deadline; past it, the pipeline is dropped: its place in the
+    /// queue is freed and the inference thread skips its job.
+    pub async fn predict(&self, upload: &PredictUpload) -> Result<Outcome, PredictError> {
+        tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(upload))
+            .await
+            .map_err(|_| PredictError::Deadline(self.deadline_ms))?
+    }
+
+    async fn run(&self, upload: &PredictUpload) -> Result<Outcome, PredictError> {
+        // The whole request runs on this model, whatever a reload swaps in meanwhile.
+        let model = self.registry.current();
+        let text = upload.text.as_ref().map(|t| t.as_str());
+        let key = key_of(upload).await?;
+        if let Some(answer) = self.predictions.get(model.id.fingerprint, &key) {
+            return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
         }
-    };
-    let answer = Arc::new(Answer { combined, image: image_best, text_match });
-    // Keyed by the model that computed it: right even if a reload swapped another in meanwhile.
-    state.predictions.insert(model.id.fingerprint, key, answer.clone());
-    Ok(Outcome { model, answer, cache_hit: false, timings })
+
+        let weight = self.text_weight;
+        let used_text = text.filter(|_| weight > 0.0);
+        let ((image_output, mut timings), encoded) =
+            tokio::try_join!(self.run_image(&model, &upload.image), self.encode_text(&model, used_text))?;
+
+        let image = class_probabilities(&image_output, &model.classes);
+        let image_only = Prediction::rank(&image, &model.classes);
+        let image_best = image_only.best().clone();
+        let (combined, text_match) = match encoded {
+            None => (image_only, None),
+            Some((encoding, text_ms)) => {
+                timings.text = text_ms;
+                let similarities = model.text.similarities(&encoding.embedding);
+                let text_probabilities = softmax(&similarities, model.text.manifest.temperature);
+                let best =
+                    (0..similarities.len()).max_by(|&a, &b| similarities[a].total_cmp(&similarities[b])).unwrap_or(0);
+                let text_match = TextMatch {
+                    label: model.classes.entries()[best].label.clone(),
+                    similarity: similarities[best],
+                    probability: text_probabilities[best],
+                };
+                let combined = combine(&image, &text_probabilities, weight);
+                (Prediction::rank(&combined, &model.classes), Some(text_match))
+            }
+        };
+        let answer = Arc::new(Answer { combined, image: image_best, text_match });
+        // Keyed by the model that computed it: right even if a reload swapped another in meanwhile.
+        self.predictions.insert(model.id.fingerprint, key, answer.clone());
+        Ok(Outcome { model, answer, cache_hit: false, timings })
+    }
+
+    /// Decode and resize on actix's blocking pool, then the image model on the inference thread.
+    async fn run_image(
+        &self,
+        model: &Arc<LoadedModel>,
+        image: &ImageUpload,
+    ) -> Result<(Vec<f32>, Timings), PredictError> {
+        let started = Instant::now();
+        let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), self.max_image_pixels);
+        let admission = self.admission.clone();
+        let input = web::block(move || {
+            // The decode's memory comes from the budget before any pixel, and returns to it once the
+            // model input (a few hundred KB) is made.
+            let reserve = |bytes| {
+                admission.reserve(bytes).map_err(|e| match e {
+                    AdmissionError::TooLarge { .. } => ImageError::TooLarge(format!("decoding this image: {e}")),
+                    busy => ImageError::Busy(busy),
+                })
+            };
+            let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, reserve)?;
+            to_model_input(&rgb, &spec)
+        })
+        .await
+        .map_err(thread_failed("preprocessing"))??;
+        let preprocess = started.elapsed();
+        let inference = self.worker.infer(model.clone(), Work::Image(input)).await?;
+        let timings = Timings {
+            preprocess: Some(ms(preprocess)),
+            queue: Some(ms(inference.queue_wait)),
+            inference: Some(ms(inference.forward)),
+            ..Default::default()
+        };
+        Ok((inference.output, timings))
+    }
+
+    /// The text's embedding from the text cache, or tokenized here and encoded on the inference thread.
+    async fn encode_text(
+        &self,
+        model: &Arc<LoadedModel>,
+        text: Option<&str>,
+    ) -> Result<Option<(Arc<TextEncoding>, Option<f64>)>, PredictError> {
+        let Some(text) = text else { return Ok(None) };
+        let key = text_key(text);
+        if let Some(hit) = self.texts.get(model.id.fingerprint, &key) {
+            return Ok(Some((hit, None)));
+        }
+        let started = Instant::now();
+        // A few microseconds for a text within the length limit: not worth a thread hop.
+        let token_ids = model.text.tokenize(text).map_err(|e| PredictError::Text(e.to_string()))?;
+        let inference = self.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
+        let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
+        self.texts.insert(model.id.fingerprint, key, encoding.clone());
+        Ok(Some((encoding, Some(ms(started.elapsed())))))
+    }
 }
 
 /// Hashing runs at about 1 GB/s: a large image's would hold an async worker (and every connection
 /// it serves) for milliseconds, so it goes to the blocking pool; a small one's costs less than the hop.
 const HASH_INLINE_BYTES: usize = 256 * 1024;
 
-async fn key_of(upload: &PredictUpload) -> Result<PredictionKey, ApiError> {
+async fn key_of(upload: &PredictUpload) -> Result<PredictionKey, PredictError> {
     let (image, text) = (upload.image.bytes(), upload.text.as_ref().map(|t| t.as_str()));
     if image.len() <= HASH_INLINE_BYTES {
         return Ok(prediction_key(image, text));
     }
     let (image, text) = (image.clone(), text.map(str::to_string));
-    web::block(move || prediction_key(&image, text.as_deref()))
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing thread failed: {e}")))
-}
-
-/// Decode and resize on actix's blocking pool, then the image model on the inference thread.
-async fn run_image(
-    state: &AppState,
-    model: &Arc<LoadedModel>,
-    image: &ImageUpload,
-) -> Result<(Vec<f32>, Timings), ApiError> {
-    let started = Instant::now();
-    let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), state.config.max_image_pixels);
-    let admission = state.admission.clone();
-    let input = web::block(move || {
-        // The decode's memory comes from the budget before any pixel, and returns to it once the
-        // model input (a few hundred KB) is made.
-        let reserve = |bytes| {
-            admission.reserve(bytes).map_err(|e| match e {
-                AdmissionError::TooLarge { .. } => ImageError::TooLarge(format!("decoding this image: {e}")),
-                busy => ImageError::Busy(busy),
-            })
-        };
-        let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, reserve)?;
-        to_model_input(&rgb, &spec)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("preprocessing thread failed: {e}")))??;
-    let preprocess = started.elapsed();
-    let inference = state.worker.infer(model.clone(), Work::Image(input)).await?;
-    let timings = Timings {
-        preprocess: Some(ms(preprocess)),
-        queue: Some(ms(inference.queue_wait)),
-        inference: Some(ms(inference.forward)),
-        ..Default::default()
-    };
-    Ok((inference.output, timings))
-}
-
-/// The text's embedding from the text cache, or tokenized here and encoded on the inference thread.
-async fn encode_text(
-    state: &AppState,
-    model: &Arc<LoadedModel>,
-    text: Option<&str>,
-) -> Result<Option<(Arc<TextEncoding>, Option<f64>)>, ApiError> {
-    let Some(text) = text else { return Ok(None) };
-    let key = text_key(text);
-    if let Some(hit) = state.texts.get(model.id.fingerprint, &key) {
-        return Ok(Some((hit, None)));
-    }
-    let started = Instant::now();
-    // A few microseconds for a text within the length limit: not worth a thread hop.
-    let token_ids = model.text.tokenize(text).map_err(|e| ApiError::Validation(format!("`text` {e}")))?;
-    let inference = state.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
-    let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
-    state.texts.insert(model.id.fingerprint, key, encoding.clone());
-    Ok(Some((encoding, Some(ms(started.elapsed())))))
+    web::block(move || prediction_key(&image, text.as_deref())).await.map_err(thread_failed("hashing"))
 }

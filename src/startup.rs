@@ -10,12 +10,14 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
+use crate::admin::AdminAccess;
+use crate::admission::Admission;
 use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
+use crate::predictor::Predictor;
 use crate::routes;
-use crate::state::AppState;
 use crate::telemetry;
 
 pub struct Application {
@@ -53,12 +55,9 @@ impl Application {
         let registry = ModelRegistry::start(paths, device, layout)
             .await
             .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
-        let worker = InferenceWorker::spawn(
-            config.queue_capacity,
-            layout,
-            config.overload_status == OverloadStatus::TooManyRequests,
-        )
-        .context("cannot start the inference threads")?;
+        let full_is_429 = config.overload_status == OverloadStatus::TooManyRequests;
+        let worker = InferenceWorker::spawn(config.queue_capacity, layout, full_is_429)
+            .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -69,15 +68,24 @@ impl Application {
         let connections_per_worker = (config.max_connections as usize).div_ceil(workers);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
-        let metrics = Metrics::new().context("cannot register the metrics")?;
-        let state = web::Data::new(AppState::new(config, admin_token, registry, worker, metrics));
+        let admission =
+            Admission::new(config.max_concurrent_requests as usize, config.memory_budget_mb << 20, full_is_429);
+        // What handlers need, each registered on its own (zero2prod's way): the prediction service,
+        // the settings, the metrics, and who may manage the server.
+        let predictor = web::Data::new(Predictor::new(registry, worker, admission, config.predictor_settings()));
+        let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
+        let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
+        let config = web::Data::new(config);
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(routes::at_the_door))
                 .wrap(from_fn(telemetry::observe))
                 .wrap(cors(&origins))
                 .wrap(TracingLogger::default())
-                .app_data(state.clone())
+                .app_data(predictor.clone())
+                .app_data(config.clone())
+                .app_data(metrics.clone())
+                .app_data(access.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
                 .route("/predict", web::post().to(routes::predict))
                 .route("/predict/batch", web::post().to(routes::predict_batch))

@@ -12,8 +12,8 @@ use clap::ValueEnum;
 use tracing_actix_web::RequestId;
 use tracing_subscriber::EnvFilter;
 
+use crate::metrics::Metrics;
 use crate::predictor::Timings;
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -47,22 +47,22 @@ pub async fn observe(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     // The pattern (`/v2/models/{name}/infer`), not the path: a scan of random URLs makes one series.
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string()).unwrap_or_default();
     let started = Instant::now();
-    let _in_flight = state.as_ref().map(|s| s.metrics.in_flight());
+    let _in_flight = metrics.as_ref().map(|m| m.in_flight());
     let mut response = next.call(req).await?;
     let took = started.elapsed();
     let status = response.status();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if let Some(state) = &state {
-        state.requests.record(status);
-        state.metrics.record_http(&route, status, took);
+    if let Some(metrics) = &metrics {
+        metrics.requests.record(status);
+        metrics.record_http(&route, status, took);
     }
     let extensions = response.response().extensions();
     let prediction = extensions.get::<PredictionLog>();

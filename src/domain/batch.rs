@@ -8,13 +8,13 @@ use actix_web::http::header::HeaderMap;
 use actix_web::web::{Bytes, Payload};
 
 use super::upload::read_parts;
+use super::InputError;
 use super::{PredictUpload, UploadLimits};
 use crate::admission::Reservation;
-use crate::error::ApiError;
 
 pub struct BatchUpload {
     /// In the order of the `image` fields.
-    pub items: Vec<Result<PredictUpload, ApiError>>,
+    pub items: Vec<Result<PredictUpload, InputError>>,
 }
 
 impl BatchUpload {
@@ -24,7 +24,7 @@ impl BatchUpload {
         limits: UploadLimits,
         max_items: usize,
         memory: &mut Reservation,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, InputError> {
         let (mut images, mut texts) = (Vec::new(), Vec::new());
         for part in read_parts(headers, payload, limits, memory).await? {
             match part.name.as_deref() {
@@ -36,20 +36,25 @@ impl BatchUpload {
         Self::pair(images, texts, limits.max_text_chars, max_items)
     }
 
-    fn pair(images: Vec<Bytes>, texts: Vec<Bytes>, max_text_chars: usize, max_items: usize) -> Result<Self, ApiError> {
+    fn pair(
+        images: Vec<Bytes>,
+        texts: Vec<Bytes>,
+        max_text_chars: usize,
+        max_items: usize,
+    ) -> Result<Self, InputError> {
         if images.is_empty() {
-            return Err(ApiError::Validation(
+            return Err(InputError::Invalid(
                 "no `image` file fields (send multipart/form-data with -F image=@a.jpg -F image=@b.jpg ...)".into(),
             ));
         }
         if images.len() > max_items {
-            return Err(ApiError::Validation(format!(
+            return Err(InputError::Invalid(format!(
                 "{} images, more than the limit of {max_items} per batch",
                 images.len()
             )));
         }
         if texts.len() > images.len() {
-            return Err(ApiError::Validation(format!(
+            return Err(InputError::Invalid(format!(
                 "{} `text` fields for {} images: texts pair with images by position",
                 texts.len(),
                 images.len()
@@ -78,7 +83,7 @@ mod tests {
         let texts: Vec<Option<&str>> =
             batch.items.iter().map(|i| i.as_ref().ok().and_then(|u| u.text.as_ref().map(|t| t.as_str()))).collect();
         assert_eq!(texts, [Some("pizza"), None, None]);
-        assert!(matches!(batch.items[1], Err(ApiError::UnsupportedMediaType(_))));
+        assert!(matches!(batch.items[1], Err(InputError::Image(crate::preprocess::ImageError::Unsupported(_)))));
     }
 
     #[test]

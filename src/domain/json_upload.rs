@@ -8,8 +8,8 @@ use base64::Engine;
 use serde::Deserialize;
 
 use super::upload::{read_within, within_read_timeout, Budget, PredictUpload, UploadLimits};
+use super::InputError;
 use crate::admission::Reservation;
-use crate::error::ApiError;
 
 #[derive(Deserialize)]
 struct JsonPredict {
@@ -37,23 +37,23 @@ pub async fn read_json(
     payload: Payload,
     limits: UploadLimits,
     memory: &mut Reservation,
-) -> Result<PredictUpload, ApiError> {
+) -> Result<PredictUpload, InputError> {
     let body = read_json_body(headers, payload, base64_body_limit(limits.max_body_bytes), limits, memory).await?;
     let max_bytes = limits.max_body_bytes;
     // Parsing and base64 over megabytes is CPU work: not on an async worker.
     let (image, text) = actix_web::web::block(move || {
         let request: JsonPredict =
-            serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("malformed JSON body: {e}")))?;
+            serde_json::from_slice(&body).map_err(|e| InputError::Invalid(format!("malformed JSON body: {e}")))?;
         let image = request.image.ok_or_else(|| {
-            ApiError::Validation(
+            InputError::Invalid(
                 "missing `image`: send {\"image\": \"<base64 or data:image/...;base64,...>\", \"text\": \"...\"}"
                     .into(),
             )
         })?;
-        Ok::<_, ApiError>((decode_base64_image(&image, max_bytes)?, request.text))
+        Ok::<_, InputError>((decode_base64_image(&image, max_bytes)?, request.text))
     })
     .await
-    .map_err(|e| ApiError::Internal(anyhow::anyhow!("JSON body thread failed: {e}")))??;
+    .map_err(|e| InputError::Internal(format!("JSON body thread failed: {e}")))??;
     PredictUpload::parse(image, text.map(Bytes::from), limits.max_text_chars)
 }
 
@@ -66,14 +66,14 @@ pub async fn read_json_body(
     body_limit: usize,
     limits: UploadLimits,
     memory: &mut Reservation,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, InputError> {
     if !super::upload::content_type_is(headers, "application/json") {
-        return Err(ApiError::UnsupportedMediaType("expected an application/json body".into()));
+        return Err(InputError::UnsupportedMediaType("expected an application/json body".into()));
     }
     let body = within_read_timeout(&limits, async {
         let mut budget = Budget::new(headers, body_limit, memory)?;
         let declared = budget.prepaid();
-        let error = |e| ApiError::Validation(format!("cannot read the body: {e}"));
+        let error = |e| InputError::Invalid(format!("cannot read the body: {e}"));
         read_within(&mut payload, &mut budget, declared, error).await
     })
     .await?;
@@ -83,16 +83,14 @@ pub async fn read_json_body(
 
 /// Plain base64, or a data URL (`data:image/jpeg;base64,...`); whitespace (line breaks) ignored.
 /// An image over `max_bytes` once decoded is refused (413), as an upload of that size would be.
-pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, ApiError> {
+pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, InputError> {
     let data = match field.strip_prefix("data:") {
         Some(url) => {
             let (meta, data) = url
                 .split_once(',')
-                .ok_or_else(|| ApiError::Validation("`image` is a data URL without a comma".into()))?;
+                .ok_or_else(|| InputError::Invalid("`image` is a data URL without a comma".into()))?;
             if !meta.ends_with(";base64") {
-                return Err(ApiError::Validation(
-                    "`image` data URLs must be base64 (data:image/...;base64,...)".into(),
-                ));
+                return Err(InputError::Invalid("`image` data URLs must be base64 (data:image/...;base64,...)".into()));
             }
             data
         }
@@ -100,9 +98,9 @@ pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, ApiEr
     };
     let compact: Vec<u8> = data.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let image =
-        BASE64.decode(&compact).map_err(|e| ApiError::Validation(format!("`image` is not valid base64: {e}")))?;
+        BASE64.decode(&compact).map_err(|e| InputError::Invalid(format!("`image` is not valid base64: {e}")))?;
     if image.len() > max_bytes {
-        return Err(ApiError::PayloadTooLarge { limit: max_bytes });
+        return Err(InputError::TooLarge { limit: max_bytes });
     }
     Ok(Bytes::from(image))
 }
@@ -110,9 +108,9 @@ pub fn decode_base64_image(field: &str, max_bytes: usize) -> Result<Bytes, ApiEr
 #[cfg(test)]
 mod tests {
     use super::decode_base64_image;
-    use crate::error::ApiError;
+    use super::InputError;
 
-    fn decode_image(field: &str) -> Result<Vec<u8>, ApiError> {
+    fn decode_image(field: &str) -> Result<Vec<u8>, InputError> {
         decode_base64_image(field, 100).map(|b| b.to_vec())
     }
 

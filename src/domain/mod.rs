@@ -5,6 +5,30 @@ mod top_k;
 mod upload;
 
 pub use batch::BatchUpload;
+
+use crate::admission::AdmissionError;
+use crate::preprocess::ImageError;
+
+/// Why a request's input is refused; `error.rs` says what each means over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// Malformed or out of the limits (fields, text, top_k, JSON, base64).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body did not arrive within {0} s")]
+    Timeout(u64),
+    /// The memory budget cannot hold the body.
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error("{0}")]
+    Internal(String),
+}
 pub use json_upload::{base64_body_limit, decode_base64_image, read_json_body};
 pub use top_k::TopK;
 pub use upload::{ImageUpload, PredictText, PredictUpload, UploadLimits};

@@ -1,15 +1,15 @@
-use crate::error::ApiError;
+use super::InputError;
 
 /// How many classes a prediction lists: the server default, or what the request asked within the bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopK(usize);
 
 impl TopK {
-    pub fn parse(requested: Option<usize>, default: usize, max: usize) -> Result<Self, ApiError> {
+    pub fn parse(requested: Option<usize>, default: usize, max: usize) -> Result<Self, InputError> {
         match requested {
             None => Ok(Self(default.clamp(1, max.max(1)))),
             Some(k) if (1..=max).contains(&k) => Ok(Self(k)),
-            Some(k) => Err(ApiError::Validation(format!("top_k must be between 1 and {max}, got {k}"))),
+            Some(k) => Err(InputError::Invalid(format!("top_k must be between 1 and {max}, got {k}"))),
         }
     }
 

@@ -9,9 +9,9 @@ use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::{Stream, TryStreamExt};
 use image::ImageFormat;
 
+use super::InputError;
 use crate::admission::Reservation;
-use crate::error::ApiError;
-use crate::preprocess::sniff_format;
+use crate::preprocess::{sniff_format, ImageError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct UploadLimits {
@@ -30,9 +30,9 @@ pub struct ImageUpload {
 }
 
 impl ImageUpload {
-    pub fn parse(bytes: Bytes) -> Result<Self, ApiError> {
+    pub fn parse(bytes: Bytes) -> Result<Self, InputError> {
         if bytes.is_empty() {
-            return Err(ApiError::InvalidImage("the `image` file is empty".into()));
+            return Err(ImageError::Invalid("the `image` file is empty".into()).into());
         }
         let format = sniff_format(&bytes)?;
         Ok(Self { bytes, format })
@@ -52,11 +52,11 @@ impl ImageUpload {
 pub struct PredictText(String);
 
 impl PredictText {
-    pub fn parse(raw: &str, max_chars: usize) -> Result<Option<Self>, ApiError> {
+    pub fn parse(raw: &str, max_chars: usize) -> Result<Option<Self>, InputError> {
         let text = raw.trim();
         let chars = text.chars().count();
         if chars > max_chars {
-            return Err(ApiError::Validation(format!(
+            return Err(InputError::Invalid(format!(
                 "`text` is {chars} characters, more than the limit of {max_chars}"
             )));
         }
@@ -82,7 +82,7 @@ impl PredictUpload {
         payload: Payload,
         limits: UploadLimits,
         memory: &mut Reservation,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, InputError> {
         if content_type_is(headers, "application/json") {
             return super::json_upload::read_json(headers, payload, limits, memory).await;
         }
@@ -98,7 +98,7 @@ impl PredictUpload {
             }
         }
         let image = image.ok_or_else(|| {
-            ApiError::Validation(
+            InputError::Invalid(
                 "missing the `image` file field (send multipart/form-data with image=@photo.jpg)".into(),
             )
         })?;
@@ -106,12 +106,12 @@ impl PredictUpload {
     }
 
     /// One image and its optional text, as raw field bytes.
-    pub fn parse(image: Bytes, text: Option<Bytes>, max_text_chars: usize) -> Result<Self, ApiError> {
+    pub fn parse(image: Bytes, text: Option<Bytes>, max_text_chars: usize) -> Result<Self, InputError> {
         let text = match text {
             None => None,
             Some(bytes) => {
-                let raw = std::str::from_utf8(&bytes)
-                    .map_err(|_| ApiError::Validation("`text` is not valid UTF-8".into()))?;
+                let raw =
+                    std::str::from_utf8(&bytes).map_err(|_| InputError::Invalid("`text` is not valid UTF-8".into()))?;
                 PredictText::parse(raw, max_text_chars)?
             }
         };
@@ -131,18 +131,18 @@ pub async fn read_parts(
     payload: Payload,
     limits: UploadLimits,
     memory: &mut Reservation,
-) -> Result<Vec<Part>, ApiError> {
+) -> Result<Vec<Part>, InputError> {
     within_read_timeout(&limits, read_parts_within_time(headers, payload, limits, memory)).await
 }
 
 /// `reading` (a body) within the limits' time: a client that sends too slowly gets 408.
 pub(super) async fn within_read_timeout<T>(
     limits: &UploadLimits,
-    reading: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
+    reading: impl Future<Output = Result<T, InputError>>,
+) -> Result<T, InputError> {
     tokio::time::timeout(limits.read_timeout, reading)
         .await
-        .map_err(|_| ApiError::RequestTimeout(limits.read_timeout.as_secs()))?
+        .map_err(|_| InputError::Timeout(limits.read_timeout.as_secs()))?
 }
 
 async fn read_parts_within_time(
@@ -150,14 +150,14 @@ async fn read_parts_within_time(
     payload: Payload,
     limits: UploadLimits,
     memory: &mut Reservation,
-) -> Result<Vec<Part>, ApiError> {
+) -> Result<Vec<Part>, InputError> {
     check_content_type(headers)?;
     let mut budget = Budget::new(headers, limits.max_body_bytes, memory)?;
     let mut multipart = Multipart::new(headers, payload);
     let mut parts = Vec::new();
     while let Some(mut field) = multipart.try_next().await.map_err(malformed)? {
         if parts.len() == limits.max_parts {
-            return Err(ApiError::Validation(format!("more than {} multipart fields", limits.max_parts)));
+            return Err(InputError::Invalid(format!("more than {} multipart fields", limits.max_parts)));
         }
         let name = field.name().map(str::to_string);
         parts.push(Part { name, bytes: read_within(&mut field, &mut budget, 0, malformed).await? });
@@ -179,10 +179,10 @@ pub(super) fn content_type_is(headers: &HeaderMap, essence: &str) -> bool {
     content_type(headers).trim_start().to_ascii_lowercase().starts_with(essence)
 }
 
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_content_type(headers: &HeaderMap) -> Result<(), InputError> {
     let content_type = content_type(headers);
     if !content_type_is(headers, "multipart/form-data") {
-        return Err(ApiError::UnsupportedMediaType(format!(
+        return Err(InputError::UnsupportedMediaType(format!(
             "expected a multipart/form-data body with an `image` file (or, on /predict, application/json with a base64 `image`), got content type {content_type:?}"
         )));
     }
@@ -203,10 +203,10 @@ impl<'a> Budget<'a> {
     /// A body whose declared length is over `limit` is refused before any of it is read; one
     /// within it has that much memory reserved at once (so it is refused before it is read when
     /// the budget cannot hold it), one without a length reserves as it arrives.
-    pub(super) fn new(headers: &HeaderMap, limit: usize, memory: &'a mut Reservation) -> Result<Self, ApiError> {
+    pub(super) fn new(headers: &HeaderMap, limit: usize, memory: &'a mut Reservation) -> Result<Self, InputError> {
         let declared = declared_length(headers).unwrap_or(0);
         if declared > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(InputError::TooLarge { limit });
         }
         memory.add(declared as u64)?;
         Ok(Self { left: limit, limit, prepaid: declared, memory })
@@ -217,8 +217,8 @@ impl<'a> Budget<'a> {
         self.prepaid
     }
 
-    fn take(&mut self, bytes: usize) -> Result<(), ApiError> {
-        self.left = self.left.checked_sub(bytes).ok_or(ApiError::PayloadTooLarge { limit: self.limit })?;
+    fn take(&mut self, bytes: usize) -> Result<(), InputError> {
+        self.left = self.left.checked_sub(bytes).ok_or(InputError::TooLarge { limit: self.limit })?;
         let from_prepaid = bytes.min(self.prepaid);
         self.prepaid -= from_prepaid;
         Ok(self.memory.add((bytes - from_prepaid) as u64)?)
@@ -232,8 +232,8 @@ pub(super) async fn read_within<S, E>(
     stream: &mut S,
     budget: &mut Budget<'_>,
     expected: usize,
-    error: impl Fn(E) -> ApiError,
-) -> Result<Bytes, ApiError>
+    error: impl Fn(E) -> InputError,
+) -> Result<Bytes, InputError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
 {
@@ -245,12 +245,12 @@ where
     Ok(buf.freeze())
 }
 
-fn malformed(e: actix_multipart::MultipartError) -> ApiError {
-    ApiError::Validation(format!("malformed multipart body: {e}"))
+fn malformed(e: actix_multipart::MultipartError) -> InputError {
+    InputError::Invalid(format!("malformed multipart body: {e}"))
 }
 
-fn twice(name: &str) -> ApiError {
-    ApiError::Validation(format!("more than one `{name}` field"))
+fn twice(name: &str) -> InputError {
+    InputError::Invalid(format!("more than one `{name}` field"))
 }
 
 #[cfg(test)]
@@ -267,6 +267,6 @@ mod tests {
 
     #[test]
     fn an_empty_image_is_refused() {
-        assert!(matches!(ImageUpload::parse(Bytes::new()), Err(ApiError::InvalidImage(_))));
+        assert!(matches!(ImageUpload::parse(Bytes::new()), Err(InputError::Image(ImageError::Invalid(_)))));
     }
 }

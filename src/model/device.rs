@@ -3,7 +3,13 @@ use std::path::Path;
 
 use tch::Device;
 
-use crate::config::DeviceChoice;
+/// `--device`: where the models run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
 
 pub fn resolve_device(choice: DeviceChoice) -> anyhow::Result<Device> {
     if choice != DeviceChoice::Cpu {

@@ -13,7 +13,7 @@ mod worker;
 
 use std::path::{Path, PathBuf};
 
-pub use device::{device_name, resolve_device};
+pub use device::{device_name, resolve_device, DeviceChoice};
 pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
 pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};

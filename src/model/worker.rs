@@ -125,6 +125,11 @@ impl InferenceWorker {
         self.alive.load(Ordering::SeqCst) == self.threads
     }
 
+    /// Places in the queue (--queue-capacity).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Requests waiting for or running on the model right now.
     pub fn queued(&self) -> usize {
         self.capacity - self.places.available_permits()

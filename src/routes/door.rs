@@ -8,7 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::predictor::Predictor;
 
 pub async fn at_the_door(
     req: ServiceRequest,
@@ -18,9 +18,9 @@ pub async fn at_the_door(
         return Ok(req.error_response(ApiError::UnsupportedEncoding(coding)).map_into_right_body());
     }
     let brings_a_body = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH);
-    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let predictor = req.app_data::<web::Data<Predictor>>().cloned();
     // Held until the handler has answered: the answer's body is already built then.
-    let _place = match state.as_ref().filter(|_| brings_a_body).map(|s| s.admission.admit()) {
+    let _place = match predictor.as_ref().filter(|_| brings_a_body).map(|p| p.admission().admit()) {
         Some(Err(refused)) => return Ok(req.error_response(ApiError::from(refused)).map_into_right_body()),
         Some(Ok(place)) => Some(place),
         None => None,

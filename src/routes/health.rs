@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::ModelRef;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::predictor::Predictor;
 
 /// GET /health: 200 while a warmed-up model and its inference thread can answer, 503 otherwise.
 /// The server binds its port only after the model has loaded and warmed up.
@@ -11,10 +11,10 @@ use crate::state::AppState;
     (status = 200, description = "`{status: \"ok\", model}`", body = Object),
     (status = 503, description = "No model can answer", body = crate::error::ErrorBody),
 ))]
-pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    if !state.worker.is_alive() {
+pub async fn health(predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
+    if !predictor.worker().is_alive() {
         return Err(ApiError::ModelUnavailable);
     }
-    let model = state.registry.current();
+    let model = predictor.model();
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "model": ModelRef::from(&*model) })))
 }

@@ -1,16 +1,16 @@
 use std::future::Future;
-use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::ModelRef;
+use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::ClassScore;
 use crate::peer;
-use crate::predictor::{self, Outcome, TextMatch, Timings};
-use crate::state::AppState;
+use crate::predictor::{Outcome, Predictor, TextMatch, Timings};
 use crate::telemetry::PredictionLog;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -55,19 +55,20 @@ pub async fn predict(
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
-    state: web::Data<AppState>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
-    state.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
+    metrics.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let top_k = TopK::parse(query.top_k, config.top_k, config.max_top_k)?;
     // The body's memory, held until the answer is built.
-    let mut memory = state.admission.reservation();
-    let upload = PredictUpload::read(req.headers(), payload, state.upload_limits(), &mut memory).await?;
-    let mut outcome = unless_client_closed(&req, &state, predict_within_deadline(&state, &upload)).await??;
+    let mut memory = predictor.admission().reservation();
+    let upload = PredictUpload::read(req.headers(), payload, config.upload_limits(), &mut memory).await?;
+    let mut outcome = unless_client_closed(&req, &metrics, predict_one(&predictor, &metrics, &upload)).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    let mut response =
-        HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, state.config.text_weight));
+    let mut response = HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
     Ok(response)
@@ -78,14 +79,14 @@ pub async fn predict(
 /// hit) never pays for watching the socket.
 pub(super) async fn unless_client_closed<T>(
     req: &HttpRequest,
-    state: &AppState,
+    metrics: &Metrics,
     work: impl Future<Output = T>,
 ) -> Result<T, ApiError> {
     tokio::select! {
         biased;
         done = work => Ok(done),
         () = peer::closed(req) => {
-            state.requests.client_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            metrics.requests.client_closed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err(ApiError::ClientClosed)
         }
     }
@@ -93,18 +94,19 @@ pub(super) async fn unless_client_closed<T>(
 
 /// Items of one multi-image request (/predict/batch, v2 infer) run at once: enough to preprocess
 /// the next ones while the model runs, few enough to leave the queue's places to single requests.
-pub(super) fn items_in_flight(state: &AppState) -> usize {
-    2 * state.config.inference_threads()
+pub(super) fn items_in_flight(config: &Config) -> usize {
+    2 * config.inference_threads()
 }
 
-/// Past the deadline the pipeline is dropped: its place in the queue is freed and the inference
-/// thread skips its job. Every route's predictions pass here, and so into the metrics.
-pub(super) async fn predict_within_deadline(state: &AppState, upload: &PredictUpload) -> Result<Outcome, ApiError> {
-    let deadline_ms = state.config.deadline_ms;
-    let outcome = tokio::time::timeout(Duration::from_millis(deadline_ms), predictor::predict(state, upload))
-        .await
-        .map_err(|_| ApiError::DeadlineExceeded(deadline_ms))??;
-    state.metrics.record_prediction(&outcome);
+/// One prediction (within the service's deadline). Every route's predictions pass here, and so
+/// into the metrics.
+pub(super) async fn predict_one(
+    predictor: &Predictor,
+    metrics: &Metrics,
+    upload: &PredictUpload,
+) -> Result<Outcome, ApiError> {
+    let outcome = predictor.predict(upload).await?;
+    metrics.record_prediction(&outcome);
     Ok(outcome)
 }
 

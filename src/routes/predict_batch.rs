@@ -7,11 +7,12 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed, PredictQuery, PredictResponse};
+use super::predict::{items_in_flight, predict_one, unless_client_closed, PredictQuery, PredictResponse};
+use crate::config::Config;
 use crate::domain::{BatchUpload, PredictUpload, TopK};
 use crate::error::ApiError;
-use crate::predictor::Outcome;
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::predictor::{Outcome, Predictor};
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
@@ -47,36 +48,37 @@ pub async fn predict_batch(
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
-    state: web::Data<AppState>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
-    let top_k = TopK::parse(query.top_k, state.config.top_k, state.config.max_top_k)?;
-    let limits = state.batch_upload_limits();
+    let top_k = TopK::parse(query.top_k, config.top_k, config.max_top_k)?;
+    let limits = config.batch_upload_limits();
     // The body's memory, held until the answer is built.
-    let mut memory = state.admission.reservation();
-    let max_items = state.config.max_batch_items as usize;
+    let mut memory = predictor.admission().reservation();
+    let max_items = config.max_batch_items as usize;
     let batch = BatchUpload::read(req.headers(), payload, limits, max_items, &mut memory).await?;
-    state.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    metrics.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let in_flight = items_in_flight(&state);
-    let state = &state;
+    let (predictor, metrics) = (&predictor, &metrics);
     let answers = stream::iter(batch.items)
         .map(|item| async move {
             let upload = item?;
             let item_started = Instant::now();
-            let mut outcome = predict_within_deadline(state, &upload).await?;
+            let mut outcome = predict_one(predictor, metrics, &upload).await?;
             outcome.timings.total = item_started.elapsed().as_secs_f64() * 1e3;
             Ok((upload, outcome))
         })
-        .buffered(in_flight)
+        .buffered(items_in_flight(&config))
         .collect::<Vec<Result<(PredictUpload, Outcome), ApiError>>>();
-    let results = unless_client_closed(&req, state, answers).await?;
+    let results = unless_client_closed(&req, metrics, answers).await?;
 
     let items: Vec<Item> = results
         .iter()
         .map(|result| match result {
             Ok((upload, outcome)) => {
-                Item::Answer(PredictResponse::new(outcome, upload, top_k, state.config.text_weight))
+                Item::Answer(PredictResponse::new(outcome, upload, top_k, predictor.text_weight()))
             }
             Err(e) => {
                 if let ApiError::Internal(cause) = e {

@@ -4,7 +4,7 @@ use serde_json::json;
 use super::ModelRef;
 use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::predictor::Predictor;
 
 /// POST /reload_model: reads the model folder and class mapping again; swaps the new model in
 /// only if it is valid. Requests already running finish on the model they started with.
@@ -15,10 +15,10 @@ use crate::state::AppState;
     (status = 403, description = "No token configured and the caller is not on loopback", body = crate::error::ErrorBody),
     (status = 422, description = "The files on disk are not a valid model; the serving model stays", body = crate::error::ErrorBody),
 ))]
-pub async fn reload_model(_admin: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn reload_model(_admin: Admin, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
     // The caches are keyed by the model's fingerprint: the old model's answers are never served
     // for the new one, and a reload of the same files keeps them.
-    let model = state.registry.reload().await?;
+    let model = predictor.reload().await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "reloaded",
         "model": ModelRef::from(&*model),

@@ -6,24 +6,32 @@ use serde_json::json;
 use sysinfo::{ProcessesToUpdate, System};
 
 use crate::admin::Admin;
+use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::{ModelFile, ReloadStats};
-use crate::state::AppState;
+use crate::predictor::Predictor;
 
 /// Machine, process, model (format, files, reloads), caches, queue and request counts. Where the
 /// model files lie on disk and why a reload failed are shown to the admin (token, or loopback when
 /// none is set) only: others see file names.
 #[utoipa::path(get, path = "/system_status", tag = "model", responses((status = 200, description = "Status object", body = Object)))]
-pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppState>) -> HttpResponse {
-    let model = state.registry.current();
+pub async fn system_status(
+    admin: Result<Admin, ApiError>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> HttpResponse {
+    let model = predictor.model();
     let (files, reloads) = if admin.is_ok() {
-        (json!(model.files), json!(state.registry.reload_stats()))
+        (json!(model.files), json!(predictor.reload_stats()))
     } else {
-        (json!(model.files.iter().map(without_folders).collect::<Vec<_>>()), anonymous(state.registry.reload_stats()))
+        (json!(model.files.iter().map(without_folders).collect::<Vec<_>>()), anonymous(predictor.reload_stats()))
     };
+    let caches = predictor.cache_stats();
     let pid = sysinfo::get_current_pid().ok();
     let (machine, process) = {
-        let mut sys = state.system.lock().expect("sysinfo lock");
+        let mut sys = metrics.system.lock().expect("sysinfo lock");
         // CPU usage is the change since the previous refresh: the first call reads 0.
         sys.refresh_cpu_usage();
         sys.refresh_memory();
@@ -48,9 +56,9 @@ pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppS
         });
         (machine, process)
     };
-    let requests = &state.requests;
+    let requests = &metrics.requests;
     HttpResponse::Ok().json(json!({
-        "uptime_seconds": state.started_at.elapsed().as_secs_f64(),
+        "uptime_seconds": metrics.started_at.elapsed().as_secs_f64(),
         "machine": machine,
         "process": process,
         "model": {
@@ -60,11 +68,11 @@ pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppS
             "fingerprint": model.id.fingerprint,
             "generation": model.generation,
             "device": crate::model::device_name(model.device),
-            "inference_threads": state.config.inference_threads(),
-            "torch_threads_alone": state.config.torch_threads_layout().alone,
+            "inference_threads": config.inference_threads(),
+            "torch_threads_alone": config.torch_threads_layout().alone,
             // Whether a lone request does get `torch_threads_alone` (measured faster at load).
             "alone_pays": model.alone_pays,
-            "torch_threads": state.config.torch_threads(),
+            "torch_threads": config.torch_threads(),
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
             "loaded_at_unix": model.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
@@ -78,21 +86,21 @@ pub async fn system_status(admin: Result<Admin, ApiError>, state: web::Data<AppS
                 "version": model.text.manifest.version,
                 "dim": model.text.manifest.dim,
                 "max_tokens": model.text.manifest.max_tokens,
-                "weight": state.config.text_weight,
+                "weight": config.text_weight,
             },
         },
-        "caches": { "prediction": state.predictions.stats(), "text": state.texts.stats() },
+        "caches": { "prediction": caches.0, "text": caches.1 },
         "admission": {
-            "requests_in_progress": state.admission.requests_in_progress(),
-            "max_concurrent_requests": state.config.max_concurrent_requests,
-            "memory_in_use_bytes": state.admission.memory_in_use_bytes(),
-            "memory_budget_bytes": state.admission.budget_bytes(),
+            "requests_in_progress": predictor.admission().requests_in_progress(),
+            "max_concurrent_requests": config.max_concurrent_requests,
+            "memory_in_use_bytes": predictor.admission().memory_in_use_bytes(),
+            "memory_budget_bytes": predictor.admission().budget_bytes(),
         },
         "queue": {
-            "depth": state.worker.queued(),
-            "capacity": state.config.queue_capacity,
-            "completed": state.worker.stats().completed.load(Ordering::Relaxed),
-            "skipped": state.worker.stats().skipped.load(Ordering::Relaxed),
+            "depth": predictor.worker().queued(),
+            "capacity": config.queue_capacity,
+            "completed": predictor.worker().stats().completed.load(Ordering::Relaxed),
+            "skipped": predictor.worker().stats().skipped.load(Ordering::Relaxed),
         },
         "requests": {
             "total": requests.total.load(Ordering::Relaxed),

@@ -10,12 +10,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use super::predict::{items_in_flight, predict_within_deadline, unless_client_closed};
+use super::predict::{items_in_flight, predict_one, unless_client_closed};
+use crate::config::Config;
 use crate::domain::{base64_body_limit, read_json_body};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::model::LoadedModel;
 use crate::predictor::Outcome;
-use crate::state::AppState;
+use crate::predictor::Predictor;
 pub use protocol::InferRequest;
 use protocol::{output, requested_outputs, uploads};
 
@@ -25,8 +27,8 @@ pub async fn live() -> HttpResponse {
 }
 
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "`{ready: true}`", body = Object), (status = 503, description = "`{ready: false}`", body = Object)))]
-pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let ready = state.worker.is_alive();
+pub async fn ready(predictor: web::Data<Predictor>) -> HttpResponse {
+    let ready = predictor.worker().is_alive();
     let body = json!({ "ready": ready });
     if ready {
         HttpResponse::Ok().json(body)
@@ -46,8 +48,8 @@ pub async fn server_metadata() -> HttpResponse {
 }
 
 /// The serving model, if it is the one named in the path.
-fn model_named(state: &AppState, name: &str) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
-    let model = state.registry.current();
+fn model_named(predictor: &Predictor, name: &str) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
+    let model = predictor.model();
     if model.manifest.name != name {
         return Err(ApiError::NotFound(format!(
             "no model named {name:?}; this server serves {:?}",
@@ -63,8 +65,12 @@ fn model_named(state: &AppState, name: &str) -> Result<std::sync::Arc<LoadedMode
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
-pub async fn model_metadata(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&state, &path)?;
+pub async fn model_metadata(
+    path: web::Path<String>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+) -> Result<HttpResponse, ApiError> {
+    let model = model_named(&predictor, &path)?;
     let platform = match model.backend() {
         "onnx" => "onnxruntime_onnx",
         _ => "pytorch_torchscript",
@@ -80,7 +86,7 @@ pub async fn model_metadata(path: web::Path<String>, state: web::Data<AppState>)
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probability", "datatype": "FP32", "shape": [-1]},
-            {"name": "top_k", "datatype": "BYTES", "shape": [-1, state.config.top_k]},
+            {"name": "top_k", "datatype": "BYTES", "shape": [-1, config.top_k]},
         ],
     })))
 }
@@ -90,9 +96,9 @@ pub async fn model_metadata(path: web::Path<String>, state: web::Data<AppState>)
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
-pub async fn model_ready(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&state, &path)?;
-    Ok(HttpResponse::Ok().json(json!({ "name": model.manifest.name, "ready": state.worker.is_alive() })))
+pub async fn model_ready(path: web::Path<String>, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
+    let model = model_named(&predictor, &path)?;
+    Ok(HttpResponse::Ok().json(json!({ "name": model.manifest.name, "ready": predictor.worker().is_alive() })))
 }
 
 /// Inference: `image` BYTES input (base64 per image), optional `text` BYTES input.
@@ -107,25 +113,27 @@ pub async fn infer(
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
-    state: web::Data<AppState>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&state, &path)?;
+    let model = model_named(&predictor, &path)?;
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
-    let mut memory = state.admission.reservation();
-    let limit = base64_body_limit(state.config.max_batch_upload_bytes);
-    let body = read_json_body(req.headers(), payload, limit, state.upload_limits(), &mut memory).await?;
+    let mut memory = predictor.admission().reservation();
+    let limit = base64_body_limit(config.max_batch_upload_bytes);
+    let body = read_json_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?;
     let mut request = protocol::parse(body).await?;
-    let outputs = requested_outputs(&request, state.config.top_k, state.config.max_top_k)?;
+    let outputs = requested_outputs(&request, config.top_k, config.max_top_k)?;
     let id = request.id.take();
-    let uploads = uploads(request, &state).await?;
-    state.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let uploads = uploads(request, &config).await?;
+    metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let state_ref = &state;
+    let (predictor_ref, metrics_ref) = (&predictor, &metrics);
     let answers = stream::iter(&uploads)
-        .map(|upload| predict_within_deadline(state_ref, upload))
-        .buffered(items_in_flight(&state));
+        .map(|upload| predict_one(predictor_ref, metrics_ref, upload))
+        .buffered(items_in_flight(&config));
     let answers = answers.try_collect::<Vec<Outcome>>();
-    let outcomes = unless_client_closed(&req, &state, answers).await??;
+    let outcomes = unless_client_closed(&req, &metrics, answers).await??;
 
     let rows = outcomes.len();
     let outputs: Vec<Value> = outputs.iter().map(|(name, k)| output(name, *k, &outcomes, rows)).collect();

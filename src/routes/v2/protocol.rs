@@ -5,10 +5,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::bounded::{Bounded, Element};
+use crate::config::Config;
 use crate::domain::{decode_base64_image, PredictUpload};
 use crate::error::ApiError;
 use crate::predictor::Outcome;
-use crate::state::AppState;
 
 /// Most elements of an input: --max-batch-items can be at most this.
 const MAX_ELEMENTS: usize = 10_000;
@@ -65,7 +65,7 @@ pub async fn parse(body: Bytes) -> Result<InferRequest, ApiError> {
 pub const OUTPUTS: [&str; 3] = ["label", "probability", "top_k"];
 
 /// The request's images and texts as uploads; base64 is decoded off the async workers.
-pub async fn uploads(request: InferRequest, state: &AppState) -> Result<Vec<PredictUpload>, ApiError> {
+pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
     let mut images = None;
     let mut texts = None;
     for input in request.inputs.0 {
@@ -99,7 +99,7 @@ pub async fn uploads(request: InferRequest, state: &AppState) -> Result<Vec<Pred
     }
     let images = images
         .ok_or_else(|| ApiError::Validation("missing the \"image\" input (BYTES, base64 of each image)".into()))?;
-    let max_items = state.config.max_batch_items as usize;
+    let max_items = config.max_batch_items as usize;
     if images.is_empty() || images.len() > max_items {
         return Err(ApiError::Validation(format!(
             "\"image\" holds {} images; 1 to {max_items} are accepted",
@@ -118,7 +118,7 @@ pub async fn uploads(request: InferRequest, state: &AppState) -> Result<Vec<Pred
         }
         None => vec![None; images.len()],
     };
-    let (max_bytes, max_chars) = (state.config.max_upload_bytes, state.config.max_text_chars);
+    let (max_bytes, max_chars) = (config.max_upload_bytes, config.max_text_chars);
     actix_web::web::block(move || {
         images
             .into_iter()
@@ -127,10 +127,11 @@ pub async fn uploads(request: InferRequest, state: &AppState) -> Result<Vec<Pred
                 let bytes = decode_base64_image(&image, max_bytes)?;
                 PredictUpload::parse(bytes, text.map(Bytes::from), max_chars)
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
     })
     .await
     .map_err(|e| ApiError::Internal(anyhow::anyhow!("base64 thread failed: {e}")))?
+    .map_err(ApiError::from)
 }
 
 /// (name, top N) of each output to send; every output when the request names none.
