@@ -153,17 +153,17 @@ impl Predictor {
         self.text_weight
     }
 
-    /// One prediction within the deadline; past it, the pipeline is dropped: its place in the
-    /// queue is freed and the inference thread skips its job.
-    pub async fn predict(&self, upload: &PredictUpload) -> Result<Outcome, PredictError> {
-        tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(upload))
+    /// One prediction on `model` (the caller pins it, from `model()`, once per request: every item
+    /// of a batch then runs on the same model, whatever a reload swaps in meanwhile), within the
+    /// deadline; past it, the pipeline is dropped: its place in the queue is freed and the
+    /// inference thread skips its job.
+    pub async fn predict(&self, model: &Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
+        tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(model.clone(), upload))
             .await
             .map_err(|_| PredictError::Deadline(self.deadline_ms))?
     }
 
-    async fn run(&self, upload: &PredictUpload) -> Result<Outcome, PredictError> {
-        // The whole request runs on this model, whatever a reload swaps in meanwhile.
-        let model = self.registry.current();
+    async fn run(&self, model: Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
         let text = upload.text.as_ref().map(|t| t.as_str());
         let key = key_of(upload).await?;
         if let Some(answer) = self.predictions.get(model.id.fingerprint, &key) {

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -8,7 +9,7 @@ use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::ClassScore;
+use crate::model::{ClassScore, LoadedModel};
 use crate::peer;
 use crate::predictor::{Outcome, Predictor, TextMatch, Timings};
 use crate::telemetry::PredictionLog;
@@ -65,10 +66,17 @@ pub async fn predict(
     // The body's memory, held until the answer is built.
     let mut memory = predictor.admission().reservation();
     let upload = PredictUpload::read(req.headers(), payload, config.upload_limits(), &mut memory).await?;
-    let mut outcome = unless_client_closed(&req, &metrics, predict_one(&predictor, &metrics, &upload)).await??;
+    let model = predictor.model();
+    let work = predict_one(&predictor, &model, &metrics, &upload);
+    let mut outcome = unless_client_closed(&req, &metrics, work).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = HttpResponse::Ok().json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
+    let mut response = HttpResponse::Ok().insert_header(model_version(&model)).json(PredictResponse::new(
+        &outcome,
+        &upload,
+        top_k,
+        predictor.text_weight(),
+    ));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
     Ok(response)
@@ -92,6 +100,12 @@ pub(super) async fn unless_client_closed<T>(
     }
 }
 
+/// `X-Model-Version` on every prediction answer: the version that answered, for a client or a
+/// proxy that reads headers only.
+pub(super) fn model_version(model: &LoadedModel) -> (&'static str, String) {
+    ("X-Model-Version", model.id.version.clone())
+}
+
 /// Items of one multi-image request (/predict/batch, v2 infer) run at once: enough to preprocess
 /// the next ones while the model runs, few enough to leave the queue's places to single requests.
 pub(super) fn items_in_flight(config: &Config) -> usize {
@@ -102,10 +116,11 @@ pub(super) fn items_in_flight(config: &Config) -> usize {
 /// into the metrics.
 pub(super) async fn predict_one(
     predictor: &Predictor,
+    model: &Arc<LoadedModel>,
     metrics: &Metrics,
     upload: &PredictUpload,
 ) -> Result<Outcome, ApiError> {
-    let outcome = predictor.predict(upload).await?;
+    let outcome = predictor.predict(model, upload).await?;
     metrics.record_prediction(&outcome);
     Ok(outcome)
 }

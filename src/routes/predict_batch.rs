@@ -7,7 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use super::predict::{items_in_flight, predict_one, unless_client_closed, PredictQuery, PredictResponse};
+use super::predict::{
+    items_in_flight, model_version, predict_one, unless_client_closed, PredictQuery, PredictResponse,
+};
 use crate::config::Config;
 use crate::domain::{BatchUpload, PredictUpload, TopK};
 use crate::error::ApiError;
@@ -61,12 +63,14 @@ pub async fn predict_batch(
     let batch = BatchUpload::read(req.headers(), payload, limits, max_items, &mut memory).await?;
     metrics.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let (predictor, metrics) = (&predictor, &metrics);
+    // One model for every item: a batch never mixes models, whatever a reload does meanwhile.
+    let model = predictor.model();
+    let (predictor, model_ref, metrics) = (&predictor, &model, &metrics);
     let answers = stream::iter(batch.items)
         .map(|item| async move {
             let upload = item?;
             let item_started = Instant::now();
-            let mut outcome = predict_one(predictor, metrics, &upload).await?;
+            let mut outcome = predict_one(predictor, model_ref, metrics, &upload).await?;
             outcome.timings.total = item_started.elapsed().as_secs_f64() * 1e3;
             Ok((upload, outcome))
         })
@@ -90,5 +94,5 @@ pub async fn predict_batch(
         .collect();
     let errors = items.iter().filter(|i| matches!(i, Item::Error { .. })).count();
     let timings_ms = BatchTimings { total: started.elapsed().as_secs_f64() * 1e3 };
-    Ok(HttpResponse::Ok().json(BatchResponse { items, errors, timings_ms }))
+    Ok(HttpResponse::Ok().insert_header(model_version(&model)).json(BatchResponse { items, errors, timings_ms }))
 }

@@ -90,3 +90,16 @@ async fn a_repeated_request_is_a_cache_hit_and_a_different_text_or_image_is_not(
     let stats = app.get_json("/system_status").await["caches"]["prediction"].clone();
     assert_eq!((stats["hits"].as_u64(), stats["misses"].as_u64(), stats["size"].as_u64()), (Some(1), Some(4), Some(4)));
 }
+
+#[tokio::test]
+async fn every_prediction_answer_names_its_model_version_in_a_header() {
+    let app = crate::helpers::spawn_app().await;
+    let response = app.post_predict(&sample("orange.jpg"), None).await;
+    let header = response.headers()["x-model-version"].to_str().unwrap().to_string();
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["model"]["version"], header.as_str());
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(sample("orange.jpg")).file_name("a.jpg"));
+    let batch = app.post_form("/predict/batch", form).await;
+    assert_eq!(batch.headers()["x-model-version"].to_str().unwrap(), header);
+}

@@ -200,3 +200,40 @@ async fn every_kind_of_broken_model_is_refused_and_recorded() {
     }
     assert_eq!(app.post_reload().await.status(), 200, "the restored files load again");
 }
+
+#[tokio::test]
+async fn a_batch_never_mixes_models_when_a_reload_swaps_one_in_meanwhile() {
+    use reqwest::multipart::{Form, Part};
+    let mut config = crate::helpers::test_config();
+    config.max_batch_items = 200;
+    let app = crate::helpers::spawn_app_on_model_copy_with(config, |_| ()).await;
+    // Another model (another fingerprint) on disk, to be swapped in while the batch runs.
+    std::fs::write(app.model_file("class_mapping.json"), r#"{"espresso": 967, "orange": 950, "lemon": 951}"#).unwrap();
+    let mut form = Form::new();
+    for i in 0..120u8 {
+        // Distinct bytes after the JPEG's end: no item is a cache hit.
+        let mut photo = sample("orange.jpg");
+        photo.push(i);
+        form = form.part("image", Part::bytes(photo).file_name("orange.jpg"));
+    }
+    // The reload's load and warm-up take about as long as the batch: its swap lands mid-batch.
+    let started = std::time::Instant::now();
+    let batch = async {
+        let response = app.post_form("/predict/batch", form).await;
+        (response, started.elapsed())
+    };
+    let reload = async {
+        let response = app.post_reload().await;
+        (response, started.elapsed())
+    };
+    let ((batch, batch_took), (reload, reload_took)) = tokio::join!(batch, reload);
+    println!("batch answered after {batch_took:?}, reload after {reload_took:?}");
+    assert_eq!(reload.status(), 200);
+    assert_eq!(batch.status(), 200);
+    let header = batch.headers()["x-model-version"].to_str().unwrap().to_string();
+    let body: serde_json::Value = batch.json().await.unwrap();
+    let fingerprints: std::collections::HashSet<&str> =
+        body["items"].as_array().unwrap().iter().map(|i| i["model"]["fingerprint"].as_str().unwrap()).collect();
+    assert_eq!(fingerprints.len(), 1, "one model for the whole batch: {fingerprints:?}");
+    assert_eq!(body["items"][0]["model"]["version"], header.as_str());
+}

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use super::predict::{items_in_flight, predict_one, unless_client_closed};
+use super::predict::{items_in_flight, model_version, predict_one, unless_client_closed};
 use crate::config::Config;
 use crate::domain::{base64_body_limit, read_json_body};
 use crate::error::ApiError;
@@ -128,9 +128,10 @@ pub async fn infer(
     let uploads = uploads(request, &config).await?;
     metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let (predictor_ref, metrics_ref) = (&predictor, &metrics);
+    // The model the path named, for every image of the request.
+    let (predictor_ref, model_ref, metrics_ref) = (&predictor, &model, &metrics);
     let answers = stream::iter(&uploads)
-        .map(|upload| predict_one(predictor_ref, metrics_ref, upload))
+        .map(|upload| predict_one(predictor_ref, model_ref, metrics_ref, upload))
         .buffered(items_in_flight(&config));
     let answers = answers.try_collect::<Vec<Outcome>>();
     let outcomes = unless_client_closed(&req, &metrics, answers).await??;
@@ -142,5 +143,5 @@ pub async fn infer(
     if let Some(id) = id {
         body["id"] = id.into();
     }
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().insert_header(model_version(&model)).json(body))
 }
