@@ -81,13 +81,16 @@ pub enum UploadErrors {
     /// Bad input (validation, invalid_image)
     #[response(status = 400)]
     BadInput(#[to_schema] ErrorBody<'static>),
+    /// The body did not arrive within --request-timeout-seconds
+    #[response(status = 408)]
+    Timeout(#[to_schema] ErrorBody<'static>),
     /// Body or image too large
     #[response(status = 413)]
     TooLarge(#[to_schema] ErrorBody<'static>),
-    /// Not an image, or not a supported body type
+    /// Not an image, not a supported body type, or a Content-Encoding
     #[response(status = 415)]
     UnsupportedMediaType(#[to_schema] ErrorBody<'static>),
-    /// Queue full (Retry-After: 1)
+    /// Queue full, requests in progress at their bound, or memory budget in use (Retry-After: 1)
     #[response(status = 503)]
     Overloaded(#[to_schema] ErrorBody<'static>),
     /// Deadline passed

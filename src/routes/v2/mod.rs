@@ -106,8 +106,10 @@ pub async fn model_ready(path: web::Path<String>, predictor: web::Data<Predictor
     (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
+    (status = 408, description = "The body did not arrive within --request-timeout-seconds", body = crate::error::ErrorBody),
     (status = 413, description = "Body or an image too large", body = crate::error::ErrorBody),
-    (status = 415, description = "Not JSON, or an element is not an image", body = crate::error::ErrorBody),
+    (status = 415, description = "Not JSON, an element is not an image, or a Content-Encoding", body = crate::error::ErrorBody),
+    (status = 503, description = "Queue full, requests in progress at their bound, or memory budget in use (Retry-After: 1)", body = crate::error::ErrorBody),
 ))]
 pub async fn infer(
     req: HttpRequest,
