@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use serde::Serialize;
 
 use crate::admission::{Admission, AdmissionError};
@@ -79,7 +78,7 @@ pub enum PredictError {
     Internal(String),
 }
 
-fn thread_failed(what: &str) -> impl Fn(actix_web::error::BlockingError) -> PredictError + '_ {
+fn thread_failed(what: &str) -> impl Fn(tokio::task::JoinError) -> PredictError + '_ {
     move |e| PredictError::Internal(format!("{what} thread failed: {e}"))
 }
 
@@ -201,7 +200,7 @@ impl Predictor {
         Ok(Outcome { model, answer, cache_hit: false, timings })
     }
 
-    /// Decode and resize on actix's blocking pool, then the image model on the inference thread.
+    /// Decode and resize on the blocking pool, then the image model on the inference thread.
     async fn run_image(
         &self,
         model: &Arc<LoadedModel>,
@@ -210,7 +209,7 @@ impl Predictor {
         let started = Instant::now();
         let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), self.max_image_pixels);
         let admission = self.admission.clone();
-        let input = web::block(move || {
+        let input = tokio::task::spawn_blocking(move || {
             // The decode's memory comes from the budget before any pixel, and returns to it once the
             // model input (a few hundred KB) is made.
             let reserve = |bytes| {
@@ -266,5 +265,5 @@ async fn key_of(upload: &PredictUpload) -> Result<PredictionKey, PredictError> {
         return Ok(prediction_key(image, text));
     }
     let (image, text) = (image.clone(), text.map(str::to_string));
-    web::block(move || prediction_key(&image, text.as_deref())).await.map_err(thread_failed("hashing"))
+    tokio::task::spawn_blocking(move || prediction_key(&image, text.as_deref())).await.map_err(thread_failed("hashing"))
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::test::TestRequest;
 use actix_web::{web, FromRequest};
-use food_api::domain::{PredictUpload, UploadLimits};
+use food_api::domain::UploadLimits;
 use libfuzzer_sys::fuzz_target;
 
 mod common;
@@ -28,7 +28,9 @@ fuzz_target!(|body: &[u8]| {
         let payload = web::Payload::from_request(&request, &mut payload).await.unwrap();
         // A budget that any body within LIMITS fits, so that every input reaches the parser.
         let mut memory = food_api::admission::Admission::new(1, 16 << 20, false).reservation();
-        if let Ok(upload) = PredictUpload::read(request.headers(), payload, LIMITS, &mut memory).await {
+        if let Ok(upload) =
+            food_api::routes::extract::predict_upload(request.headers(), payload, LIMITS, &mut memory).await
+        {
             if let Some(text) = &upload.text {
                 assert!(!text.as_str().is_empty() && text.as_str().chars().count() <= LIMITS.max_text_chars);
             }

@@ -4,13 +4,9 @@
 //! on, wherever the fields sit in the body (Python's `requests` puts form fields before files). An
 //! empty `text` stands for "no text" for an image in the middle. An image that cannot be used is
 //! that item's error, not the whole batch's.
-use actix_web::http::header::HeaderMap;
-use actix_web::web::{Bytes, Payload};
+use bytes::Bytes;
 
-use super::upload::read_parts;
-use super::InputError;
-use super::{PredictUpload, UploadLimits};
-use crate::admission::Reservation;
+use super::{InputError, PredictUpload};
 
 pub struct BatchUpload {
     /// In the order of the `image` fields.
@@ -18,25 +14,8 @@ pub struct BatchUpload {
 }
 
 impl BatchUpload {
-    pub async fn read(
-        headers: &HeaderMap,
-        payload: Payload,
-        limits: UploadLimits,
-        max_items: usize,
-        memory: &mut Reservation,
-    ) -> Result<Self, InputError> {
-        let (mut images, mut texts) = (Vec::new(), Vec::new());
-        for part in read_parts(headers, payload, limits, memory).await? {
-            match part.name.as_deref() {
-                Some("image") => images.push(part.bytes),
-                Some("text") => texts.push(part.bytes),
-                _ => {}
-            }
-        }
-        Self::pair(images, texts, limits.max_text_chars, max_items)
-    }
-
-    fn pair(
+    /// Pairs texts with images by position; an image that cannot be used is its item's error.
+    pub fn pair(
         images: Vec<Bytes>,
         texts: Vec<Bytes>,
         max_text_chars: usize,

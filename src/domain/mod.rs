@@ -1,6 +1,6 @@
 //! Request inputs that validate on construction: a handler that holds one knows it is usable.
+mod base64_image;
 mod batch;
-mod json_upload;
 mod top_k;
 mod upload;
 
@@ -29,6 +29,6 @@ pub enum InputError {
     #[error("{0}")]
     Internal(String),
 }
-pub use json_upload::{base64_body_limit, decode_base64_image, read_json_body};
+pub use base64_image::{base64_body_limit, decode_base64_image};
 pub use top_k::TopK;
 pub use upload::{ImageUpload, PredictText, PredictUpload, UploadLimits};

@@ -1,6 +1,7 @@
 //! One file per endpoint.
 mod classes;
 mod door;
+pub mod extract;
 mod health;
 mod metrics;
 pub mod openapi;

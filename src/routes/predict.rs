@@ -4,7 +4,7 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::ModelRef;
+use super::{extract, ModelRef};
 use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
@@ -65,7 +65,7 @@ pub async fn predict(
     let top_k = TopK::parse(query.top_k, config.top_k, config.max_top_k)?;
     // The body's memory, held until the answer is built.
     let mut memory = predictor.admission().reservation();
-    let upload = PredictUpload::read(req.headers(), payload, config.upload_limits(), &mut memory).await?;
+    let upload = extract::predict_upload(req.headers(), payload, config.upload_limits(), &mut memory).await?;
     let model = predictor.model();
     let work = predict_one(&predictor, &model, &metrics, &upload);
     let mut outcome = unless_client_closed(&req, &metrics, work).await??;

@@ -11,7 +11,7 @@ use super::predict::{
     items_in_flight, model_version, predict_one, unless_client_closed, PredictQuery, PredictResponse,
 };
 use crate::config::Config;
-use crate::domain::{BatchUpload, PredictUpload, TopK};
+use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::predictor::{Outcome, Predictor};
@@ -60,7 +60,7 @@ pub async fn predict_batch(
     // The body's memory, held until the answer is built.
     let mut memory = predictor.admission().reservation();
     let max_items = config.max_batch_items as usize;
-    let batch = BatchUpload::read(req.headers(), payload, limits, max_items, &mut memory).await?;
+    let batch = super::extract::batch_upload(req.headers(), payload, limits, max_items, &mut memory).await?;
     metrics.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     // One model for every item: a batch never mixes models, whatever a reload does meanwhile.

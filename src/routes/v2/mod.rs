@@ -10,9 +10,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
+use super::extract::read_json_body;
 use super::predict::{items_in_flight, model_version, predict_one, unless_client_closed};
 use crate::config::Config;
-use crate::domain::{base64_body_limit, read_json_body};
+use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::LoadedModel;
