@@ -15,6 +15,7 @@ use prometheus::{
 use crate::predictor::{Outcome, Predictor};
 
 const PREFIX: &str = "food_api";
+const MODEL_LABELS: [&str; 2] = ["model", "version"];
 /// From a cache hit (~0.2 ms) to a forward pass under load (~1 s).
 const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
@@ -23,10 +24,10 @@ pub struct Metrics {
     http_requests: IntCounterVec,
     http_duration: HistogramVec,
     in_flight: IntGauge,
-    queue_wait: prometheus::Histogram,
-    preprocess: prometheus::Histogram,
-    inference: prometheus::Histogram,
-    text: prometheus::Histogram,
+    queue_wait: HistogramVec,
+    preprocess: HistogramVec,
+    inference: HistogramVec,
+    text: HistogramVec,
     predictions: IntCounterVec,
     pub requests: RequestCounters,
     pub started_at: Instant,
@@ -60,8 +61,9 @@ impl RequestCounters {
 impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new_custom(Some(PREFIX.into()), None)?;
-        let histogram = |name: &str, help: &str| -> prometheus::Result<prometheus::Histogram> {
-            let h = prometheus::Histogram::with_opts(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()))?;
+        // Every prediction series names the model and version that answered.
+        let histogram = |name: &str, help: &str| -> prometheus::Result<HistogramVec> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()), &MODEL_LABELS)?;
             registry.register(Box::new(h.clone()))?;
             Ok(h)
         };
@@ -86,7 +88,10 @@ impl Metrics {
             )?,
             inference: histogram("inference_seconds", "Image model forward pass")?,
             text: histogram("text_encode_seconds", "Tokenizing and encoding a request's text (text cache misses)")?,
-            predictions: IntCounterVec::new(Opts::new("predictions_total", "Answers given, by label"), &["label"])?,
+            predictions: IntCounterVec::new(
+                Opts::new("predictions_total", "Answers given, by model, version and label"),
+                &["model", "version", "label"],
+            )?,
             registry,
             requests: RequestCounters::default(),
             started_at: Instant::now(),
@@ -116,6 +121,8 @@ impl Metrics {
     /// has no forward pass) are not observed.
     pub fn record_prediction(&self, outcome: &Outcome) {
         let t = &outcome.timings;
+        let id = &outcome.model.id;
+        let model: [&str; 2] = [&id.name, &id.version];
         for (histogram, ms) in [
             (&self.queue_wait, t.queue),
             (&self.preprocess, t.preprocess),
@@ -123,10 +130,11 @@ impl Metrics {
             (&self.text, t.text),
         ] {
             if let Some(ms) = ms {
-                histogram.observe(ms / 1e3);
+                histogram.with_label_values(&model).observe(ms / 1e3);
             }
         }
-        self.predictions.with_label_values(&[outcome.answer.combined.best().label.as_str()]).inc();
+        let label = outcome.answer.combined.best().label.as_str();
+        self.predictions.with_label_values(&[model[0], model[1], label]).inc();
     }
 }
 

@@ -48,12 +48,16 @@ async fn metrics_count_requests_caches_stages_labels_and_reloads() {
     assert_eq!(value(&m, r#"food_api_http_request_duration_seconds_count{route="/predict"}"#), 4.0);
     assert_eq!(value(&m, "food_api_http_requests_in_flight"), 1.0, "the scrape itself");
 
-    assert_eq!(value(&m, r#"food_api_predictions_total{label="espresso"}"#), 2.0);
-    assert_eq!(value(&m, r#"food_api_predictions_total{label="orange"}"#), 1.0);
-    assert_eq!(value(&m, "food_api_inference_seconds_count"), 2.0, "the cache hit ran no forward pass");
-    assert_eq!(value(&m, "food_api_queue_wait_seconds_count"), 2.0);
-    assert_eq!(value(&m, "food_api_preprocess_seconds_count"), 2.0);
-    assert!(value(&m, "food_api_inference_seconds_sum") > 0.0);
+    // Every prediction series names the model and version that answered.
+    let version = app.get_json("/health").await["model"]["version"].as_str().unwrap().to_string();
+    let model = format!(r#"model="efficientnet-lite0",version="{version}""#);
+    assert_eq!(value(&m, &format!(r#"food_api_predictions_total{{label="espresso",{model}}}"#)), 2.0);
+    assert_eq!(value(&m, &format!(r#"food_api_predictions_total{{label="orange",{model}}}"#)), 1.0);
+    let count = |name: &str| value(&m, &format!("food_api_{name}_count{{{model}}}"));
+    assert_eq!(count("inference_seconds"), 2.0, "the cache hit ran no forward pass");
+    assert_eq!(count("queue_wait_seconds"), 2.0);
+    assert_eq!(count("preprocess_seconds"), 2.0);
+    assert!(value(&m, &format!("food_api_inference_seconds_sum{{{model}}}")) > 0.0);
 
     // Counted before the reload (the counters are cumulative).
     assert_eq!(value(&m, r#"food_api_cache_hits_total{cache="prediction"}"#), 1.0);
