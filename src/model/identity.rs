@@ -26,10 +26,6 @@ impl Fingerprint {
         }
         Self(hasher.finalize().into())
     }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl fmt::Display for Fingerprint {
