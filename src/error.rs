@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::admission::AdmissionError;
 use crate::domain::InputError;
-use crate::model::{InferError, LoadError};
+use crate::model::{InferError, LoadError, ManageError, ResolveError};
 use crate::predictor::PredictError;
 use crate::preprocess::ImageError;
 
@@ -43,6 +43,12 @@ pub enum ApiError {
     ModelUnavailable,
     #[error("reload failed, the previous model keeps serving: {0}")]
     Reload(#[from] LoadError),
+    /// A version cannot be loaded: its files are not a valid model.
+    #[error("{0}")]
+    InvalidModel(LoadError),
+    /// The model table's state forbids it (an alias points at the version, not ready, ...).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -81,6 +87,26 @@ impl From<PredictError> for ApiError {
             PredictError::Text(_) => Self::Validation(e.to_string()),
             PredictError::Deadline(ms) => Self::DeadlineExceeded(ms),
             PredictError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::UnknownModel { .. } | ResolveError::UnknownVersion { .. } => Self::NotFound(e.to_string()),
+            ResolveError::NotReady { .. } => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::Resolve(e) => e.into(),
+            ManageError::Invalid(m) => Self::Validation(m),
+            ManageError::Conflict(m) => Self::Conflict(m),
+            ManageError::Load(e) => Self::InvalidModel(e),
         }
     }
 }
@@ -124,7 +150,8 @@ impl ApiError {
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ClientClosed => "client_closed",
             Self::ModelUnavailable => "model_unavailable",
-            Self::Reload(_) => "invalid_model",
+            Self::Reload(_) | Self::InvalidModel(_) => "invalid_model",
+            Self::Conflict(_) => "conflict",
             Self::Internal(_) => "internal",
         }
     }
@@ -152,7 +179,8 @@ impl ResponseError for ApiError {
             Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             // The files on disk cannot become a model: the request was understood but cannot be
             // carried out until someone fixes them.
-            Self::Reload(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Reload(_) | Self::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,7 +193,7 @@ impl ResponseError for ApiError {
             error: self.to_string(),
             error_type: self.error_type(),
             file: match self {
-                Self::Reload(e) => Some(e.file.display().to_string()),
+                Self::Reload(e) | Self::InvalidModel(e) => Some(e.file.display().to_string()),
                 _ => None,
             },
         };

@@ -3,16 +3,32 @@
 //! already count (caches, queue, reloads, the model) is read when scraped, so there is one source
 //! for /system_status and /metrics alike. The request counters and the machine's figures that
 //! /system_status shows live here too: what the process observes of itself.
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::predictor::{Outcome, Predictor};
+
+/// Removes the series of `vec` (labelled `names`, model and version first) that `keep` refuses.
+fn retain<T: MetricVecBuilder>(vec: &MetricVec<T>, names: &[&str], keep: impl Fn(&str, &str) -> bool) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let value_of =
+                |name: &str| metric.get_label().iter().find(|l| l.name() == name).map_or("", |l| l.value()).to_string();
+            let values: Vec<String> = names.iter().map(|n| value_of(n)).collect();
+            if !keep(&values[0], &values[1]) {
+                let _ = vec.remove_label_values(&values.iter().map(String::as_str).collect::<Vec<_>>());
+            }
+        }
+    }
+}
 
 const PREFIX: &str = "food_api";
 const MODEL_LABELS: [&str; 2] = ["model", "version"];
@@ -117,6 +133,16 @@ impl Metrics {
         self.http_duration.with_label_values(&[route]).observe(took.as_secs_f64());
     }
 
+    /// Drops the prediction series of versions that are no longer loaded: an unloaded version's
+    /// series go away instead of lingering (and growing in number with every version ever served).
+    pub fn retain_versions(&self, loaded: &HashSet<(String, String)>) {
+        let keep = |model: &str, version: &str| loaded.contains(&(model.to_string(), version.to_string()));
+        for histogram in [&self.queue_wait, &self.preprocess, &self.inference, &self.text] {
+            retain(histogram, &MODEL_LABELS, keep);
+        }
+        retain(&self.predictions, &["model", "version", "label"], keep);
+    }
+
     /// The stages of one prediction (single or batch item); stages that did not run (a cache hit
     /// has no forward pass) are not observed.
     pub fn record_prediction(&self, outcome: &Outcome) {
@@ -148,8 +174,10 @@ impl Drop for InFlight {
 
 /// The text exposition of everything: live series plus a snapshot of the counts kept elsewhere.
 pub fn render(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<String> {
+    // The snapshot first: it also drops the series of versions no longer loaded.
+    let snapshot = snapshot(metrics, predictor)?;
     let mut families = metrics.registry.gather();
-    families.extend(snapshot(metrics, predictor)?.gather());
+    families.extend(snapshot.gather());
     let mut out = Vec::new();
     TextEncoder::new().encode(&families, &mut out)?;
     Ok(String::from_utf8(out).unwrap_or_default())
@@ -198,13 +226,33 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
         &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)],
     )?;
 
-    let model = predictor.model();
-    let fingerprint = model.id.fingerprint.to_string();
-    let info: &[&str] = &[&model.id.name, &model.id.version, model.backend(), &fingerprint];
-    let labels = ["name", "version", "format", "fingerprint"];
-    gauge_vec("model_info", "The serving model (always 1)", &labels, &[(info, 1)])?;
-    gauge("model_generation", "1 at start, one more per successful reload", model.generation as f64)?;
-    gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
+    if let Ok(model) = predictor.model() {
+        let fingerprint = model.id.fingerprint.to_string();
+        let info: &[&str] = &[&model.id.name, &model.id.version, model.backend(), &fingerprint];
+        let labels = ["name", "version", "format", "fingerprint"];
+        gauge_vec("model_info", "The model /predict serves (always 1)", &labels, &[(info, 1)])?;
+        gauge("model_generation", "Loads so far when the serving model was loaded", model.generation as f64)?;
+        gauge("model_load_seconds", "Load, validation and warm-up of the serving model", model.load_ms / 1e3)?;
+    }
+    let snapshot = predictor.table().snapshot();
+    let mut loaded = HashSet::new();
+    let mut versions = Vec::new();
+    for (name, entry) in &snapshot.models {
+        for (version, slot) in &entry.versions {
+            if slot.model.is_some() {
+                loaded.insert((name.clone(), version.clone()));
+            }
+            versions.push(([name.as_str(), version.as_str(), slot.shown_state()], 1));
+        }
+    }
+    metrics.retain_versions(&loaded);
+    let version_rows: Vec<(&[&str], i64)> = versions.iter().map(|(labels, v)| (&labels[..], *v)).collect();
+    gauge_vec(
+        "model_version_state",
+        "Each version in the repository and its state (always 1)",
+        &["model", "version", "state"],
+        &version_rows,
+    )?;
     let reloads = predictor.reload_stats();
     counter_vec(
         "model_reloads_total",

@@ -1,5 +1,5 @@
 //! The prediction service, as text-embeddings-inference's `Infer`: it owns the models (the
-//! registry and its reloads), the inference threads, the caches and admission, and runs the
+//! table of versions, its aliases and reloads), the inference threads, the caches and admission, and runs the
 //! pipeline behind every prediction route: cache lookups, image preprocessing and the text's
 //! tokenization beside the async workers, both models on the inference thread, and the rule that
 //! combines their answers. Routes hold a handle to it and only translate HTTP.
@@ -12,8 +12,8 @@ use crate::admission::{Admission, AdmissionError};
 use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::model::{
-    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel,
-    ModelRegistry, Prediction, ReloadStats, Work,
+    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel, ModelTable,
+    Prediction, Recorded, ReloadStats, ResolveError, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
 
@@ -93,7 +93,7 @@ pub struct PredictorSettings {
 }
 
 pub struct Predictor {
-    registry: ModelRegistry,
+    table: ModelTable,
     worker: InferenceWorker,
     admission: Admission,
     predictions: ModelCache<Answer>,
@@ -104,14 +104,9 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    pub fn new(
-        registry: ModelRegistry,
-        worker: InferenceWorker,
-        admission: Admission,
-        settings: PredictorSettings,
-    ) -> Self {
+    pub fn new(table: ModelTable, worker: InferenceWorker, admission: Admission, settings: PredictorSettings) -> Self {
         Self {
-            registry,
+            table,
             worker,
             admission,
             predictions: ModelCache::new(settings.prediction_cache_size),
@@ -122,17 +117,28 @@ impl Predictor {
         }
     }
 
-    /// The model serving now. Holding the `Arc` keeps it alive across a swap.
-    pub fn model(&self) -> Arc<LoadedModel> {
-        self.registry.current()
+    /// What `/predict` serves: the default model's `stable` version. Holding the `Arc` keeps it
+    /// alive across any change of the table.
+    pub fn model(&self) -> Result<Arc<LoadedModel>, ResolveError> {
+        self.table.resolve(None, None)
     }
 
-    pub async fn reload(&self) -> Result<Arc<LoadedModel>, LoadError> {
-        self.registry.reload().await
+    /// A version or alias (`stable` when None) of a model (the default one when None).
+    pub fn resolve(&self, name: Option<&str>, target: Option<&str>) -> Result<Arc<LoadedModel>, ResolveError> {
+        self.table.resolve(name, target)
+    }
+
+    /// The versions and their management.
+    pub fn table(&self) -> &ModelTable {
+        &self.table
+    }
+
+    pub async fn reload(&self, by: &str) -> Result<Arc<LoadedModel>, LoadError> {
+        self.table.reload(by).await
     }
 
     pub fn reload_stats(&self) -> ReloadStats {
-        self.registry.reload_stats()
+        self.table.reload_stats()
     }
 
     pub fn admission(&self) -> &Admission {
@@ -156,10 +162,22 @@ impl Predictor {
     /// of a batch then runs on the same model, whatever a reload swaps in meanwhile), within the
     /// deadline; past it, the pipeline is dropped: its place in the queue is freed and the
     /// inference thread skips its job.
+    /// The outcome goes into the version's statistics.
     pub async fn predict(&self, model: &Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
-        tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(model.clone(), upload))
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(model.clone(), upload))
             .await
-            .map_err(|_| PredictError::Deadline(self.deadline_ms))?
+            .map_err(|_| PredictError::Deadline(self.deadline_ms))
+            .and_then(|outcome| outcome);
+        model.stats.record(match &outcome {
+            Ok(done) => {
+                let best = done.answer.combined.best();
+                let (label, confidence) = (best.label.as_str(), best.probability);
+                Recorded::Answer { latency: started.elapsed(), cache_hit: done.cache_hit, label, confidence }
+            }
+            Err(_) => Recorded::Error,
+        });
+        outcome
     }
 
     async fn run(&self, model: Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {

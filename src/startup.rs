@@ -15,7 +15,7 @@ use crate::admission::Admission;
 use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelRegistry};
+use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelTable, TableSettings};
 use crate::predictor::Predictor;
 use crate::routes;
 use crate::telemetry;
@@ -51,10 +51,16 @@ impl Application {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let layout = config.thread_layout();
-        let paths = ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() };
-        let registry = ModelRegistry::start(paths, device, layout)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot load the model: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping at them"))?;
+        let table = ModelTable::start(TableSettings {
+            repository: config.model_repository.clone(),
+            drop_in: ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() },
+            data_dir: config.data_dir.clone(),
+            max_loaded_versions: config.max_loaded_versions as usize,
+            device,
+            layout,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot load the models: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping/--model-repository at them"))?;
         let full_is_429 = config.overload_status == OverloadStatus::TooManyRequests;
         let worker = InferenceWorker::spawn(config.queue_capacity, layout, full_is_429)
             .context("cannot start the inference threads")?;
@@ -72,7 +78,7 @@ impl Application {
             Admission::new(config.max_concurrent_requests as usize, config.memory_budget_mb << 20, full_is_429);
         // What handlers need, each registered on its own (zero2prod's way): the prediction service,
         // the settings, the metrics, and who may manage the server.
-        let predictor = web::Data::new(Predictor::new(registry, worker, admission, config.predictor_settings()));
+        let predictor = web::Data::new(Predictor::new(table, worker, admission, config.predictor_settings()));
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
         let config = web::Data::new(config);
@@ -94,6 +100,17 @@ impl Application {
                 .route("/system_status", web::get().to(routes::system_status))
                 .route("/reload_model", web::post().to(routes::reload_model))
                 .route("/metrics", web::get().to(routes::metrics))
+                .route("/models", web::get().to(routes::list_models))
+                .route("/models/{name}/versions/{version}", web::get().to(routes::version_details))
+                .route("/models/{name}/versions/{version}/stats", web::get().to(routes::version_stats))
+                .route("/models/{name}/versions/{version}/load", web::post().to(routes::load))
+                .route("/models/{name}/versions/{version}/unload", web::post().to(routes::unload))
+                .route("/models/{name}/versions/{version}/predict", web::post().to(routes::predict_version))
+                .route("/models/{name}/versions/{version}/predict/batch", web::post().to(routes::predict_batch_version))
+                .route("/models/{name}/aliases/{alias}", web::put().to(routes::set_alias))
+                .route("/models/{name}/aliases/{alias}", web::delete().to(routes::remove_alias))
+                .route("/models/{name}/rollback", web::post().to(routes::rollback))
+                .route("/deployments", web::get().to(routes::deployments))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))
                 .route("/docs/{file:.*}", web::get().to(routes::docs_page))
@@ -152,6 +169,9 @@ fn v2_scope() -> actix_web::Scope {
         .route("/models/{name}", web::get().to(routes::v2::model_metadata))
         .route("/models/{name}/ready", web::get().to(routes::v2::model_ready))
         .route("/models/{name}/infer", web::post().to(routes::v2::infer))
+        .route("/models/{name}/versions/{version}", web::get().to(routes::v2::model_metadata))
+        .route("/models/{name}/versions/{version}/ready", web::get().to(routes::v2::model_ready))
+        .route("/models/{name}/versions/{version}/infer", web::post().to(routes::v2::infer))
 }
 
 /// Closed unless origins are configured: a browser page elsewhere cannot call the API.
@@ -159,7 +179,7 @@ fn cors(origins: &[String]) -> Cors {
     origins
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
-        .allowed_methods(["GET", "POST"])
+        .allowed_methods(["GET", "POST", "PUT", "DELETE"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(3600)
 }

@@ -2,7 +2,8 @@
 //! on ONNX Runtime, as the manifest's `format` says) and text encoder.
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
 use serde::Serialize;
@@ -11,6 +12,7 @@ use tch::{CModule, Device, Kind, Tensor};
 
 use super::onnx::{OnnxImageModel, Slot};
 use super::prediction::softmax;
+use super::stats::VersionStats;
 use super::text::TextModel;
 use super::{ClassMapping, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout, MANIFEST_FILE};
 
@@ -60,7 +62,18 @@ pub struct LoadedModel {
     /// Whether a lone request's forward pass is faster on every core than on one core's share,
     /// timed at load: it is on some CPUs and not on others (BENCHMARKS.md), so it is measured.
     pub alone_pays: bool,
+    /// Requests and management actions against this version.
+    pub stats: VersionStats,
+    /// When a request last resolved to this model (ms on the process clock): the least recently
+    /// used unaliased version is unloaded first.
+    last_used_ms: AtomicU64,
     _alive: Alive,
+}
+
+/// The process clock that `last_used_ms` counts on.
+fn process_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// Models in memory: the serving one plus any that requests still hold after a reload.
@@ -131,6 +144,8 @@ impl LoadedModel {
             loaded_at: SystemTime::now(),
             load_ms: 0.0,
             alone_pays: false,
+            stats: VersionStats::default(),
+            last_used_ms: AtomicU64::new(process_ms()),
             _alive: Alive::new(),
         };
         model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
@@ -139,6 +154,14 @@ impl LoadedModel {
         }
         model.load_ms = started.elapsed().as_secs_f64() * 1e3;
         Ok(model)
+    }
+
+    pub fn touch(&self) {
+        self.last_used_ms.store(process_ms(), Ordering::Relaxed);
+    }
+
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
     }
 
     /// Runs a synthetic image through the model and checks the output's shape and values.

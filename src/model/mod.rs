@@ -1,18 +1,25 @@
 //! The model: its files (manifest, weights, class mapping), loading and validating them, the
-//! inference thread that runs it, and the handle that swaps in a reloaded one.
+//! inference thread that runs it, the repository of versions on disk and the table of loaded ones.
+mod audit;
 mod device;
 mod identity;
 mod loaded;
+mod loader;
+mod manage;
 mod manifest;
 mod mapping;
 mod onnx;
 mod prediction;
-mod registry;
+mod repository;
+mod state;
+mod stats;
+mod table;
 mod text;
 mod worker;
 
 use std::path::{Path, PathBuf};
 
+pub use audit::{Deployment, KEPT as DEPLOYMENTS_KEPT};
 pub use device::{device_name, resolve_device, DeviceChoice};
 pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
@@ -20,9 +27,32 @@ pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
 pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
-pub use registry::{ModelRegistry, ReloadRecord, ReloadStats};
+pub use repository::{fingerprint as fingerprint_files, valid_name};
+pub use stats::{Recorded, StatsReport, VersionStats};
+pub use table::{
+    ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, TableSettings, VersionEntry, VersionState, PREVIOUS,
+    STABLE,
+};
 pub use text::TextModel;
 pub use worker::{InferError, Inference, InferenceWorker, ThreadLayout, TorchThreads};
+
+/// Reloads of the drop-in folder so far.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStats {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub last: Option<ReloadRecord>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadRecord {
+    /// Seconds since the Unix epoch.
+    pub at: u64,
+    pub ok: bool,
+    pub generation: u64,
+    pub duration_ms: f64,
+    pub error: Option<String>,
+}
 
 /// Why a model folder cannot be served, naming the file at fault.
 #[derive(Debug, Clone, thiserror::Error)]

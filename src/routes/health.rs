@@ -15,6 +15,6 @@ pub async fn health(predictor: web::Data<Predictor>) -> Result<HttpResponse, Api
     if !predictor.worker().is_alive() {
         return Err(ApiError::ModelUnavailable);
     }
-    let model = predictor.model();
+    let model = predictor.model()?;
     Ok(HttpResponse::Ok().json(json!({ "status": "ok", "model": ModelRef::from(&*model) })))
 }

@@ -1,9 +1,11 @@
 //! One file per endpoint.
 mod classes;
+mod deploy;
 mod door;
 pub mod extract;
 mod health;
 mod metrics;
+mod models;
 pub mod openapi;
 mod predict;
 mod predict_batch;
@@ -12,12 +14,14 @@ mod system_status;
 pub mod v2;
 
 pub use classes::classes;
+pub use deploy::{deployments, load, remove_alias, rollback, set_alias, unload};
 pub use door::at_the_door;
 pub use health::health;
 pub use metrics::metrics;
+pub use models::{list_models, version_details, version_stats};
 pub use openapi::{docs, docs_page, openapi_json};
-pub use predict::predict;
-pub use predict_batch::predict_batch;
+pub use predict::{predict, predict_version};
+pub use predict_batch::{predict_batch, predict_batch_version};
 pub use reload::reload_model;
 pub use system_status::system_status;
 
@@ -33,7 +37,7 @@ pub struct ModelRef<'a> {
     /// SHA-256 over the model's files (their names and hashes): the same files, the same value.
     #[schema(value_type = String)]
     pub fingerprint: crate::model::Fingerprint,
-    /// 1 at start, one more per successful reload (display only).
+    /// The number of model loads in this process when this one was loaded (display only).
     pub generation: u64,
 }
 

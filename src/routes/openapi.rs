@@ -12,7 +12,7 @@ use utoipa_swagger_ui::Config;
 
 use crate::error::{ApiError, ErrorBody};
 
-use super::{classes, health, metrics, predict, predict_batch, reload, system_status, v2};
+use super::{classes, deploy, health, metrics, models, predict, predict_batch, reload, system_status, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,11 +24,22 @@ use super::{classes, health, metrics, predict, predict_batch, reload, system_sta
     paths(
         predict::predict,
         predict_batch::predict_batch,
+        predict::predict_version,
+        predict_batch::predict_batch_version,
         classes::classes,
         health::health,
         system_status::system_status,
         reload::reload_model,
         metrics::metrics,
+        models::list_models,
+        models::version_details,
+        models::version_stats,
+        deploy::load,
+        deploy::unload,
+        deploy::set_alias,
+        deploy::remove_alias,
+        deploy::rollback,
+        deploy::deployments,
         v2::server_metadata,
         v2::live,
         v2::ready,

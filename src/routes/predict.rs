@@ -60,13 +60,65 @@ pub async fn predict(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
+    let model = predictor.model()?;
+    predict_on(model, req, payload, query, predictor, config, metrics).await
+}
+
+/// A model's version (or alias: `stable`, `previous`, ...), as the path names it.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VersionPath {
+    /// The model's name (GET /models lists them)
+    pub name: String,
+    /// A version, or an alias such as `stable` or `previous`
+    pub version: String,
+}
+
+/// Classify one photo on a given version or alias of a model: the same body and answer as
+/// `POST /predict`.
+#[utoipa::path(
+    post, path = "/models/{name}/versions/{version}/predict", tag = "predict", params(VersionPath, PredictQuery),
+    request_body(content(
+        (crate::routes::openapi::PredictForm = "multipart/form-data"),
+        (crate::routes::openapi::PredictJson = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "The answer", body = PredictResponse),
+        (status = 404, description = "No such model, version or alias", body = crate::error::ErrorBody),
+        (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+        crate::routes::openapi::UploadErrors,
+    )
+)]
+pub async fn predict_version(
+    path: web::Path<VersionPath>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<PredictQuery>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
+    predict_on(model, req, payload, query, predictor, config, metrics).await
+}
+
+/// The model is pinned before the body is read: the request finishes on the version it started
+/// with, whatever a promotion or rollback does meanwhile.
+async fn predict_on(
+    model: Arc<LoadedModel>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<PredictQuery>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
     let started = std::time::Instant::now();
     metrics.requests.predictions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let top_k = TopK::parse(query.top_k, config.top_k, config.max_top_k)?;
     // The body's memory, held until the answer is built.
     let mut memory = predictor.admission().reservation();
     let upload = extract::predict_upload(req.headers(), payload, config.upload_limits(), &mut memory).await?;
-    let model = predictor.model();
     let work = predict_one(&predictor, &model, &metrics, &upload);
     let mut outcome = unless_client_closed(&req, &metrics, work).await??;
     // Total includes reading the upload.

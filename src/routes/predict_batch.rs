@@ -7,13 +7,16 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use super::predict::{
-    items_in_flight, model_version, predict_one, unless_client_closed, PredictQuery, PredictResponse,
+    items_in_flight, model_version, predict_one, unless_client_closed, PredictQuery, PredictResponse, VersionPath,
 };
 use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::model::LoadedModel;
 use crate::predictor::{Outcome, Predictor};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -54,6 +57,45 @@ pub async fn predict_batch(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
+    let model = predictor.model()?;
+    batch_on(model, req, payload, query, predictor, config, metrics).await
+}
+
+/// Several photos on a given version or alias of a model: the same body and answer as
+/// `POST /predict/batch`.
+#[utoipa::path(
+    post, path = "/models/{name}/versions/{version}/predict/batch", tag = "predict", params(VersionPath, PredictQuery),
+    request_body(content = crate::routes::openapi::BatchForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "One item per image, in order", body = BatchResponse),
+        (status = 404, description = "No such model, version or alias", body = crate::error::ErrorBody),
+        (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+        crate::routes::openapi::UploadErrors,
+    )
+)]
+pub async fn predict_batch_version(
+    path: web::Path<VersionPath>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<PredictQuery>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
+    batch_on(model, req, payload, query, predictor, config, metrics).await
+}
+
+/// One model for every item, pinned before the body is read: a batch never mixes versions.
+async fn batch_on(
+    model: Arc<LoadedModel>,
+    req: HttpRequest,
+    payload: web::Payload,
+    query: web::Query<PredictQuery>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let top_k = TopK::parse(query.top_k, config.top_k, config.max_top_k)?;
     let limits = config.batch_upload_limits();
@@ -63,8 +105,6 @@ pub async fn predict_batch(
     let batch = super::extract::batch_upload(req.headers(), payload, limits, max_items, &mut memory).await?;
     metrics.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    // One model for every item: a batch never mixes models, whatever a reload does meanwhile.
-    let model = predictor.model();
     let (predictor, model_ref, metrics) = (&predictor, &model, &metrics);
     let answers = stream::iter(batch.items)
         .map(|item| async move {

@@ -15,10 +15,10 @@ use crate::predictor::Predictor;
     (status = 403, description = "No token configured and the caller is not on loopback", body = crate::error::ErrorBody),
     (status = 422, description = "The files on disk are not a valid model; the serving model stays", body = crate::error::ErrorBody),
 ))]
-pub async fn reload_model(_admin: Admin, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
+pub async fn reload_model(admin: Admin, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
     // The caches are keyed by the model's fingerprint: the old model's answers are never served
     // for the new one, and a reload of the same files keeps them.
-    let model = predictor.reload().await?;
+    let model = predictor.reload(&admin.by).await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": "reloaded",
         "model": ModelRef::from(&*model),

@@ -21,8 +21,8 @@ pub async fn system_status(
     predictor: web::Data<Predictor>,
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
-) -> HttpResponse {
-    let model = predictor.model();
+) -> Result<HttpResponse, ApiError> {
+    let model = predictor.model()?;
     let (files, reloads) = if admin.is_ok() {
         (json!(model.files), json!(predictor.reload_stats()))
     } else {
@@ -57,13 +57,13 @@ pub async fn system_status(
         (machine, process)
     };
     let requests = &metrics.requests;
-    HttpResponse::Ok().json(json!({
+    Ok(HttpResponse::Ok().json(json!({
         "uptime_seconds": metrics.started_at.elapsed().as_secs_f64(),
         "machine": machine,
         "process": process,
         "model": {
-            "name": model.manifest.name,
-            "version": model.manifest.version,
+            "name": model.id.name,
+            "version": model.id.version,
             "format": model.backend(),
             "fingerprint": model.id.fingerprint,
             "generation": model.generation,
@@ -79,7 +79,7 @@ pub async fn system_status(
             "load_ms": model.load_ms,
             "files": files,
             "reloads": reloads,
-            // 1 normally; more only while requests still run on models a reload replaced.
+            // The loaded versions, plus any that requests still hold after an unload or a reload.
             "models_in_memory": crate::model::models_alive(),
             "text_encoder": {
                 "name": model.text.manifest.name,
@@ -110,7 +110,7 @@ pub async fn system_status(
             "predictions": requests.predictions.load(Ordering::Relaxed),
             "client_closed": requests.client_closed.load(Ordering::Relaxed),
         },
-    }))
+    })))
 }
 
 fn without_folders(file: &ModelFile) -> ModelFile {

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::helpers::{error_of, sample, spawn_app, spawn_app_with, test_config, TestApp};
 
-const MODEL: &str = "efficientnet-lite0";
+const MODEL: &str = "food";
 
 fn png<P: image::Pixel<Subpixel = S> + image::PixelWithColorType, S: image::Primitive>(
     width: u32,

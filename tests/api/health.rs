@@ -6,7 +6,7 @@ async fn health_returns_200_with_the_model_generation() {
     let body = app.get_json("/health").await;
     assert_eq!(body["status"], "ok");
     assert_eq!(body["model"]["generation"], 1);
-    assert_eq!(body["model"]["name"], "efficientnet-lite0");
+    assert_eq!(body["model"]["name"], "food");
 }
 
 #[tokio::test]

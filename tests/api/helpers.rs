@@ -11,6 +11,55 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// A private copy of the model files, for tests that change them; None serves the repo's.
     pub model_dir: Option<TempDir>,
+    /// The app's own model repository and data folder, unless the test chose them.
+    pub dirs: Option<TempDir>,
+}
+
+/// The versions set-up exported (scripts/export_model.py): (version, input size), Lite0 first.
+pub fn exported_versions() -> Vec<(String, u64)> {
+    let mut versions: Vec<(String, u64)> = std::fs::read_dir(repo_path("models/food"))
+        .expect("models/food: run scripts/setup.sh")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().into_string().unwrap())
+        .filter(|v| !v.starts_with('.'))
+        .map(|v| {
+            let manifest: Value = serde_json::from_slice(
+                &std::fs::read(repo_path("models/food").join(&v).join("manifest.json")).unwrap(),
+            )
+            .unwrap();
+            let size = manifest["input_size"].as_u64().unwrap();
+            (v, size)
+        })
+        .collect();
+    versions.sort_by_key(|(_, size)| *size);
+    assert!(versions.len() >= 2, "set-up exports two versions of food: {versions:?}");
+    versions
+}
+
+/// The Lite0 version (what checkpoints/ holds) and the Lite2 one.
+pub fn lite0() -> String {
+    exported_versions().into_iter().find(|(_, size)| *size == 224).expect("a 224 version").0
+}
+
+pub fn lite2() -> String {
+    exported_versions().into_iter().find(|(_, size)| *size == 260).expect("a 260 version").0
+}
+
+/// A model repository holding the exported versions, as hard links (immutable files: nothing is
+/// copied), under `root/models`.
+pub fn repository_in(root: &Path) -> PathBuf {
+    let repository = root.join("models");
+    for (version, _) in exported_versions() {
+        let (from, to) = (repo_path("models/food").join(&version), repository.join("food").join(&version));
+        std::fs::create_dir_all(&to).unwrap();
+        for file in std::fs::read_dir(&from).unwrap().filter_map(Result::ok) {
+            let target = to.join(file.file_name());
+            if std::fs::hard_link(file.path(), &target).is_err() {
+                std::fs::copy(file.path(), &target).unwrap();
+            }
+        }
+    }
+    repository
 }
 
 pub fn repo_path(path: &str) -> PathBuf {
@@ -35,11 +84,21 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_config()).await
 }
 
-pub async fn spawn_app_with(config: Config) -> TestApp {
+/// Unless the test chose them, the app gets its own repository (the exported versions) and data
+/// folder, so that tests running at once never share state.
+pub async fn spawn_app_with(mut config: Config) -> TestApp {
+    let defaults = Config::defaults();
+    let dirs =
+        (config.model_repository == defaults.model_repository && config.data_dir == defaults.data_dir).then(|| {
+            let dirs = tempfile::tempdir().unwrap();
+            config.model_repository = repository_in(dirs.path());
+            config.data_dir = dirs.path().join("data");
+            dirs
+        });
     let app = Application::build(config).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), model_dir: None }
+    TestApp { address, client: reqwest::Client::new(), model_dir: None, dirs }
 }
 
 fn copy_model_files(dir: &Path) {

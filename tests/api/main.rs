@@ -22,3 +22,4 @@ mod startup;
 mod system_status;
 mod text;
 mod v2;
+mod versions;

@@ -50,7 +50,7 @@ async fn metrics_count_requests_caches_stages_labels_and_reloads() {
 
     // Every prediction series names the model and version that answered.
     let version = app.get_json("/health").await["model"]["version"].as_str().unwrap().to_string();
-    let model = format!(r#"model="efficientnet-lite0",version="{version}""#);
+    let model = format!(r#"model="food",version="{version}""#);
     assert_eq!(value(&m, &format!(r#"food_api_predictions_total{{label="espresso",{model}}}"#)), 2.0);
     assert_eq!(value(&m, &format!(r#"food_api_predictions_total{{label="orange",{model}}}"#)), 1.0);
     let count = |name: &str| value(&m, &format!("food_api_{name}_count{{{model}}}"));

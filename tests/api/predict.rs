@@ -46,7 +46,7 @@ async fn the_answer_carries_top_k_timings_and_the_model() {
     assert_eq!(body["text"], "Image of pizza");
     assert_eq!(body["cache_hit"], false);
     assert_eq!(body["model"]["generation"], 1);
-    assert!(body["model"]["version"].as_str().unwrap().starts_with("imagenet1k-"));
+    assert!(body["model"]["version"].as_str().unwrap().starts_with("lite0-"));
     for timing in ["preprocess", "queue", "inference", "total"] {
         assert!(body["timings_ms"][timing].as_f64().unwrap() >= 0.0, "{timing}: {body}");
     }

@@ -10,6 +10,10 @@ fn the_binary_exits_non_zero_naming_the_missing_file_and_the_fix() {
     let output = Command::new(env!("CARGO_BIN_EXE_food-api"))
         .args(["--port", "0", "--model-dir"])
         .arg(empty.path())
+        .arg("--model-repository")
+        .arg(empty.path().join("models"))
+        .arg("--data-dir")
+        .arg(empty.path().join("data"))
         .env("RUST_LOG", "off")
         .output()
         .unwrap();

@@ -41,7 +41,8 @@ async fn only_the_admin_sees_where_the_model_files_lie() {
     // On a copy of the model in a temporary folder: an absolute path to hide.
     let app = crate::helpers::spawn_app_on_model_copy_with(config, |_| ()).await;
     let anonymous = app.get_json("/system_status").await;
-    let folder = app.model_dir.as_ref().unwrap().path().display().to_string();
+    // The files served are the version's, in the app's repository.
+    let folder = app.dirs.as_ref().unwrap().path().display().to_string();
     assert!(!anonymous.to_string().contains(&folder), "{anonymous}");
     assert_eq!(anonymous["model"]["files"][0]["path"], "manifest.json");
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::helpers::{error_of, sample, spawn_app, TestApp};
 
-const MODEL: &str = "efficientnet-lite0";
+const MODEL: &str = "food";
 
 async fn infer(app: &TestApp, model: &str, body: Value) -> reqwest::Response {
     app.client.post(format!("{}/v2/models/{model}/infer", app.address)).json(&body).send().await.expect("request sent")

@@ -49,7 +49,7 @@ def main(base: str, photo: str, screenshot: str) -> int:
         if page.locator(".topbar").count():
             failures.append("a top bar invites loading other documents (the base layout has none)")
 
-        predict = page.locator(".opblock-post", has=page.locator('.opblock-summary-path >> text="/predict"')).first
+        predict = page.locator(".opblock-post", has=page.locator('.opblock-summary-path[data-path="/predict"]')).first
         predict.locator(".opblock-summary").click()
         predict.locator("button.try-out__btn").click()
         predict.locator("select.content-type").first.select_option("multipart/form-data")

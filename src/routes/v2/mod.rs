@@ -48,16 +48,20 @@ pub async fn server_metadata() -> HttpResponse {
     }))
 }
 
-/// The serving model, if it is the one named in the path.
-fn model_named(predictor: &Predictor, name: &str) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
-    let model = predictor.model();
-    if model.manifest.name != name {
-        return Err(ApiError::NotFound(format!(
-            "no model named {name:?}; this server serves {:?}",
-            model.manifest.name
-        )));
-    }
-    Ok(model)
+/// `/v2/models/{name}` or `/v2/models/{name}/versions/{version}` (a version or an alias).
+#[derive(serde::Deserialize)]
+pub struct ModelPath {
+    name: String,
+    version: Option<String>,
+}
+
+/// The model the path names: its `stable` version, or the version it names.
+fn model_named(
+    predictor: &Predictor,
+    name: &str,
+    version: Option<&str>,
+) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
+    Ok(predictor.resolve(Some(name), version)?)
 }
 
 /// The model's metadata: platform, versions, inputs and outputs.
@@ -67,18 +71,22 @@ fn model_named(predictor: &Predictor, name: &str) -> Result<std::sync::Arc<Loade
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
 pub async fn model_metadata(
-    path: web::Path<String>,
+    path: web::Path<ModelPath>,
     predictor: web::Data<Predictor>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path)?;
+    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
+    let snapshot = predictor.table().snapshot();
+    let ready: Vec<&String> = snapshot.models.get(&path.name).map_or(Vec::new(), |m| {
+        m.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(version, _)| version).collect()
+    });
     let platform = match model.backend() {
         "onnx" => "onnxruntime_onnx",
         _ => "pytorch_torchscript",
     };
     Ok(HttpResponse::Ok().json(json!({
-        "name": model.manifest.name,
-        "versions": [model.manifest.version],
+        "name": model.id.name,
+        "versions": ready,
         "platform": platform,
         "inputs": [
             {"name": "image", "datatype": "BYTES", "shape": [-1]},
@@ -97,9 +105,12 @@ pub async fn model_metadata(
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
-pub async fn model_ready(path: web::Path<String>, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path)?;
-    Ok(HttpResponse::Ok().json(json!({ "name": model.manifest.name, "ready": predictor.worker().is_alive() })))
+pub async fn model_ready(
+    path: web::Path<ModelPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
+    Ok(HttpResponse::Ok().json(json!({ "name": model.id.name, "ready": predictor.worker().is_alive() })))
 }
 
 /// Inference: `image` BYTES input (base64 per image), optional `text` BYTES input.
@@ -114,13 +125,13 @@ pub async fn model_ready(path: web::Path<String>, predictor: web::Data<Predictor
 ))]
 pub async fn infer(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<ModelPath>,
     payload: web::Payload,
     predictor: web::Data<Predictor>,
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path)?;
+    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
     let mut memory = predictor.admission().reservation();
     let limit = base64_body_limit(config.max_batch_upload_bytes);
@@ -141,8 +152,7 @@ pub async fn infer(
 
     let rows = outcomes.len();
     let outputs: Vec<Value> = outputs.iter().map(|(name, k)| output(name, *k, &outcomes, rows)).collect();
-    let mut body =
-        json!({ "model_name": model.manifest.name, "model_version": model.manifest.version, "outputs": outputs });
+    let mut body = json!({ "model_name": model.id.name, "model_version": model.id.version, "outputs": outputs });
     if let Some(id) = id {
         body["id"] = id.into();
     }

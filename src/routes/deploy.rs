@@ -1,0 +1,135 @@
+//! What changes the versions being served: load, unload, aliases, rollback, and the deployment
+//! log that records each change with its time and caller. Management endpoints: see `admin`.
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::predict::VersionPath;
+use super::ModelRef;
+use crate::admin::Admin;
+use crate::error::ApiError;
+use crate::model::{PREVIOUS, STABLE};
+use crate::predictor::Predictor;
+
+/// POST /models/{name}/versions/{version}/load: loads, validates and warms a version up. Idempotent.
+#[utoipa::path(post, path = "/models/{name}/versions/{version}/load", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{status: \"ready\", model, load_ms}`", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "--max-loaded-versions reached and every loaded version has an alias", body = crate::error::ErrorBody),
+    (status = 422, description = "The version's files are not a valid model", body = crate::error::ErrorBody),
+))]
+pub async fn load(
+    admin: Admin,
+    path: web::Path<VersionPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let model = predictor.table().load(&path.name, &path.version, &admin.by).await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "status": "ready", "model": ModelRef::from(&*model), "load_ms": model.load_ms })))
+}
+
+/// POST /models/{name}/versions/{version}/unload: frees a version once the requests that hold it
+/// finish. Idempotent; refused while an alias points at it.
+#[utoipa::path(post, path = "/models/{name}/versions/{version}/unload", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{status: \"unloaded\"}`", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "An alias points at the version (the message names it)", body = crate::error::ErrorBody),
+))]
+pub async fn unload(
+    admin: Admin,
+    path: web::Path<VersionPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    predictor.table().unload(&path.name, &path.version, &admin.by).await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "unloaded", "name": path.name, "version": path.version })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct AliasPath {
+    /// The model's name
+    pub name: String,
+    /// `stable` (what /predict serves), `previous`, or a name of your choosing
+    pub alias: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AliasBody {
+    /// A ready version of the model
+    pub version: String,
+}
+
+/// PUT /models/{name}/aliases/{alias}: points an alias at a ready version, atomically. Moving
+/// `stable` promotes: the version it pointed at becomes `previous`.
+#[utoipa::path(put, path = "/models/{name}/aliases/{alias}", tag = "models", params(AliasPath), request_body = AliasBody, security(("admin_token" = [])), responses(
+    (status = 200, description = "`{name, alias, version, from}`", body = Object),
+    (status = 400, description = "Not a valid alias name or body", body = crate::error::ErrorBody),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "The version is not ready", body = crate::error::ErrorBody),
+))]
+pub async fn set_alias(
+    admin: Admin,
+    path: web::Path<AliasPath>,
+    body: web::Bytes,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let body: AliasBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::Validation(format!("the body must be {{\"version\": \"<version>\"}}: {e}")))?;
+    let from = predictor.table().set_alias(&path.name, &path.alias, &body.version, &admin.by)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "name": path.name, "alias": path.alias, "version": body.version, "from": from })))
+}
+
+/// DELETE /models/{name}/aliases/{alias}: removes an alias (not `stable`), so that the version it
+/// pointed at can be unloaded. Idempotent.
+#[utoipa::path(delete, path = "/models/{name}/aliases/{alias}", tag = "models", params(AliasPath), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{name, alias, from}`", body = Object),
+    (status = 404, description = "No such model", body = crate::error::ErrorBody),
+    (status = 409, description = "`stable` cannot be removed", body = crate::error::ErrorBody),
+))]
+pub async fn remove_alias(
+    admin: Admin,
+    path: web::Path<AliasPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let from = predictor.table().remove_alias(&path.name, &path.alias, &admin.by)?;
+    Ok(HttpResponse::Ok().json(json!({ "name": path.name, "alias": path.alias, "from": from })))
+}
+
+/// POST /models/{name}/rollback: `stable` goes back to `previous` (and `previous` to what `stable`
+/// was) in one atomic step; a second rollback undoes the first.
+#[utoipa::path(post, path = "/models/{name}/rollback", tag = "models", params(("name" = String, Path, description = "The model's name")), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{name, stable, previous}`", body = Object),
+    (status = 404, description = "No such model", body = crate::error::ErrorBody),
+    (status = 409, description = "No `previous`, or it is not ready", body = crate::error::ErrorBody),
+))]
+pub async fn rollback(
+    admin: Admin,
+    path: web::Path<String>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let (from, to) = predictor.table().rollback(&path, &admin.by)?;
+    Ok(HttpResponse::Ok().json(json!({ "name": *path, STABLE: to, PREVIOUS: from })))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeploymentsQuery {
+    /// Entries to return, newest first (default 100, at most 1000)
+    pub limit: Option<usize>,
+}
+
+/// GET /deployments: the deployment log, newest first: every load, unload, alias change,
+/// rollback, reload and eviction, with its time, caller and outcome.
+#[utoipa::path(get, path = "/deployments", tag = "models", params(DeploymentsQuery), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{deployments: [...]}`", body = Object),
+))]
+pub async fn deployments(
+    _admin: Admin,
+    query: web::Query<DeploymentsQuery>,
+    predictor: web::Data<Predictor>,
+) -> HttpResponse {
+    let limit = query.limit.unwrap_or(100).min(crate::model::DEPLOYMENTS_KEPT);
+    HttpResponse::Ok().json(json!({ "deployments": predictor.table().deployments(limit) }))
+}
