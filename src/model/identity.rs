@@ -28,6 +28,16 @@ impl Fingerprint {
     }
 }
 
+impl std::str::FromStr for Fingerprint {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(text, &mut bytes).map_err(|e| format!("not a SHA-256 in hex: {e}"))?;
+        Ok(Self(bytes))
+    }
+}
+
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode(self.0))
@@ -73,5 +83,6 @@ mod tests {
         let renamed = [file("/a/manifest.json", "11"), file("/a/weights2.pt", "22")];
         assert_ne!(Fingerprint::of(&here), Fingerprint::of(&renamed));
         assert_eq!(Fingerprint::of(&here).to_string().len(), 64);
+        assert_eq!(Fingerprint::of(&here).to_string().parse(), Ok(Fingerprint::of(&here)));
     }
 }

@@ -2,6 +2,7 @@
 //! inference thread that runs it, the repository of versions on disk and the table of loaded ones.
 mod audit;
 mod device;
+mod dropin;
 mod identity;
 mod loaded;
 mod loader;
@@ -11,6 +12,7 @@ mod mapping;
 mod onnx;
 mod prediction;
 mod repository;
+mod restore;
 mod state;
 mod stats;
 mod table;

@@ -19,6 +19,10 @@ pub struct SavedState {
 pub struct SavedModel {
     pub aliases: BTreeMap<String, String>,
     pub loaded: Vec<String>,
+    /// Each version's fingerprint when it was first loaded: a version whose files changed since
+    /// is refused (versions are immutable).
+    #[serde(default)]
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 /// None when there is no state file yet.

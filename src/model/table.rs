@@ -202,7 +202,9 @@ impl ModelTable {
         let snapshot = self.snapshot.load();
         let models = snapshot.models.iter().map(|(name, entry)| {
             let loaded = entry.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(v, _)| v.clone()).collect();
-            (name.clone(), SavedModel { aliases: entry.aliases.clone(), loaded })
+            let fingerprints =
+                entry.versions.iter().filter_map(|(v, e)| Some((v.clone(), e.fingerprint?.to_string()))).collect();
+            (name.clone(), SavedModel { aliases: entry.aliases.clone(), loaded, fingerprints })
         });
         let saved = SavedState { default_model: Some(snapshot.default_model.clone()), models: models.collect() };
         if let Err(e) = state::write(&self.state_file, &saved) {

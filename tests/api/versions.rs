@@ -294,3 +294,22 @@ async fn a_reload_of_new_files_adds_a_version_makes_it_stable_and_evicts_the_col
     let (status, _, error) = error_of(app.post_empty(&format!("/models/food/versions/{v2}/load")).await).await;
     assert_eq!(status, 409, "{error}");
 }
+
+#[tokio::test]
+async fn a_version_whose_files_were_changed_in_place_is_refused_at_its_next_load() {
+    let app = spawn_app().await;
+    let v2 = lite2();
+    app.load_version(&v2).await;
+    assert_eq!(app.post_empty(&format!("/models/food/versions/{v2}/unload")).await.status(), 200);
+    // Replaced, not written through: the repository's files are hard links to set-up's.
+    let mapping = app.dirs.as_ref().unwrap().path().join("models/food").join(&v2).join("class_mapping.json");
+    std::fs::remove_file(&mapping).unwrap();
+    std::fs::write(&mapping, r#"{"espresso": 967}"#).unwrap();
+    let response = app.post_empty(&format!("/models/food/versions/{v2}/load")).await;
+    let (status, kind, error) = error_of(response).await;
+    assert_eq!((status, kind.as_str()), (422, "invalid_model"));
+    assert!(error.contains("immutable"), "{error}");
+    let state = app.version_state(&v2).await;
+    assert_eq!(state["state"], "failed");
+    assert!(state["failure"].as_str().unwrap().contains("fingerprint"), "{state}");
+}
