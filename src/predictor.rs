@@ -13,7 +13,7 @@ use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionK
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::model::{
     class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel, ModelTable,
-    Prediction, Recorded, ReloadStats, ResolveError, Work,
+    Prediction, Recorded, ReloadStats, ResolveError, Stages, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
 
@@ -173,9 +173,13 @@ impl Predictor {
             Ok(done) => {
                 let best = done.answer.combined.best();
                 let (label, confidence) = (best.label.as_str(), best.probability);
-                Recorded::Answer { latency: started.elapsed(), cache_hit: done.cache_hit, label, confidence }
+                let took = |ms: Option<f64>| ms.map(|ms| Duration::from_secs_f64(ms / 1e3));
+                let t = &done.timings;
+                let stages =
+                    Stages { queue: took(t.queue), preprocess: took(t.preprocess), inference: took(t.inference) };
+                Recorded::Answer { latency: started.elapsed(), cache_hit: done.cache_hit, label, confidence, stages }
             }
-            Err(_) => Recorded::Error,
+            Err(_) => Recorded::Error { latency: started.elapsed() },
         });
         outcome
     }

@@ -166,12 +166,18 @@ fn v2_scope() -> actix_web::Scope {
         .route("", web::get().to(routes::v2::server_metadata))
         .route("/health/live", web::get().to(routes::v2::live))
         .route("/health/ready", web::get().to(routes::v2::ready))
+        .route("/repository/index", web::post().to(routes::v2::repository::index))
+        .route("/repository/models/{name}/load", web::post().to(routes::v2::repository::load))
+        .route("/repository/models/{name}/unload", web::post().to(routes::v2::repository::unload))
+        .route("/models/stats", web::get().to(routes::v2::repository::all_stats))
+        .route("/models/{name}/stats", web::get().to(routes::v2::repository::model_stats))
+        .route("/models/{name}/versions/{version}/stats", web::get().to(routes::v2::repository::version_stats))
         .route("/models/{name}", web::get().to(routes::v2::model_metadata))
         .route("/models/{name}/ready", web::get().to(routes::v2::model_ready))
         .route("/models/{name}/infer", web::post().to(routes::v2::infer))
-        .route("/models/{name}/versions/{version}", web::get().to(routes::v2::model_metadata))
-        .route("/models/{name}/versions/{version}/ready", web::get().to(routes::v2::model_ready))
-        .route("/models/{name}/versions/{version}/infer", web::post().to(routes::v2::infer))
+        .route("/models/{name}/versions/{version}", web::get().to(routes::v2::version_metadata))
+        .route("/models/{name}/versions/{version}/ready", web::get().to(routes::v2::version_ready))
+        .route("/models/{name}/versions/{version}/infer", web::post().to(routes::v2::version_infer))
 }
 
 /// Closed unless origins are configured: a browser page elsewhere cannot call the API.

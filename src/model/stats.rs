@@ -4,7 +4,7 @@
 //! start at its load and go with it.
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -20,6 +20,9 @@ pub struct VersionStats {
 
 struct Inner {
     all: Counts,
+    /// Counts and summed durations as Triton's statistics extension reports them.
+    protocol: ProtocolTotals,
+    last_answer_unix_ms: u64,
     /// (slot number since load, counts in it), oldest first.
     recent: VecDeque<(u64, Counts)>,
     labels: BTreeMap<String, u64>,
@@ -44,8 +47,43 @@ impl Counts {
 
 /// One prediction's outcome, as the stats see it.
 pub enum Recorded<'a> {
-    Answer { latency: Duration, cache_hit: bool, label: &'a str, confidence: f32 },
-    Error,
+    Answer { latency: Duration, cache_hit: bool, label: &'a str, confidence: f32, stages: Stages },
+    Error { latency: Duration },
+}
+
+/// The stages a prediction went through (none for a cache hit): queue wait, preprocessing, forward pass.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stages {
+    pub queue: Option<Duration>,
+    pub preprocess: Option<Duration>,
+    pub inference: Option<Duration>,
+}
+
+/// A count and the time it took in all, in nanoseconds (the statistics extension's `{count, ns}`).
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct Totals {
+    pub count: u64,
+    pub ns: u64,
+}
+
+impl Totals {
+    fn add(&mut self, took: Duration) {
+        self.count += 1;
+        self.ns += took.as_nanos() as u64;
+    }
+}
+
+/// What Triton's statistics extension reports for a model version.
+#[derive(Debug, Default, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct ProtocolTotals {
+    pub success: Totals,
+    pub fail: Totals,
+    pub queue: Totals,
+    pub compute_input: Totals,
+    pub compute_infer: Totals,
+    pub compute_output: Totals,
+    pub cache_hit: Totals,
+    pub cache_miss: Totals,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -78,7 +116,14 @@ pub struct Quantiles {
 
 impl Default for VersionStats {
     fn default() -> Self {
-        let inner = Inner { all: Counts::new(), recent: VecDeque::new(), labels: BTreeMap::new(), confidence_sum: 0.0 };
+        let inner = Inner {
+            all: Counts::new(),
+            protocol: ProtocolTotals::default(),
+            last_answer_unix_ms: 0,
+            recent: VecDeque::new(),
+            labels: BTreeMap::new(),
+            confidence_sum: 0.0,
+        };
         Self { started: Instant::now(), inner: Mutex::new(inner) }
     }
 }
@@ -93,12 +138,33 @@ impl VersionStats {
                 inner.recent.pop_front();
             }
         }
-        let Inner { all, recent, labels, confidence_sum } = &mut *inner;
+        let Inner { all, recent, labels, confidence_sum, protocol, last_answer_unix_ms } = &mut *inner;
+        match &outcome {
+            Recorded::Error { latency } => protocol.fail.add(*latency),
+            Recorded::Answer { latency, cache_hit, stages, .. } => {
+                protocol.success.add(*latency);
+                *last_answer_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                if *cache_hit {
+                    protocol.cache_hit.add(*latency);
+                } else {
+                    protocol.cache_miss.add(Duration::ZERO);
+                }
+                for (total, took) in [
+                    (&mut protocol.queue, stages.queue),
+                    (&mut protocol.compute_input, stages.preprocess),
+                    (&mut protocol.compute_infer, stages.inference),
+                ] {
+                    if let Some(took) = took {
+                        total.add(took);
+                    }
+                }
+            }
+        }
         let current = &mut recent.back_mut().expect("a current slot").1;
         for counts in [all, current] {
             counts.requests += 1;
             match &outcome {
-                Recorded::Error => counts.errors += 1,
+                Recorded::Error { .. } => counts.errors += 1,
                 Recorded::Answer { latency, cache_hit, .. } => {
                     counts.cache_hits += u64::from(*cache_hit);
                     counts.latency_us.saturating_record(latency.as_micros().max(1) as u64);
@@ -109,6 +175,12 @@ impl VersionStats {
             *labels.entry(label.to_string()).or_default() += 1;
             *confidence_sum += f64::from(confidence);
         }
+    }
+
+    /// The statistics extension's totals, and the time of the last answer (ms since the Unix epoch).
+    pub fn protocol_totals(&self) -> (ProtocolTotals, u64) {
+        let inner = self.inner.lock().expect("stats lock");
+        (inner.protocol, inner.last_answer_unix_ms)
     }
 
     pub fn report(&self) -> StatsReport {
@@ -156,10 +228,11 @@ mod tests {
                 cache_hit: ms % 10 == 0,
                 label,
                 confidence: 0.5,
+                stages: Stages::default(),
             };
             stats.record(answer);
         }
-        stats.record(Recorded::Error);
+        stats.record(Recorded::Error { latency: Duration::from_millis(1) });
         let report = stats.report();
         let all = &report.since_load;
         assert_eq!((all.requests, all.errors, all.cache_hits), (101, 1, 10));
@@ -168,5 +241,8 @@ mod tests {
         assert_eq!(report.last_5_minutes.requests, 101);
         assert_eq!((report.labels["pizza"], report.labels["espresso"]), (25, 75));
         assert_eq!(report.mean_confidence, Some(0.5));
+        let (totals, _) = stats.protocol_totals();
+        assert_eq!((totals.success.count, totals.fail.count, totals.cache_hit.count), (100, 1, 10));
+        assert_eq!(totals.success.ns, (1..=100u64).sum::<u64>() * 1_000_000);
     }
 }

@@ -18,7 +18,7 @@ use super::{classes, deploy, health, metrics, models, predict, predict_batch, re
 #[openapi(
     info(
         title = "food-api",
-        description = "Food photo classifier (EfficientNet-Lite0, 47 ImageNet food classes) with optional text guidance. \
+        description = "Food photo classifier (EfficientNet-Lite0 and -Lite2 as versions of one model, 47 ImageNet food classes) with optional text guidance. \
                        Errors are JSON: `{\"error\": \"...\", \"error_type\": \"...\"}` with a 4xx/5xx status."
     ),
     paths(
@@ -46,6 +46,15 @@ use super::{classes, deploy, health, metrics, models, predict, predict_batch, re
         v2::model_metadata,
         v2::model_ready,
         v2::infer,
+        v2::repository::index,
+        v2::repository::load,
+        v2::repository::unload,
+        v2::repository::all_stats,
+        v2::repository::model_stats,
+        v2::repository::version_stats,
+        v2::version_metadata,
+        v2::version_ready,
+        v2::version_infer,
         openapi_json,
         docs,
         docs_page,

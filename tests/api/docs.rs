@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 16] = [
+const ROUTES: [(&str, &str); 36] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
@@ -21,6 +21,26 @@ const ROUTES: [(&str, &str); 16] = [
     ("/v2/models/{name}", "get"),
     ("/v2/models/{name}/ready", "get"),
     ("/v2/models/{name}/infer", "post"),
+    ("/v2/models/{name}/versions/{version}", "get"),
+    ("/v2/models/{name}/versions/{version}/ready", "get"),
+    ("/v2/models/{name}/versions/{version}/infer", "post"),
+    ("/v2/repository/index", "post"),
+    ("/v2/repository/models/{name}/load", "post"),
+    ("/v2/repository/models/{name}/unload", "post"),
+    ("/v2/models/stats", "get"),
+    ("/v2/models/{name}/stats", "get"),
+    ("/v2/models/{name}/versions/{version}/stats", "get"),
+    ("/models", "get"),
+    ("/models/{name}/versions/{version}", "get"),
+    ("/models/{name}/versions/{version}/stats", "get"),
+    ("/models/{name}/versions/{version}/load", "post"),
+    ("/models/{name}/versions/{version}/unload", "post"),
+    ("/models/{name}/versions/{version}/predict", "post"),
+    ("/models/{name}/versions/{version}/predict/batch", "post"),
+    ("/models/{name}/aliases/{alias}", "put"),
+    ("/models/{name}/aliases/{alias}", "delete"),
+    ("/models/{name}/rollback", "post"),
+    ("/deployments", "get"),
 ];
 
 #[tokio::test]
@@ -31,6 +51,8 @@ async fn the_openapi_document_lists_every_route_its_request_bodies_and_the_error
     for (path, method) in ROUTES {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing from {}", doc["paths"]);
     }
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, ROUTES.len(), "the document lists only the routes the server has");
     let predict = &doc["paths"]["/predict"]["post"];
     let form = &predict["requestBody"]["content"]["multipart/form-data"]["schema"];
     assert!(form.is_object() && predict["requestBody"]["content"]["application/json"].is_object(), "{predict}");

@@ -26,7 +26,7 @@ async fn health_server_and_model_metadata_follow_the_protocol() {
     let app = spawn_app().await;
     assert_eq!(app.get_json("/v2/health/live").await, json!({"live": true}));
     assert_eq!(app.get_json("/v2/health/ready").await, json!({"ready": true}));
-    assert_eq!(app.get_json("/v2").await["extensions"], json!(["classification"]));
+    assert_eq!(app.get_json("/v2").await["extensions"], json!(["classification", "model_repository", "statistics"]));
     assert_eq!(app.get_json(&format!("/v2/models/{MODEL}/ready")).await["ready"], true);
 
     let meta = app.get_json(&format!("/v2/models/{MODEL}")).await;

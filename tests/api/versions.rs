@@ -313,3 +313,44 @@ async fn a_version_whose_files_were_changed_in_place_is_refused_at_its_next_load
     assert_eq!(state["state"], "failed");
     assert!(state["failure"].as_str().unwrap().contains("fingerprint"), "{state}");
 }
+
+#[tokio::test]
+async fn the_protocol_repository_and_statistics_extensions_speak_tritons_shapes() {
+    let app = spawn_app().await;
+    let (v0, v2) = (lite0(), lite2());
+    let index: Value = app.post_empty("/v2/repository/index").await.json().await.unwrap();
+    assert_eq!(
+        index,
+        json!([
+            {"name": "food", "version": v0, "state": "READY", "reason": ""},
+            {"name": "food", "version": v2, "state": "UNAVAILABLE", "reason": "unloaded"},
+        ])
+    );
+    let ready = app.client.post(format!("{}/v2/repository/index", app.address)).json(&json!({"ready": true}));
+    assert_eq!(ready.send().await.unwrap().json::<Value>().await.unwrap().as_array().unwrap().len(), 1);
+
+    app.load_version(&v2).await;
+    let coffee = sample("coffee.png");
+    for _ in 0..3 {
+        app.predict_on(&v2, &coffee).await;
+    }
+    let stats = app.get_json(&format!("/v2/models/food/versions/{v2}/stats")).await;
+    let row = &stats["model_stats"][0];
+    assert_eq!((row["name"].as_str(), row["version"].as_str()), (Some("food"), Some(v2.as_str())));
+    assert_eq!((row["inference_count"].as_u64(), row["execution_count"].as_u64()), (Some(3), Some(1)));
+    let inference = &row["inference_stats"];
+    assert_eq!(
+        (inference["cache_hit"]["count"].as_u64(), inference["cache_miss"]["count"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(inference["compute_infer"]["ns"].as_u64().unwrap() > 0 && row["last_inference"].as_u64().unwrap() > 0);
+    assert_eq!(app.get_json("/v2/models/stats").await["model_stats"].as_array().unwrap().len(), 2);
+
+    // Unload: the version no alias names goes; stable stays, and the answer says so.
+    let (status, _, error) = error_of(app.post_empty("/v2/repository/models/food/unload").await).await;
+    assert_eq!(status, 409);
+    assert!(error.contains(&v0) && error.contains("stable"), "{error}");
+    assert_eq!(app.version_state(&v2).await["state"], "available");
+    assert_eq!(app.post_empty("/v2/repository/models/food/load").await.status(), 200);
+    assert_eq!(app.post_empty("/v2/repository/models/pasta/load").await.status(), 404);
+}

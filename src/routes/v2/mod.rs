@@ -5,6 +5,7 @@
 //! with `"parameters": {"classification": N}` gives its top N in that form.
 mod bounded;
 mod protocol;
+pub mod repository;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
@@ -44,7 +45,7 @@ pub async fn server_metadata() -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "name": "food-api",
         "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["classification"],
+        "extensions": ["classification", "model_repository", "statistics"],
     }))
 }
 
@@ -157,4 +158,50 @@ pub async fn infer(
         body["id"] = id.into();
     }
     Ok(HttpResponse::Ok().insert_header(model_version(&model)).json(body))
+}
+
+/// A version's (or an alias's) metadata: as `GET /v2/models/{name}`, on that version.
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2", params(("name" = String, Path), ("version" = String, Path, description = "A version or an alias")), responses(
+    (status = 200, description = "Model metadata", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+))]
+pub async fn version_metadata(
+    path: web::Path<ModelPath>,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+) -> Result<HttpResponse, ApiError> {
+    model_metadata(path, predictor, config).await
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), responses(
+    (status = 200, description = "`{name, ready}`", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+))]
+pub async fn version_ready(
+    path: web::Path<ModelPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    model_ready(path, predictor).await
+}
+
+/// Inference on a version (or an alias): as `POST /v2/models/{name}/infer`.
+#[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), request_body = InferRequest, responses(
+    (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+    (status = 413, description = "Body or an image too large", body = crate::error::ErrorBody),
+    (status = 415, description = "Not JSON, an element is not an image, or a Content-Encoding", body = crate::error::ErrorBody),
+    (status = 503, description = "Overloaded (Retry-After: 1)", body = crate::error::ErrorBody),
+))]
+pub async fn version_infer(
+    req: HttpRequest,
+    path: web::Path<ModelPath>,
+    payload: web::Payload,
+    predictor: web::Data<Predictor>,
+    config: web::Data<Config>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    infer(req, path, payload, predictor, config, metrics).await
 }

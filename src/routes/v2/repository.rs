@@ -1,0 +1,175 @@
+//! The Open Inference Protocol's repository and statistics extensions, in the shapes Triton
+//! documents: `POST /v2/repository/index`, `POST /v2/repository/models/{name}/load|unload` (admin
+//! only, as every change of what is served), and `GET /v2/models[/{name}[/versions/{v}]]/stats`.
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ModelPath;
+use crate::admin::Admin;
+use crate::error::ApiError;
+use crate::model::{ResolveError, VersionEntry, STABLE};
+use crate::predictor::Predictor;
+
+#[derive(Deserialize, Default)]
+struct IndexRequest {
+    /// Only versions that are ready.
+    #[serde(default)]
+    ready: bool,
+}
+
+/// Every version of every model: `[{name, version, state, reason}]`, the state in Triton's words
+/// (READY, UNAVAILABLE, LOADING, UNLOADING).
+#[utoipa::path(post, path = "/v2/repository/index", tag = "v2", security(("admin_token" = [])), responses(
+    (status = 200, description = "`[{name, version, state, reason}]`", body = Object),
+    (status = 400, description = "Malformed body", body = crate::error::ErrorBody),
+))]
+pub async fn index(_admin: Admin, body: web::Bytes, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
+    let request: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        IndexRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Validation(format!("the body must be {{\"ready\": bool}}: {e}")))?
+    };
+    let snapshot = predictor.table().snapshot();
+    let rows: Vec<Value> = snapshot
+        .models
+        .iter()
+        .flat_map(|(name, entry)| entry.versions.iter().map(move |(version, slot)| (name, version, slot)))
+        .filter(|(_, _, slot)| !request.ready || slot.model.is_some())
+        .map(|(name, version, slot)| {
+            let (state, reason) = protocol_state(slot);
+            json!({ "name": name, "version": version, "state": state, "reason": reason })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+fn protocol_state(slot: &VersionEntry) -> (&'static str, String) {
+    match slot.shown_state() {
+        "ready" => ("READY", String::new()),
+        "loading" => ("LOADING", String::new()),
+        "unloading" => ("UNLOADING", String::new()),
+        "failed" => ("UNAVAILABLE", slot.failure.clone().unwrap_or_default()),
+        _ => ("UNAVAILABLE", "unloaded".into()),
+    }
+}
+
+/// Loads the model's `stable` version (and every version an alias names), as Triton loads a model.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
+    (status = 200, description = "Loaded", body = Object),
+    (status = 404, description = "No such model", body = crate::error::ErrorBody),
+    (status = 422, description = "A version's files are not a valid model", body = crate::error::ErrorBody),
+))]
+pub async fn load(
+    admin: Admin,
+    path: web::Path<String>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = model_entry(&predictor, &path)?;
+    let mut targets: Vec<&String> = entry.aliases.values().collect();
+    targets.sort();
+    targets.dedup();
+    for version in targets {
+        predictor.table().load(&path, version, &admin.by).await?;
+    }
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+/// Unloads the model's versions that no alias names. Versions an alias names stay (`stable` is what
+/// `/predict` serves): if any do, the answer is 409 naming them, after the others were unloaded.
+#[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
+    (status = 200, description = "Every version unloaded", body = Object),
+    (status = 404, description = "No such model", body = crate::error::ErrorBody),
+    (status = 409, description = "Aliases still name loaded versions (the message names them)", body = crate::error::ErrorBody),
+))]
+pub async fn unload(
+    admin: Admin,
+    path: web::Path<String>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = model_entry(&predictor, &path)?;
+    let mut kept = Vec::new();
+    for (version, _) in entry.versions.iter().filter(|(_, slot)| slot.model.is_some()) {
+        let aliases = entry.aliases_of(version);
+        if aliases.is_empty() {
+            predictor.table().unload(&path, version, &admin.by).await?;
+        } else {
+            kept.push(format!("{version} ({})", aliases.join(", ")));
+        }
+    }
+    if !kept.is_empty() {
+        return Err(ApiError::Conflict(format!(
+            "{} stay loaded: aliases name them ({STABLE} is what /predict serves); move or delete the aliases first",
+            kept.join(", ")
+        )));
+    }
+    Ok(HttpResponse::Ok().json(json!({})))
+}
+
+fn model_entry(predictor: &Predictor, name: &str) -> Result<crate::model::ModelEntry, ApiError> {
+    let snapshot = predictor.table().snapshot();
+    snapshot.models.get(name).cloned().ok_or_else(|| {
+        ResolveError::UnknownModel { name: name.to_string(), known: snapshot.models.keys().cloned().collect() }.into()
+    })
+}
+
+/// The statistics extension: every loaded version's counts and summed durations.
+#[utoipa::path(get, path = "/v2/models/stats", tag = "v2", responses((status = 200, description = "`{model_stats: [...]}`", body = Object)))]
+pub async fn all_stats(predictor: web::Data<Predictor>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&predictor, None, None) }))
+}
+
+/// The statistics extension for one model, or one of its versions (or an alias).
+#[utoipa::path(get, path = "/v2/models/{name}/stats", tag = "v2", params(("name" = String, Path)), responses(
+    (status = 200, description = "`{model_stats: [...]}`", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+))]
+pub async fn model_stats(
+    path: web::Path<ModelPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    let version = match &path.version {
+        Some(target) => Some(predictor.resolve(Some(&path.name), Some(target))?.id.version.clone()),
+        None => {
+            model_entry(&predictor, &path.name)?;
+            None
+        }
+    };
+    Ok(HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&predictor, Some(&path.name), version.as_deref()) })))
+}
+
+fn stats_rows(predictor: &Predictor, name: Option<&str>, version: Option<&str>) -> Vec<Value> {
+    let snapshot = predictor.table().snapshot();
+    let mut rows = Vec::new();
+    for (model_name, entry) in snapshot.models.iter().filter(|(n, _)| name.is_none_or(|name| name == *n)) {
+        for (v, slot) in entry.versions.iter().filter(|(v, _)| version.is_none_or(|version| version == *v)) {
+            let Some(model) = &slot.model else { continue };
+            let (totals, last_inference) = model.stats.protocol_totals();
+            let count = totals.success.count;
+            rows.push(json!({
+                "name": model_name,
+                "version": v,
+                "last_inference": last_inference,
+                "inference_count": count,
+                // Every image runs through its own forward pass: no batching merges executions.
+                "execution_count": totals.compute_infer.count,
+                "inference_stats": totals,
+                "batch_stats": [],
+            }));
+        }
+    }
+    rows
+}
+
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/stats", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), responses(
+    (status = 200, description = "`{model_stats: [...]}`", body = Object),
+    (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
+    (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
+))]
+pub async fn version_stats(
+    path: web::Path<ModelPath>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    model_stats(path, predictor).await
+}
