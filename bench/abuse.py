@@ -20,6 +20,7 @@ import select
 import socket
 import struct
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -173,7 +174,9 @@ def ordinary(port, stop, results):
 
 def run(binary, name, attacks):
     port = free_port()
-    server = subprocess.Popen([str(binary), "--port", str(port)], cwd=ROOT,
+    # Its own state folder: what a run does to aliases stays out of data/.
+    data = tempfile.mkdtemp(prefix="abuse-data-")
+    server = subprocess.Popen([str(binary), "--port", str(port), "--data-dir", data], cwd=ROOT,
                               env={**os.environ, "RUST_LOG": "error"}, stderr=subprocess.DEVNULL)
     try:
         for _ in range(480):

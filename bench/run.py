@@ -219,7 +219,10 @@ def onnx_model_dir(work: Path) -> Path:
 
 def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
     port = free_port()
-    extra = args.ours_args.split()
+    # Its own state and repository: the drop-in folder is the version served, whatever data/ says.
+    state = Path(args.work) / f"state-{fmt}"
+    shutil.rmtree(state, ignore_errors=True)
+    extra = args.ours_args.split() + ["--data-dir", str(state / "data"), "--model-repository", str(state / "models")]
     if fmt == "onnx":
         extra += ["--model-dir", str(onnx_model_dir(Path(args.work)))]
     # "food-api" is the default layout (one inference thread per core); "food-api-1t" the old one.

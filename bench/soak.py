@@ -181,7 +181,9 @@ def main():
     port = free_port()
     server = subprocess.Popen(
         [str(binary), "--port", str(port), "--model-dir", str(model_dir),
-         "--class-mapping", str(model_dir / "class_mapping.json"), "--queue-capacity", str(args.queue_capacity)],
+         "--class-mapping", str(model_dir / "class_mapping.json"), "--queue-capacity", str(args.queue_capacity),
+         # Its own repository and state: the drop-in copy becomes a version there, not in models/.
+         "--model-repository", str(model_dir / "repository"), "--data-dir", str(model_dir / "data")],
         cwd=ROOT, env={**os.environ, "RUST_LOG": "warn"}, stderr=subprocess.DEVNULL,
     )
     try:

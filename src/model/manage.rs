@@ -260,3 +260,19 @@ pub(super) fn unknown_model(name: &str, known: &[String]) -> ManageError {
 pub(super) fn internal(e: ManageError) -> LoadError {
     LoadError::new(std::path::Path::new("."), e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn promotion_keeps_the_replaced_stable_as_previous_and_a_repeat_changes_nothing() {
+        let mut entry = ModelEntry::default();
+        assert_eq!(promote(&mut entry, "a"), None);
+        assert_eq!(entry.aliases.get(PREVIOUS), None, "nothing to go back to yet");
+        assert_eq!(promote(&mut entry, "b"), Some("a".into()));
+        assert_eq!((entry.aliases[STABLE].as_str(), entry.aliases[PREVIOUS].as_str()), ("b", "a"));
+        promote(&mut entry, "b");
+        assert_eq!(entry.aliases[PREVIOUS], "a", "promoting the stable version again keeps previous");
+    }
+}
