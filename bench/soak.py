@@ -49,7 +49,11 @@ def settled_rss(port, pid):
         if status["model"]["models_in_memory"] == 1:
             break
         time.sleep(0.1)
-    # The allocator hands freed pages back over a few seconds: wait until RSS stops falling.
+    return rss_once_settled(pid)
+
+
+def rss_once_settled(pid):
+    """The allocator hands freed pages back over a few seconds: wait until RSS stops falling."""
     previous = rss_bytes(pid)
     for _ in range(30):
         time.sleep(1)

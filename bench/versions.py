@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import free_port, multipart, rss_bytes  # noqa: E402
+from soak import free_port, multipart, rss_once_settled as settled_rss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUNDARY_TYPE = "multipart/form-data; boundary=soakboundary"
@@ -49,18 +49,6 @@ def versions():
         if not folder.name.startswith("."):
             found.append((json.loads((folder / "manifest.json").read_text())["input_size"], folder))
     return [folder for _, folder in sorted(found)]
-
-
-def settled_rss(pid):
-    """RSS once it stops falling (the allocator returns freed pages over a few seconds)."""
-    previous = rss_bytes(pid)
-    for _ in range(30):
-        time.sleep(1)
-        now = rss_bytes(pid)
-        if abs(now - previous) < 2e6:
-            return now
-        previous = now
-    return previous
 
 
 def state_of(port, version):
