@@ -49,6 +49,9 @@ pub enum ApiError {
     /// The model table's state forbids it (an alias points at the version, not ready, ...).
     #[error("{0}")]
     Conflict(String),
+    /// `If-Match` names a state that is no longer current.
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -106,6 +109,7 @@ impl From<ManageError> for ApiError {
             ManageError::Resolve(e) => e.into(),
             ManageError::Invalid(m) => Self::Validation(m),
             ManageError::Conflict(m) => Self::Conflict(m),
+            ManageError::Stale(m) => Self::PreconditionFailed(m),
             ManageError::Load(e) => Self::InvalidModel(e),
         }
     }
@@ -152,6 +156,7 @@ impl ApiError {
             Self::ModelUnavailable => "model_unavailable",
             Self::Reload(_) | Self::InvalidModel(_) => "invalid_model",
             Self::Conflict(_) => "conflict",
+            Self::PreconditionFailed(_) => "precondition_failed",
             Self::Internal(_) => "internal",
         }
     }
@@ -181,6 +186,7 @@ impl ResponseError for ApiError {
             // carried out until someone fixes them.
             Self::Reload(_) | Self::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -13,7 +13,7 @@ use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionK
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::model::{
     class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel, ModelTable,
-    Prediction, Recorded, ReloadStats, ResolveError, Stages, Work,
+    Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
 
@@ -126,6 +126,16 @@ impl Predictor {
     /// A version or alias (`stable` when None) of a model (the default one when None).
     pub fn resolve(&self, name: Option<&str>, target: Option<&str>) -> Result<Arc<LoadedModel>, ResolveError> {
         self.table.resolve(name, target)
+    }
+
+    /// The version that answers a request: its pin, or the routing policy's pick (see `ModelTable::route`).
+    pub fn route(
+        &self,
+        name: Option<&str>,
+        pin: Option<&str>,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Arc<LoadedModel>, Route), ResolveError> {
+        self.table.route(name, pin, header)
     }
 
     /// The versions and their management.

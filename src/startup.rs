@@ -110,6 +110,8 @@ impl Application {
                 .route("/models/{name}/aliases/{alias}", web::put().to(routes::set_alias))
                 .route("/models/{name}/aliases/{alias}", web::delete().to(routes::remove_alias))
                 .route("/models/{name}/rollback", web::post().to(routes::rollback))
+                .route("/models/{name}/routing", web::get().to(routes::get_routing))
+                .route("/models/{name}/routing", web::put().to(routes::put_routing))
                 .route("/deployments", web::get().to(routes::deployments))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))
@@ -186,7 +188,19 @@ fn cors(origins: &[String]) -> Cors {
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods(["GET", "POST", "PUT", "DELETE"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            header::HeaderName::from_static("x-model-version"),
+            header::HeaderName::from_static("x-user-id"),
+        ])
+        // A page on another origin reads which version answered, and why.
+        .expose_headers([
+            header::HeaderName::from_static("x-model-version"),
+            header::HeaderName::from_static("x-route"),
+            header::ETAG,
+        ])
         .max_age(3600)
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::repository::valid_name;
+use super::routing::RoutingPolicy;
 use super::table::{Action, ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, VersionEntry};
 use super::table::{VersionState, PREVIOUS, STABLE};
 use super::{LoadError, LoadedModel, ModelPaths};
@@ -31,7 +32,7 @@ impl ModelTable {
         let evictable = snapshot
             .models
             .values()
-            .any(|m| m.versions.iter().any(|(v, e)| e.model.is_some() && m.aliases_of(v).is_empty()));
+            .any(|m| m.versions.iter().any(|(v, e)| e.model.is_some() && m.holds(v).is_empty()));
         if loaded >= self.max_loaded && !evictable {
             return Err(ManageError::Conflict(format!(
                 "{loaded} versions are loaded (--max-loaded-versions {}) and aliases point at each of them: unload one or move an alias first",
@@ -117,11 +118,11 @@ impl ModelTable {
         let started = Instant::now();
         let result = self.change(|s| {
             let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &[]))?;
-            let aliases = entry.aliases_of(version).iter().map(|a| a.to_string()).collect::<Vec<_>>();
-            if !aliases.is_empty() {
+            let holders = entry.holds(version).iter().map(|a| a.to_string()).collect::<Vec<_>>();
+            if !holders.is_empty() {
                 return Err(ManageError::Conflict(format!(
-                    "alias {} points at {version}: move it first (PUT or DELETE /models/{name}/aliases/<alias>)",
-                    aliases.join(", ")
+                    "{} points at {version}: move it first (PUT or DELETE /models/{name}/aliases/<alias>, PUT /models/{name}/routing)",
+                    holders.join(", ")
                 )));
             }
             let slot = version_mut(s, name, version)?;
@@ -173,6 +174,40 @@ impl ModelTable {
         });
         let from = result.as_ref().ok().cloned().flatten();
         let what = Action { by, action: "unalias", model: name, version: None, alias: Some(alias), from };
+        self.record(what, started, &result);
+        result
+    }
+
+    /// PUT /models/{name}/routing: replaces the policy in one step, if `if_match` (when given) names
+    /// the current generation. Every target must be a ready version or an alias.
+    pub fn set_routing(
+        &self,
+        name: &str,
+        mut policy: RoutingPolicy,
+        if_match: Option<u64>,
+        by: &str,
+    ) -> Result<RoutingPolicy, ManageError> {
+        let started = Instant::now();
+        let result = self.change(|s| {
+            let known: Vec<String> = s.models.keys().cloned().collect();
+            let entry = s.models.get(name).ok_or_else(|| unknown_model(name, &known))?;
+            let current = entry.policy().generation;
+            if let Some(expected) = if_match.filter(|g| *g != current) {
+                return Err(ManageError::Stale(format!(
+                    "the policy is at generation {current}, not {expected}: GET it again and retry"
+                )));
+            }
+            policy.validate().map_err(ManageError::Invalid)?;
+            for share in &policy.split {
+                let version = entry.aliases.get(&share.target).unwrap_or(&share.target).clone();
+                ready_version(s, name, &version)?;
+            }
+            policy.generation = current + 1;
+            s.models.get_mut(name).expect("checked above").routing = Some(policy.clone());
+            Ok(policy)
+        });
+        let from = result.as_ref().ok().map(|p| format!("generation {}", p.generation - 1));
+        let what = Action { by, action: "routing", model: name, version: None, alias: None, from };
         self.record(what, started, &result);
         result
     }

@@ -48,6 +48,7 @@ impl ModelTable {
                     slot.fingerprint = Some(fingerprint);
                 }
             }
+            entry.routing = model.routing.clone();
             to_load.entry(name.clone()).or_default().extend(model.loaded.iter().cloned());
         }
         snapshot.default_model = saved.default_model.clone().unwrap_or_default();

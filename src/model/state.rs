@@ -7,6 +7,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::routing::RoutingPolicy;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SavedState {
@@ -23,6 +25,8 @@ pub struct SavedModel {
     /// is refused (versions are immutable).
     #[serde(default)]
     pub fingerprints: BTreeMap<String, String>,
+    #[serde(default)]
+    pub routing: Option<RoutingPolicy>,
 }
 
 /// None when there is no state file yet.

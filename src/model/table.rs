@@ -16,6 +16,7 @@ use tch::Device;
 use super::audit::{AuditLog, Deployment};
 use super::loader::Loader;
 use super::repository::Repository;
+use super::routing::{Route, RoutingPolicy};
 use super::state::{self, SavedModel, SavedState};
 use super::{Fingerprint, LoadError, LoadedModel, ModelPaths, ReloadStats, ThreadLayout};
 
@@ -35,6 +36,8 @@ pub struct ModelEntry {
     pub versions: BTreeMap<String, VersionEntry>,
     /// alias -> version
     pub aliases: BTreeMap<String, String>,
+    /// None: everything to `stable`.
+    pub routing: Option<RoutingPolicy>,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,20 @@ impl ModelEntry {
     pub fn aliases_of(&self, version: &str) -> Vec<&str> {
         self.aliases.iter().filter(|(_, v)| v.as_str() == version).map(|(a, _)| a.as_str()).collect()
     }
+
+    /// What keeps `version` loaded: the aliases that point at it, and "routing" if the policy
+    /// names it.
+    pub fn holds(&self, version: &str) -> Vec<&str> {
+        let mut holders = self.aliases_of(version);
+        if self.routing.as_ref().is_some_and(|p| p.split.iter().any(|s| s.target == version)) {
+            holders.push("routing");
+        }
+        holders
+    }
+
+    pub fn policy(&self) -> RoutingPolicy {
+        self.routing.clone().unwrap_or_else(RoutingPolicy::implicit)
+    }
 }
 
 /// Why a model or version cannot serve a request.
@@ -105,6 +122,9 @@ pub enum ManageError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// An `If-Match` that names another generation than the current one.
+    #[error("{0}")]
+    Stale(String),
     #[error(transparent)]
     Load(#[from] LoadError),
 }
@@ -153,7 +173,41 @@ impl ModelTable {
     /// The loaded model behind `target` (a version or an alias; `stable` when None) of model `name`
     /// (the default model when None). Holding the `Arc` keeps it alive across any change.
     pub fn resolve(&self, name: Option<&str>, target: Option<&str>) -> Result<Arc<LoadedModel>, ResolveError> {
+        resolve_in(&self.snapshot.load(), name, target)
+    }
+
+    /// The version that answers a request of model `name` (the default model when None): the
+    /// pinned version or alias if the request names one, else the routing policy's pick, by the
+    /// value of its sticky header (`header` reads a request header) or at random.
+    pub fn route(
+        &self,
+        name: Option<&str>,
+        pin: Option<&str>,
+        header: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Arc<LoadedModel>, Route), ResolveError> {
         let snapshot = self.snapshot.load();
+        if let Some(pin) = pin {
+            return Ok((resolve_in(&snapshot, name, Some(pin))?, Route::Pinned));
+        }
+        let model = name.unwrap_or(&snapshot.default_model);
+        let policy = snapshot.models.get(model).and_then(|m| m.routing.as_ref());
+        let Some(policy) = policy else {
+            let route = if header(&RoutingPolicy::implicit().sticky_header).is_some() {
+                Route::Sticky
+            } else {
+                Route::Weighted
+            };
+            return Ok((resolve_in(&snapshot, Some(model), None)?, route));
+        };
+        let key = header(&policy.sticky_header);
+        let (target, route) = policy.pick(model, key.as_deref());
+        Ok((resolve_in(&snapshot, Some(model), Some(target))?, route))
+    }
+}
+
+/// `target` (a version or an alias; `stable` when None) of model `name` (the default when None).
+fn resolve_in(snapshot: &Snapshot, name: Option<&str>, target: Option<&str>) -> Result<Arc<LoadedModel>, ResolveError> {
+    {
         let name = name.unwrap_or(&snapshot.default_model);
         let entry = snapshot.models.get(name).ok_or_else(|| ResolveError::UnknownModel {
             name: name.to_string(),
@@ -175,7 +229,9 @@ impl ModelTable {
             }),
         }
     }
+}
 
+impl ModelTable {
     pub fn reload_stats(&self) -> ReloadStats {
         self.reloads.lock().expect("reload stats lock").clone()
     }
@@ -204,7 +260,8 @@ impl ModelTable {
             let loaded = entry.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(v, _)| v.clone()).collect();
             let fingerprints =
                 entry.versions.iter().filter_map(|(v, e)| Some((v.clone(), e.fingerprint?.to_string()))).collect();
-            (name.clone(), SavedModel { aliases: entry.aliases.clone(), loaded, fingerprints })
+            let routing = entry.routing.clone();
+            (name.clone(), SavedModel { aliases: entry.aliases.clone(), loaded, fingerprints, routing })
         });
         let saved = SavedState { default_model: Some(snapshot.default_model.clone()), models: models.collect() };
         if let Err(e) = state::write(&self.state_file, &saved) {
@@ -246,7 +303,7 @@ impl ModelTable {
                     .iter()
                     .flat_map(|(name, m)| m.versions.iter().map(move |(v, e)| (name, v, e, m)))
                     .filter(|(name, v, e, m)| {
-                        e.model.is_some() && m.aliases_of(v).is_empty() && (name.as_str(), v.as_str()) != keep
+                        e.model.is_some() && m.holds(v).is_empty() && (name.as_str(), v.as_str()) != keep
                     })
                     .min_by_key(|(_, _, e, _)| e.model.as_ref().map_or(0, |m| m.last_used_ms()))
                     .map(|(name, v, _, _)| (name.clone(), v.clone()));

@@ -12,7 +12,7 @@ use utoipa_swagger_ui::Config;
 
 use crate::error::{ApiError, ErrorBody};
 
-use super::{classes, deploy, health, metrics, models, predict, predict_batch, reload, system_status, v2};
+use super::{classes, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status, v2};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,8 @@ use super::{classes, deploy, health, metrics, models, predict, predict_batch, re
         deploy::set_alias,
         deploy::remove_alias,
         deploy::rollback,
+        routing::get_routing,
+        routing::put_routing,
         deploy::deployments,
         v2::server_metadata,
         v2::live,

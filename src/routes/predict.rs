@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::{ClassScore, LoadedModel};
+use crate::model::{ClassScore, LoadedModel, Route};
 use crate::peer;
 use crate::predictor::{Outcome, Predictor, TextMatch, Timings};
 use crate::telemetry::PredictionLog;
@@ -60,8 +60,20 @@ pub async fn predict(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = predictor.model()?;
-    predict_on(model, req, payload, query, predictor, config, metrics).await
+    let (model, route) = routed(&predictor, None, &req)?;
+    predict_on((model, route), req, payload, query, predictor, config, metrics).await
+}
+
+/// The version that answers a request naming none: its `X-Model-Version` pin, else the model's
+/// routing policy (by the policy's sticky header, or at random with the weights).
+pub(super) fn routed(
+    predictor: &Predictor,
+    name: Option<&str>,
+    req: &HttpRequest,
+) -> Result<(Arc<LoadedModel>, Route), ApiError> {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let pin = header(MODEL_VERSION);
+    Ok(predictor.route(name, pin.as_deref(), header)?)
 }
 
 /// A model's version (or alias: `stable`, `previous`, ...), as the path names it.
@@ -99,13 +111,13 @@ pub async fn predict_version(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
-    predict_on(model, req, payload, query, predictor, config, metrics).await
+    predict_on((model, Route::Pinned), req, payload, query, predictor, config, metrics).await
 }
 
 /// The model is pinned before the body is read: the request finishes on the version it started
 /// with, whatever a promotion or rollback does meanwhile.
 async fn predict_on(
-    model: Arc<LoadedModel>,
+    (model, route): (Arc<LoadedModel>, Route),
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
@@ -123,12 +135,10 @@ async fn predict_on(
     let mut outcome = unless_client_closed(&req, &metrics, work).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = HttpResponse::Ok().insert_header(model_version(&model)).json(PredictResponse::new(
-        &outcome,
-        &upload,
-        top_k,
-        predictor.text_weight(),
-    ));
+    let mut response = HttpResponse::Ok()
+        .insert_header(model_version(&model))
+        .insert_header(route_header(route))
+        .json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
     Ok(response)
@@ -152,10 +162,17 @@ pub(super) async fn unless_client_closed<T>(
     }
 }
 
-/// `X-Model-Version` on every prediction answer: the version that answered, for a client or a
-/// proxy that reads headers only.
+/// On a request, pins the version (or alias) that answers; on every prediction answer, names the
+/// version that did, for a client or a proxy that reads headers only.
+pub const MODEL_VERSION: &str = "X-Model-Version";
+
 pub(super) fn model_version(model: &LoadedModel) -> (&'static str, String) {
-    ("X-Model-Version", model.id.version.clone())
+    (MODEL_VERSION, model.id.version.clone())
+}
+
+/// `X-Route` on every prediction answer: why that version answered (pinned, sticky or weighted).
+pub(super) fn route_header(route: Route) -> (&'static str, &'static str) {
+    ("X-Route", route.as_str())
 }
 
 /// Items of one multi-image request (/predict/batch, v2 infer) run at once: enough to preprocess

@@ -1,22 +1,22 @@
 //! POST /predict/batch: several images in one request, answered in their order, each with its own
 //! answer or error. Items go through the same pipeline as single requests: the same caches, the
 //! same queue, the same deadline per item.
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
-use std::sync::Arc;
-
 use super::predict::{
-    items_in_flight, model_version, predict_one, unless_client_closed, PredictQuery, PredictResponse, VersionPath,
+    items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed, PredictQuery,
+    PredictResponse, VersionPath,
 };
 use crate::config::Config;
 use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, Route};
 use crate::predictor::{Outcome, Predictor};
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -57,8 +57,8 @@ pub async fn predict_batch(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = predictor.model()?;
-    batch_on(model, req, payload, query, predictor, config, metrics).await
+    let routed = routed(&predictor, None, &req)?;
+    batch_on(routed, req, payload, query, predictor, config, metrics).await
 }
 
 /// Several photos on a given version or alias of a model: the same body and answer as
@@ -83,12 +83,12 @@ pub async fn predict_batch_version(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
-    batch_on(model, req, payload, query, predictor, config, metrics).await
+    batch_on((model, Route::Pinned), req, payload, query, predictor, config, metrics).await
 }
 
 /// One model for every item, pinned before the body is read: a batch never mixes versions.
 async fn batch_on(
-    model: Arc<LoadedModel>,
+    (model, route): (Arc<LoadedModel>, Route),
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
@@ -134,5 +134,9 @@ async fn batch_on(
         .collect();
     let errors = items.iter().filter(|i| matches!(i, Item::Error { .. })).count();
     let timings_ms = BatchTimings { total: started.elapsed().as_secs_f64() * 1e3 };
-    Ok(HttpResponse::Ok().insert_header(model_version(&model)).json(BatchResponse { items, errors, timings_ms }))
+    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(route)).json(BatchResponse {
+        items,
+        errors,
+        timings_ms,
+    }))
 }

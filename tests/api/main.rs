@@ -18,6 +18,7 @@ mod onnx;
 mod overload;
 mod predict;
 mod reload;
+mod routing;
 mod startup;
 mod system_status;
 mod text;

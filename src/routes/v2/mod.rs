@@ -12,12 +12,12 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use super::extract::read_json_body;
-use super::predict::{items_in_flight, model_version, predict_one, unless_client_closed};
+use super::predict::{items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed};
 use crate::config::Config;
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::LoadedModel;
+use crate::model::{LoadedModel, Route};
 use crate::predictor::Outcome;
 use crate::predictor::Predictor;
 pub use protocol::InferRequest;
@@ -132,7 +132,11 @@ pub async fn infer(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
+    // A version in the path pins it; otherwise the model's routing policy picks one.
+    let (model, route) = match path.version.as_deref() {
+        Some(version) => (model_named(&predictor, &path.name, Some(version))?, Route::Pinned),
+        None => routed(&predictor, Some(&path.name), &req)?,
+    };
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
     let mut memory = predictor.admission().reservation();
     let limit = base64_body_limit(config.max_batch_upload_bytes);
@@ -157,7 +161,7 @@ pub async fn infer(
     if let Some(id) = id {
         body["id"] = id.into();
     }
-    Ok(HttpResponse::Ok().insert_header(model_version(&model)).json(body))
+    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(route)).json(body))
 }
 
 /// A version's (or an alias's) metadata: as `GET /v2/models/{name}`, on that version.

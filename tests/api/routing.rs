@@ -1,0 +1,120 @@
+//! Traffic between versions: a weighted split, sticky by a user key on a stable hash (the same on
+//! every replica and after a restart), a pin that always wins, and policy writes that cannot
+//! overwrite a newer policy.
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{error_of, lite0, lite2, repository_in, sample, spawn_app, spawn_app_with, test_config, TestApp};
+
+impl TestApp {
+    pub async fn put_routing(&self, policy: Value, if_match: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.put(format!("{}/models/food/routing", self.address)).json(&policy);
+        if let Some(generation) = if_match {
+            request = request.header("If-Match", generation);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// (X-Model-Version, X-Route) of a /predict with these headers.
+    pub async fn routed(&self, image: &[u8], headers: &[(&str, &str)]) -> (String, String) {
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(image.to_vec()).file_name("photo"));
+        let mut request = self.client.post(format!("{}/predict", self.address)).multipart(form);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        if status != 200 {
+            panic!("{status} for {headers:?}: {}", response.text().await.unwrap());
+        }
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_string();
+        (header("x-model-version"), header("x-route"))
+    }
+}
+
+async fn users_on_versions(app: &TestApp, users: std::ops::Range<u32>) -> HashMap<u32, String> {
+    let coffee = sample("coffee.png");
+    let mut chosen = HashMap::new();
+    for user in users {
+        let key = format!("user-{user}");
+        let (version, route) = app.routed(&coffee, &[("X-User-Id", &key)]).await;
+        assert_eq!(route, "sticky");
+        chosen.insert(user, version);
+    }
+    chosen
+}
+
+#[tokio::test]
+async fn a_90_10_split_sends_about_a_tenth_of_users_to_v2_each_always_to_the_same_version_even_after_a_restart() {
+    let dirs = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.model_repository = repository_in(dirs.path());
+    config.data_dir = dirs.path().join("data");
+    let (v0, v2) = (lite0(), lite2());
+    let app = spawn_app_with(config.clone()).await;
+    app.load_version(&v2).await;
+    let policy = json!({"split": [{"target": "stable", "weight": 90}, {"target": v2, "weight": 10}]});
+    let stored: Value = app.put_routing(policy, None).await.json().await.unwrap();
+    assert_eq!((stored["generation"].as_u64(), stored["sticky_header"].as_str()), (Some(1), Some("X-User-Id")));
+
+    let first = users_on_versions(&app, 0..1000).await;
+    let on_v2 = first.values().filter(|v| **v == v2).count();
+    assert!((70..=130).contains(&on_v2), "{on_v2} of 1000 users on a 10% share");
+    assert!(first.values().all(|v| *v == v0 || *v == v2));
+    assert_eq!(
+        users_on_versions(&app, 0..100).await,
+        first.iter().filter(|(u, _)| **u < 100).map(|(u, v)| (*u, v.clone())).collect()
+    );
+
+    // Another process on the same state (a restart, or a replica): the same users, the same versions.
+    let again = spawn_app_with(config).await;
+    let after = users_on_versions(&again, 0..100).await;
+    assert!(after.iter().all(|(user, version)| first[user] == *version), "stickiness survives a restart");
+
+    // A pin always wins; without a key the route is weighted.
+    let coffee = sample("coffee.png");
+    assert_eq!(
+        again.routed(&coffee, &[("X-Model-Version", &v2), ("X-User-Id", "user-1")]).await,
+        (v2.clone(), "pinned".into())
+    );
+    assert_eq!(again.routed(&coffee, &[("X-Model-Version", "stable")]).await, (v0.clone(), "pinned".into()));
+    let (_, route) = again.routed(&coffee, &[]).await;
+    assert_eq!(route, "weighted");
+}
+
+#[tokio::test]
+async fn policy_writes_are_validated_and_a_stale_one_is_refused_with_412() {
+    let app = spawn_app().await;
+    let v2 = lite2();
+    let current = app.get("/models/food/routing").await;
+    assert_eq!(current.headers()["etag"], "\"0\"");
+    let implicit: Value = current.json().await.unwrap();
+    assert_eq!(implicit["split"], json!([{"target": "stable", "weight": 100}]));
+
+    let to_v2 = json!({"split": [{"target": "stable", "weight": 50}, {"target": v2, "weight": 50}]});
+    let (status, _, error) = error_of(app.put_routing(to_v2.clone(), None).await).await;
+    assert_eq!(status, 409, "{v2} is not loaded: {error}");
+    let (status, _, _) =
+        error_of(app.put_routing(json!({"split": [{"target": "nope", "weight": 100}]}), None).await).await;
+    assert_eq!(status, 404);
+    let (status, _, _) =
+        error_of(app.put_routing(json!({"split": [{"target": "stable", "weight": 90}]}), None).await).await;
+    assert_eq!(status, 400, "weights must sum to 100");
+    let (status, _, _) = error_of(app.put_routing(json!({"split": "all"}), None).await).await;
+    assert_eq!(status, 400);
+
+    app.load_version(&v2).await;
+    let response = app.put_routing(to_v2.clone(), Some("\"0\"")).await;
+    assert_eq!((response.status().as_u16(), response.headers()["etag"].to_str().unwrap()), (200, "\"1\""));
+    let (status, kind, error) = error_of(app.put_routing(to_v2, Some("\"0\"")).await).await;
+    assert_eq!((status, kind.as_str()), (412, "precondition_failed"), "{error}");
+
+    // The policy holds the version it names: unloading it is refused, naming the policy.
+    let (status, _, error) = error_of(app.post_empty(&format!("/models/food/versions/{v2}/unload")).await).await;
+    assert_eq!(status, 409);
+    assert!(error.contains("routing"), "{error}");
+    let log = app.get_json("/deployments").await["deployments"].clone();
+    assert_eq!((log[1]["action"].as_str(), log[1]["ok"].as_bool()), (Some("routing"), Some(false)), "{log}");
+}
