@@ -101,6 +101,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_QUEUE_CAPACITY", default_value_t = 64)]
     pub queue_capacity: usize,
 
+    /// Mirrored (shadow) predictions that may wait for the model; they never take the places of
+    /// --queue-capacity, and run only when no client's job waits; more are dropped and counted
+    #[arg(long, env = "FOOD_API_SHADOW_QUEUE_CAPACITY", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub shadow_queue_capacity: u64,
+
     /// Requests with a body (predictions, management) in progress at once; more get 503 at once
     #[arg(long, env = "FOOD_API_MAX_CONCURRENT_REQUESTS", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_concurrent_requests: u64,
@@ -191,6 +196,7 @@ impl Config {
             text_weight: self.text_weight,
             max_image_pixels: self.max_image_pixels,
             deadline_ms: self.deadline_ms,
+            shadow_queue_capacity: self.shadow_queue_capacity as usize,
         }
     }
 

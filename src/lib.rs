@@ -11,5 +11,6 @@ pub mod peer;
 pub mod predictor;
 pub mod preprocess;
 pub mod routes;
+pub mod shadow;
 pub mod startup;
 pub mod telemetry;

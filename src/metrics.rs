@@ -246,6 +246,37 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
         }
     }
     metrics.retain_versions(&loaded);
+    let mirrors = &predictor.mirrors().counts;
+    counter_vec(
+        "shadow_mirrors_total",
+        "Mirrored (shadow) predictions by outcome",
+        "outcome",
+        &[
+            ("compared", mirrors.compared.load(Ordering::Relaxed)),
+            ("dropped_queue_full", mirrors.dropped_queue_full.load(Ordering::Relaxed)),
+            ("dropped_memory", mirrors.dropped_memory.load(Ordering::Relaxed)),
+            ("failed", mirrors.failed.load(Ordering::Relaxed)),
+        ],
+    )?;
+    let mut pairs: Vec<([String; 3], f64, f64)> = Vec::new();
+    for (name, entry) in &snapshot.models {
+        for (version, slot) in &entry.versions {
+            let Some(model) = &slot.model else { continue };
+            for pair in model.stats.report().shadow.into_iter().filter(|p| p.role == "primary") {
+                let labels = [name.clone(), version.clone(), pair.other_version];
+                pairs.push((labels, pair.compared as f64, pair.top1_agreement));
+            }
+        }
+    }
+    let pair_gauge = |name: &str, help: &str, pick: fn(&([String; 3], f64, f64)) -> f64| -> prometheus::Result<()> {
+        let vec = prometheus::GaugeVec::new(Opts::new(name, help), &["model", "primary", "shadow"])?;
+        for pair in &pairs {
+            vec.with_label_values(&[&pair.0[0], &pair.0[1], &pair.0[2]]).set(pick(pair));
+        }
+        registry.register(Box::new(vec))
+    };
+    pair_gauge("shadow_comparisons", "Mirrored requests compared, by primary and shadow version", |p| p.1)?;
+    pair_gauge("shadow_top1_agreement", "Share of compared mirrors whose top-1 label matched the primary's", |p| p.2)?;
     let version_rows: Vec<(&[&str], i64)> = versions.iter().map(|(labels, v)| (&labels[..], *v)).collect();
     gauge_vec(
         "model_version_state",

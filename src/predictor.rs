@@ -12,10 +12,11 @@ use crate::admission::{Admission, AdmissionError};
 use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionKey};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::model::{
-    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, LoadError, LoadedModel, ModelTable,
-    Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
+    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, Lane, LoadError, LoadedModel,
+    ModelTable, Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
+use crate::shadow::Mirrors;
 
 /// A cached answer: everything in it depends only on (image, text, model).
 pub struct Answer {
@@ -90,10 +91,12 @@ pub struct PredictorSettings {
     pub text_weight: f32,
     pub max_image_pixels: u64,
     pub deadline_ms: u64,
+    pub shadow_queue_capacity: usize,
 }
 
 pub struct Predictor {
     table: ModelTable,
+    mirrors: Mirrors,
     worker: InferenceWorker,
     admission: Admission,
     predictions: ModelCache<Answer>,
@@ -107,6 +110,7 @@ impl Predictor {
     pub fn new(table: ModelTable, worker: InferenceWorker, admission: Admission, settings: PredictorSettings) -> Self {
         Self {
             table,
+            mirrors: Mirrors::new(settings.shadow_queue_capacity),
             worker,
             admission,
             predictions: ModelCache::new(settings.prediction_cache_size),
@@ -151,6 +155,14 @@ impl Predictor {
         self.table.reload_stats()
     }
 
+    pub fn mirrors(&self) -> &Mirrors {
+        &self.mirrors
+    }
+
+    pub fn deadline_ms(&self) -> u64 {
+        self.deadline_ms
+    }
+
     pub fn admission(&self) -> &Admission {
         &self.admission
     }
@@ -175,10 +187,14 @@ impl Predictor {
     /// The outcome goes into the version's statistics.
     pub async fn predict(&self, model: &Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(Duration::from_millis(self.deadline_ms), self.run(model.clone(), upload))
+        let work = self.run(model.clone(), upload, Lane::Primary);
+        let outcome = tokio::time::timeout(Duration::from_millis(self.deadline_ms), work)
             .await
             .map_err(|_| PredictError::Deadline(self.deadline_ms))
             .and_then(|outcome| outcome);
+        if let Ok(done) = &outcome {
+            self.maybe_mirror(model, upload, &done.answer);
+        }
         model.stats.record(match &outcome {
             Ok(done) => {
                 let best = done.answer.combined.best();
@@ -194,7 +210,12 @@ impl Predictor {
         outcome
     }
 
-    async fn run(&self, model: Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
+    pub(crate) async fn run(
+        &self,
+        model: Arc<LoadedModel>,
+        upload: &PredictUpload,
+        lane: Lane,
+    ) -> Result<Outcome, PredictError> {
         let text = upload.text.as_ref().map(|t| t.as_str());
         let key = key_of(upload).await?;
         if let Some(answer) = self.predictions.get(model.id.fingerprint, &key) {
@@ -204,7 +225,7 @@ impl Predictor {
         let weight = self.text_weight;
         let used_text = text.filter(|_| weight > 0.0);
         let ((image_output, mut timings), encoded) =
-            tokio::try_join!(self.run_image(&model, &upload.image), self.encode_text(&model, used_text))?;
+            tokio::try_join!(self.run_image(&model, &upload.image, lane), self.encode_text(&model, used_text, lane))?;
 
         let image = class_probabilities(&image_output, &model.classes);
         let image_only = Prediction::rank(&image, &model.classes);
@@ -237,6 +258,7 @@ impl Predictor {
         &self,
         model: &Arc<LoadedModel>,
         image: &ImageUpload,
+        lane: Lane,
     ) -> Result<(Vec<f32>, Timings), PredictError> {
         let started = Instant::now();
         let (image, spec, max_pixels) = (image.clone(), model.manifest.input_spec(), self.max_image_pixels);
@@ -256,7 +278,7 @@ impl Predictor {
         .await
         .map_err(thread_failed("preprocessing"))??;
         let preprocess = started.elapsed();
-        let inference = self.worker.infer(model.clone(), Work::Image(input)).await?;
+        let inference = self.worker.infer(model.clone(), Work::Image(input), lane).await?;
         let timings = Timings {
             preprocess: Some(ms(preprocess)),
             queue: Some(ms(inference.queue_wait)),
@@ -271,6 +293,7 @@ impl Predictor {
         &self,
         model: &Arc<LoadedModel>,
         text: Option<&str>,
+        lane: Lane,
     ) -> Result<Option<(Arc<TextEncoding>, Option<f64>)>, PredictError> {
         let Some(text) = text else { return Ok(None) };
         let key = text_key(text);
@@ -280,7 +303,7 @@ impl Predictor {
         let started = Instant::now();
         // A few microseconds for a text within the length limit: not worth a thread hop.
         let token_ids = model.text.tokenize(text).map_err(|e| PredictError::Text(e.to_string()))?;
-        let inference = self.worker.infer(model.clone(), Work::Text(token_ids.clone())).await?;
+        let inference = self.worker.infer(model.clone(), Work::Text(token_ids.clone()), lane).await?;
         let encoding = Arc::new(TextEncoding { token_ids, embedding: inference.output });
         self.texts.insert(model.id.fingerprint, key, encoding.clone());
         Ok(Some((encoding, Some(ms(started.elapsed())))))

@@ -62,8 +62,9 @@ impl Application {
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the models: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping/--model-repository at them"))?;
         let full_is_429 = config.overload_status == OverloadStatus::TooManyRequests;
-        let worker = InferenceWorker::spawn(config.queue_capacity, layout, full_is_429)
-            .context("cannot start the inference threads")?;
+        let worker =
+            InferenceWorker::spawn(config.queue_capacity, config.shadow_queue_capacity as usize, layout, full_is_429)
+                .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -79,6 +80,7 @@ impl Application {
         // What handlers need, each registered on its own (zero2prod's way): the prediction service,
         // the settings, the metrics, and who may manage the server.
         let predictor = web::Data::new(Predictor::new(table, worker, admission, config.predictor_settings()));
+        tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
         let config = web::Data::new(config);

@@ -61,7 +61,7 @@ impl PredictText {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PredictUpload {
     pub image: ImageUpload,
     pub text: Option<PredictText>,

@@ -198,9 +198,9 @@ impl ModelTable {
                 )));
             }
             policy.validate().map_err(ManageError::Invalid)?;
-            for share in &policy.split {
-                let version = entry.aliases.get(&share.target).unwrap_or(&share.target).clone();
-                ready_version(s, name, &version)?;
+            for target in policy.targets() {
+                let version = entry.aliases.get(target).map_or(target, String::as_str);
+                ready_version(s, name, version)?;
             }
             policy.generation = current + 1;
             s.models.get_mut(name).expect("checked above").routing = Some(policy.clone());

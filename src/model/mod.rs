@@ -31,14 +31,14 @@ pub use mapping::{ClassEntry, ClassMapping};
 pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use repository::{fingerprint as fingerprint_files, valid_name};
-pub use routing::{Route, RoutingPolicy, Share};
-pub use stats::{ProtocolTotals, Recorded, Stages, StatsReport, VersionStats};
+pub use routing::{Route, RoutingPolicy, ShadowPolicy, Share};
+pub use stats::{PairReport, ProtocolTotals, Recorded, Stages, StatsReport, VersionStats};
 pub use table::{
     ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, TableSettings, VersionEntry, VersionState, PREVIOUS,
     STABLE,
 };
 pub use text::TextModel;
-pub use worker::{InferError, Inference, InferenceWorker, ThreadLayout, TorchThreads};
+pub use worker::{InferError, Inference, InferenceWorker, Lane, ThreadLayout, TorchThreads};
 
 /// Reloads of the drop-in folder so far.
 #[derive(Debug, Clone, Default, serde::Serialize)]

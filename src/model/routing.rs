@@ -24,6 +24,19 @@ pub struct RoutingPolicy {
     /// The request header whose value keeps a user on one version.
     #[serde(default = "default_sticky_header")]
     pub sticky_header: String,
+    /// A share of requests also sent to another version once their answer is ready; the client
+    /// never waits for it nor sees it, and the two answers are compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowPolicy {
+    /// A ready version or an alias.
+    pub target: String,
+    /// Percent of requests mirrored, 0-100.
+    pub percent: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -67,7 +80,19 @@ impl RoutingPolicy {
             generation: 0,
             split: vec![Share { target: STABLE.into(), weight: 100 }],
             sticky_header: default_sticky_header(),
+            shadow: None,
         }
+    }
+
+    /// Whether this request is mirrored (drawn at random with the shadow's percent), and where to.
+    pub fn mirror(&self) -> Option<&str> {
+        let shadow = self.shadow.as_ref()?;
+        (fastrand::u32(..100) < shadow.percent).then_some(shadow.target.as_str())
+    }
+
+    /// Every version or alias the policy sends requests to.
+    pub fn targets(&self) -> impl Iterator<Item = &str> {
+        self.split.iter().map(|s| s.target.as_str()).chain(self.shadow.as_ref().map(|s| s.target.as_str()))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -77,9 +102,14 @@ impl RoutingPolicy {
         if self.split.iter().map(|s| u64::from(s.weight)).sum::<u64>() != 100 {
             return Err("the weights of split must sum to 100".into());
         }
-        for share in &self.split {
-            if !valid_name(&share.target) {
-                return Err(format!("{:?} is not a version or alias name", share.target));
+        if let Some(shadow) = &self.shadow {
+            if shadow.percent > 100 {
+                return Err("shadow.percent must be 0 to 100".into());
+            }
+        }
+        for target in self.targets() {
+            if !valid_name(target) {
+                return Err(format!("{target:?} is not a version or alias name"));
             }
         }
         if header_name_ok(&self.sticky_header) {

@@ -27,6 +27,29 @@ struct Inner {
     recent: VecDeque<(u64, Counts)>,
     labels: BTreeMap<String, u64>,
     confidence_sum: f64,
+    /// Shadow comparisons this version took part in: (its role, the other version) -> counts.
+    pairs: BTreeMap<(&'static str, String), Pair>,
+}
+
+#[derive(Default)]
+struct Pair {
+    compared: u64,
+    agreed: u64,
+    /// Sum of (shadow's top-1 confidence - primary's).
+    confidence_difference: f64,
+}
+
+/// A version's comparisons with another one, on mirrored requests.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PairReport {
+    /// This version's role in the pair: primary (answered the client) or shadow (the mirror).
+    pub role: &'static str,
+    pub other_version: String,
+    pub compared: u64,
+    /// Share of comparisons where both gave the same top-1 label.
+    pub top1_agreement: f64,
+    /// Mean of the shadow's top-1 confidence minus the primary's.
+    pub mean_confidence_difference: f64,
 }
 
 #[derive(Clone)]
@@ -94,6 +117,8 @@ pub struct StatsReport {
     pub labels: BTreeMap<String, u64>,
     /// Mean confidence of the top label over the answers since load; null before the first.
     pub mean_confidence: Option<f64>,
+    /// Shadow comparisons (mirrored requests are not counted in `since_load` or `labels`).
+    pub shadow: Vec<PairReport>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -123,6 +148,7 @@ impl Default for VersionStats {
             recent: VecDeque::new(),
             labels: BTreeMap::new(),
             confidence_sum: 0.0,
+            pairs: BTreeMap::new(),
         };
         Self { started: Instant::now(), inner: Mutex::new(inner) }
     }
@@ -138,7 +164,7 @@ impl VersionStats {
                 inner.recent.pop_front();
             }
         }
-        let Inner { all, recent, labels, confidence_sum, protocol, last_answer_unix_ms } = &mut *inner;
+        let Inner { all, recent, labels, confidence_sum, protocol, last_answer_unix_ms, .. } = &mut *inner;
         match &outcome {
             Recorded::Error { latency } => protocol.fail.add(*latency),
             Recorded::Answer { latency, cache_hit, stages, .. } => {
@@ -177,6 +203,15 @@ impl VersionStats {
         }
     }
 
+    /// One comparison of a mirrored request: `role` is this version's ("primary" or "shadow").
+    pub fn record_comparison(&self, role: &'static str, other: &str, agreed: bool, confidence_difference: f32) {
+        let mut inner = self.inner.lock().expect("stats lock");
+        let pair = inner.pairs.entry((role, other.to_string())).or_default();
+        pair.compared += 1;
+        pair.agreed += u64::from(agreed);
+        pair.confidence_difference += f64::from(confidence_difference);
+    }
+
     /// The statistics extension's totals, and the time of the last answer (ms since the Unix epoch).
     pub fn protocol_totals(&self) -> (ProtocolTotals, u64) {
         let inner = self.inner.lock().expect("stats lock");
@@ -199,6 +234,17 @@ impl VersionStats {
             last_5_minutes: window(&recent),
             labels: inner.labels.clone(),
             mean_confidence: (answers > 0).then(|| inner.confidence_sum / answers as f64),
+            shadow: inner
+                .pairs
+                .iter()
+                .map(|((role, other), pair)| PairReport {
+                    role,
+                    other_version: other.clone(),
+                    compared: pair.compared,
+                    top1_agreement: pair.agreed as f64 / pair.compared.max(1) as f64,
+                    mean_confidence_difference: pair.confidence_difference / pair.compared.max(1) as f64,
+                })
+                .collect(),
         }
     }
 }

@@ -89,7 +89,7 @@ impl ModelEntry {
     /// names it.
     pub fn holds(&self, version: &str) -> Vec<&str> {
         let mut holders = self.aliases_of(version);
-        if self.routing.as_ref().is_some_and(|p| p.split.iter().any(|s| s.target == version)) {
+        if self.routing.as_ref().is_some_and(|p| p.targets().any(|t| t == version)) {
             holders.push("routing");
         }
         holders
@@ -202,6 +202,17 @@ impl ModelTable {
         let key = header(&policy.sticky_header);
         let (target, route) = policy.pick(model, key.as_deref());
         Ok((resolve_in(&snapshot, Some(model), Some(target))?, route))
+    }
+}
+
+impl ModelTable {
+    /// Where to mirror a request that `model` answered, if its model's policy draws it: another
+    /// ready version than `model`.
+    pub fn shadow_for(&self, model: &LoadedModel) -> Option<Arc<LoadedModel>> {
+        let snapshot = self.snapshot.load();
+        let target = snapshot.models.get(&model.id.name)?.routing.as_ref()?.mirror()?;
+        let shadow = resolve_in(&snapshot, Some(&model.id.name), Some(target)).ok()?;
+        (shadow.id.version != model.id.version).then_some(shadow)
     }
 }
 

@@ -8,6 +8,9 @@
 //! A place in the queue is a semaphore permit held by the waiting request (as in
 //! text-embeddings-inference), not a slot in the channel: a request that gives up (deadline,
 //! client gone) frees its place at that moment, and the thread skips its job without a forward.
+//!
+//! Mirrored (shadow) requests have a lane of their own: their own places and channel, so they never
+//! take a client's place, and a thread takes a shadow job only when no client's job is waiting.
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +23,7 @@ use super::{LoadedModel, Slot, Work};
 struct Job {
     model: Arc<LoadedModel>,
     work: Work,
+    lane: Lane,
     queued_at: Instant,
     reply: oneshot::Sender<Result<Inference, String>>,
     span: tracing::Span,
@@ -32,10 +36,27 @@ pub struct Inference {
     pub forward: Duration,
 }
 
+/// Which queue a job waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Clients' requests.
+    Primary,
+    /// Mirrored requests: run only when no client's job waits.
+    Shadow,
+}
+
+/// The receiving ends, shared by the inference threads.
+struct Queues {
+    primary: mpsc::Receiver<Job>,
+    shadow: mpsc::Receiver<Job>,
+}
+
 pub struct InferenceWorker {
     queue: mpsc::Sender<Job>,
+    shadow_queue: mpsc::Sender<Job>,
     /// One permit per request allowed to wait for or run on the model.
     places: Arc<Semaphore>,
+    shadow_places: Semaphore,
     capacity: usize,
     stats: Arc<WorkerStats>,
     /// Inference threads still running.
@@ -96,10 +117,18 @@ pub enum InferError {
 const CHANNEL_PER_PLACE: usize = 4;
 
 impl InferenceWorker {
-    pub fn spawn(queue_capacity: usize, layout: ThreadLayout, full_is_429: bool) -> std::io::Result<Self> {
+    /// `shadow_capacity`: places of the shadow lane.
+    pub fn spawn(
+        queue_capacity: usize,
+        shadow_capacity: usize,
+        layout: ThreadLayout,
+        full_is_429: bool,
+    ) -> std::io::Result<Self> {
         let (capacity, threads, torch) = (queue_capacity.max(1), layout.inference_threads.max(1), layout.torch);
-        let (queue, jobs) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
-        let jobs = Arc::new(Mutex::new(jobs));
+        let shadow_capacity = shadow_capacity.max(1);
+        let (queue, primary) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
+        let (shadow_queue, shadow) = mpsc::channel(shadow_capacity * CHANNEL_PER_PLACE);
+        let jobs = Arc::new(Mutex::new(Queues { primary, shadow }));
         let alive = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WorkerStats::default());
         let places = Arc::new(Semaphore::new(capacity));
@@ -113,7 +142,8 @@ impl InferenceWorker {
                 alive.fetch_sub(1, Ordering::SeqCst);
             })?;
         }
-        Ok(Self { queue, places, capacity, stats, alive, threads, full_is_429 })
+        let shadow_places = Semaphore::new(shadow_capacity);
+        Ok(Self { queue, shadow_queue, places, shadow_places, capacity, stats, alive, threads, full_is_429 })
     }
 
     pub fn stats(&self) -> &WorkerStats {
@@ -138,12 +168,16 @@ impl InferenceWorker {
     /// Runs `work` on `model`. The caller's `Arc` keeps that model alive even if a
     /// reload swaps another in meanwhile: a request finishes on the model it started with.
     /// Dropping the returned future (deadline, client gone) gives up the place in the queue.
-    pub async fn infer(&self, model: Arc<LoadedModel>, work: Work) -> Result<Inference, InferError> {
+    pub async fn infer(&self, model: Arc<LoadedModel>, work: Work, lane: Lane) -> Result<Inference, InferError> {
         let overloaded = || InferError::QueueFull { too_many_requests: self.full_is_429 };
-        let _place = self.places.try_acquire().map_err(|_| overloaded())?;
+        let (places, queue) = match lane {
+            Lane::Primary => (&*self.places, &self.queue),
+            Lane::Shadow => (&self.shadow_places, &self.shadow_queue),
+        };
+        let _place = places.try_acquire().map_err(|_| overloaded())?;
         let (reply, answer) = oneshot::channel();
-        let job = Job { model, work, queued_at: Instant::now(), reply, span: tracing::Span::current() };
-        self.queue.try_send(job).map_err(|e| match e {
+        let job = Job { model, work, lane, queued_at: Instant::now(), reply, span: tracing::Span::current() };
+        queue.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => overloaded(),
             mpsc::error::TrySendError::Closed(_) => InferError::Stopped,
         })?;
@@ -152,18 +186,31 @@ impl InferenceWorker {
     }
 }
 
-fn run(
-    jobs: &Mutex<mpsc::Receiver<Job>>,
-    thread: usize,
-    torch: TorchThreads,
-    in_use: impl Fn() -> usize,
-    stats: &WorkerStats,
-) {
+/// The next job: a client's if one waits, else a mirrored one, else the first to arrive.
+fn next_job(queues: &mut Queues, waiter: &tokio::runtime::Runtime) -> Option<Job> {
+    if let Ok(job) = queues.primary.try_recv() {
+        return Some(job);
+    }
+    if let Ok(job) = queues.shadow.try_recv() {
+        return Some(job);
+    }
+    waiter.block_on(async {
+        tokio::select! {
+            biased;
+            job = queues.primary.recv() => job,
+            job = queues.shadow.recv() => job,
+        }
+    })
+}
+
+fn run(jobs: &Mutex<Queues>, thread: usize, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
     let _no_grad = tch::no_grad_guard();
+    // Only to wait on two channels at once: no I/O, no timers, this thread only.
+    let Ok(waiter) = tokio::runtime::Builder::new_current_thread().build() else { return };
     let mut current = 0;
     loop {
         // The lock is held only while waiting for the next job, never during a forward pass.
-        let Some(job) = jobs.lock().map_or(None, |mut jobs| jobs.blocking_recv()) else { break };
+        let Some(job) = jobs.lock().map_or(None, |mut jobs| next_job(&mut jobs, &waiter)) else { break };
         if job.reply.is_closed() {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
@@ -174,7 +221,7 @@ fn run(
         // cores when this job's request is the only one in the system, its share otherwise. An
         // ONNX model has a session of each kind instead (the slot picks it).
         // ... but only where that was measured to be faster, at load, for this model on this CPU.
-        let alone = job.model.alone_pays && torch.for_load(in_use()) == torch.alone;
+        let alone = job.lane == Lane::Primary && job.model.alone_pays && torch.for_load(in_use()) == torch.alone;
         let wanted = if alone { torch.alone } else { torch.shared };
         if wanted != current {
             tch::set_num_threads(wanted as i32);

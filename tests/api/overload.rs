@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use food_api::config::OverloadStatus;
-use food_api::model::{InferenceWorker, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
+use food_api::model::{InferError, InferenceWorker, Lane, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
 use futures_util::future::join_all;
 use futures_util::poll;
 use tch::Device;
@@ -54,21 +54,21 @@ async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
     let model = Arc::new(
         tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
     );
-    let worker = InferenceWorker::spawn(4, layout, false).unwrap();
+    let worker = InferenceWorker::spawn(4, 1, layout, false).unwrap();
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
 
     // Three requests keep the thread busy for tens of milliseconds.
-    let mut busy: Vec<_> = (0..3).map(|_| Box::pin(worker.infer(model.clone(), image()))).collect();
+    let mut busy: Vec<_> = (0..3).map(|_| Box::pin(worker.infer(model.clone(), image(), Lane::Primary))).collect();
     for request in &mut busy {
         assert!(poll!(request).is_pending());
     }
     assert_eq!(worker.queued(), 3);
     // A fourth is queued, then gives up (what a deadline or a vanished client does).
-    let gave_up = tokio::time::timeout(Duration::ZERO, worker.infer(model.clone(), image())).await;
+    let gave_up = tokio::time::timeout(Duration::ZERO, worker.infer(model.clone(), image(), Lane::Primary)).await;
     assert!(gave_up.is_err());
     assert_eq!(worker.queued(), 3, "its place is free at once, not when the thread gets to it");
     // So a fifth gets in although the fourth's job is still in the channel.
-    let admitted = worker.infer(model.clone(), image());
+    let admitted = worker.infer(model.clone(), image(), Lane::Primary);
     let (answers, last) = tokio::join!(join_all(busy), admitted);
     assert!(answers.into_iter().chain([last]).all(|answer| answer.is_ok()));
     assert_eq!(worker.stats().completed.load(Ordering::Relaxed), 4);
@@ -113,4 +113,37 @@ async fn two_inference_threads_answer_concurrent_requests_alike() {
     let status = app.get_json("/system_status").await;
     assert_eq!(status["queue"]["completed"], 16, "8 images and 8 texts: {status}");
     assert_eq!(app.get("/health").await.status(), 200);
+}
+
+#[tokio::test]
+async fn mirrored_jobs_take_no_clients_place_and_run_only_when_no_clients_job_waits() {
+    let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
+    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
+    let model = Arc::new(
+        tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
+    );
+    let worker = InferenceWorker::spawn(4, 1, layout, false).unwrap();
+    let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
+    let finished = std::sync::Mutex::new(Vec::new());
+
+    let mut running = Box::pin(worker.infer(model.clone(), image(), Lane::Primary));
+    assert!(poll!(&mut running).is_pending());
+    // A mirror is queued first, a client's job after it.
+    let mut mirrored = Box::pin(worker.infer(model.clone(), image(), Lane::Shadow));
+    assert!(poll!(&mut mirrored).is_pending());
+    let refused = worker.infer(model.clone(), image(), Lane::Shadow).await;
+    assert!(matches!(refused, Err(InferError::QueueFull { .. })), "the shadow lane has one place");
+    assert_eq!(worker.queued(), 1, "a mirror takes none of the clients' places");
+    let client = worker.infer(model.clone(), image(), Lane::Primary);
+    let note = |name: &'static str| {
+        let finished = &finished;
+        move |answer: Result<_, InferError>| {
+            assert!(answer.is_ok());
+            finished.lock().unwrap().push(name);
+        }
+    };
+    tokio::join!(async { note("running")(running.await) }, async { note("mirror")(mirrored.await) }, async {
+        note("client")(client.await)
+    });
+    assert_eq!(*finished.lock().unwrap(), ["running", "client", "mirror"], "the client's job went first");
 }

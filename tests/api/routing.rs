@@ -118,3 +118,63 @@ async fn policy_writes_are_validated_and_a_stale_one_is_refused_with_412() {
     let log = app.get_json("/deployments").await["deployments"].clone();
     assert_eq!((log[1]["action"].as_str(), log[1]["ok"].as_bool()), (Some("routing"), Some(false)), "{log}");
 }
+
+#[tokio::test]
+async fn shadow_traffic_never_changes_an_answer_and_its_agreement_shows_in_both_versions_stats() {
+    let mut config = test_config();
+    config.prediction_cache_size = 0;
+    let app = spawn_app_with(config).await;
+    let (v0, v2) = (lite0(), lite2());
+    app.load_version(&v2).await;
+    let photos = ["coffee.png", "orange.jpg", "fruits.jpg", "apple.jpg"];
+    let mut expected = Vec::new();
+    for photo in photos {
+        expected.push(app.predict_on(&v0, &sample(photo)).await.1);
+    }
+    let policy = json!({"split": [{"target": "stable", "weight": 100}], "shadow": {"target": v2, "percent": 100}});
+    assert_eq!(app.put_routing(policy, None).await.status(), 200);
+
+    for (photo, before) in photos.iter().zip(&expected) {
+        let response = app.post_predict(&sample(photo), None).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-model-version"].to_str().unwrap(), v0);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            (&body["label"], &body["confidence"], &body["top_k"]),
+            (&before["label"], &before["confidence"], &before["top_k"])
+        );
+    }
+    // The mirrors finish after the answers, by design: poll (bounded) until they are counted.
+    let stats_of = |version: String| {
+        let app = &app;
+        async move { app.get_json(&format!("/models/food/versions/{version}/stats")).await }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let primary = loop {
+        let stats = stats_of(v0.clone()).await;
+        if stats["shadow"][0]["compared"] == photos.len() || std::time::Instant::now() > deadline {
+            break stats;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let pair = &primary["shadow"][0];
+    assert_eq!(
+        (pair["role"].as_str(), pair["other_version"].as_str(), pair["compared"].as_u64()),
+        (Some("primary"), Some(v2.as_str()), Some(4)),
+        "{primary}"
+    );
+    let agreement = pair["top1_agreement"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&agreement) && agreement >= 0.5,
+        "Lite0 and Lite2 mostly agree on these photos: {pair}"
+    );
+    let shadow = stats_of(v2.clone()).await;
+    assert_eq!(
+        (shadow["shadow"][0]["role"].as_str(), shadow["shadow"][0]["compared"].as_u64()),
+        (Some("shadow"), Some(4))
+    );
+    assert_eq!(shadow["since_load"]["requests"], 0, "mirrors are not counted as the shadow's requests");
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"food_api_shadow_mirrors_total{outcome="compared"} 4"#), "{metrics}");
+    assert!(metrics.contains(&format!(r#"food_api_shadow_comparisons{{model="food",primary="{v0}",shadow="{v2}"}} 4"#)));
+}
