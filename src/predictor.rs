@@ -207,6 +207,7 @@ impl Predictor {
             }
             Err(_) => Recorded::Error { latency: started.elapsed() },
         });
+        self.table.check_canary(model);
         outcome
     }
 

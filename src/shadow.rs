@@ -113,5 +113,6 @@ impl Predictor {
         mirror.primary.stats.record_comparison("primary", &mirror.shadow.id.version, agreed, difference);
         mirror.shadow.stats.record_comparison("shadow", &mirror.primary.id.version, agreed, difference);
         counts.compared.fetch_add(1, Ordering::Relaxed);
+        self.table().check_canary(&mirror.shadow);
     }
 }

@@ -18,13 +18,16 @@ pub struct Deployment {
     pub at_ms: u64,
     /// Who asked: "token" or "loopback" and the peer address, or "server" for its own decisions.
     pub by: String,
-    /// load, unload, evict, alias, rollback, reload, import.
+    /// load, unload, evict, alias, unalias, rollback, routing, canary_abort, reload, import.
     pub action: String,
     pub model: String,
     pub version: Option<String>,
     pub alias: Option<String>,
     /// The version the alias pointed at before.
     pub from: Option<String>,
+    /// Why the server acted on its own (a canary abort).
+    #[serde(default)]
+    pub reason: Option<String>,
     pub ok: bool,
     pub error: Option<String>,
     pub duration_ms: f64,

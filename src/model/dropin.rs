@@ -33,8 +33,15 @@ impl ModelTable {
             Err(_) => (self.snapshot().default_model.clone(), None),
         };
         let result = outcome.clone().map_err(ManageError::Load);
-        let what =
-            Action { by, action: "reload", model: &name, version: version.as_deref(), alias: Some(STABLE), from: None };
+        let what = Action {
+            by,
+            action: "reload",
+            model: &name,
+            version: version.as_deref(),
+            alias: Some(STABLE),
+            from: None,
+            reason: None,
+        };
         self.record(what, started, &result);
         self.note_reload(started, &outcome);
         *last = Some((covers, outcome.as_ref().map(|_| ()).map_err(Clone::clone)));

@@ -14,7 +14,8 @@ impl ModelTable {
     pub async fn load(&self, name: &str, version: &str, by: &str) -> Result<Arc<LoadedModel>, ManageError> {
         let started = Instant::now();
         let result = self.load_for(name, version).await;
-        let what = Action { by, action: "load", model: name, version: Some(version), alias: None, from: None };
+        let what =
+            Action { by, action: "load", model: name, version: Some(version), alias: None, from: None, reason: None };
         self.record(what, started, &result);
         result
     }
@@ -132,7 +133,8 @@ impl ModelTable {
             self.take_model(slot);
             Ok(())
         });
-        let what = Action { by, action: "unload", model: name, version: Some(version), alias: None, from: None };
+        let what =
+            Action { by, action: "unload", model: name, version: Some(version), alias: None, from: None, reason: None };
         self.record(what, started, &result);
         result
     }
@@ -156,7 +158,8 @@ impl ModelTable {
             }
         });
         let from = result.as_ref().ok().cloned().flatten();
-        let what = Action { by, action: "alias", model: name, version: Some(version), alias: Some(alias), from };
+        let what =
+            Action { by, action: "alias", model: name, version: Some(version), alias: Some(alias), from, reason: None };
         self.record(what, started, &result);
         result
     }
@@ -173,7 +176,7 @@ impl ModelTable {
             Ok(entry.aliases.remove(alias))
         });
         let from = result.as_ref().ok().cloned().flatten();
-        let what = Action { by, action: "unalias", model: name, version: None, alias: Some(alias), from };
+        let what = Action { by, action: "unalias", model: name, version: None, alias: Some(alias), from, reason: None };
         self.record(what, started, &result);
         result
     }
@@ -207,7 +210,7 @@ impl ModelTable {
             Ok(policy)
         });
         let from = result.as_ref().ok().map(|p| format!("generation {}", p.generation - 1));
-        let what = Action { by, action: "routing", model: name, version: None, alias: None, from };
+        let what = Action { by, action: "routing", model: name, version: None, alias: None, from, reason: None };
         self.record(what, started, &result);
         result
     }
@@ -231,7 +234,7 @@ impl ModelTable {
             Ok((from, to)) => (Some(to.as_str()), Some(from.clone())),
             Err(_) => (None, None),
         };
-        let what = Action { by, action: "rollback", model: name, version, alias: Some(STABLE), from };
+        let what = Action { by, action: "rollback", model: name, version, alias: Some(STABLE), from, reason: None };
         self.record(what, started, &result);
         result
     }

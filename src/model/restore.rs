@@ -92,6 +92,7 @@ impl ModelTable {
                     version: Some(&version),
                     alias: Some(STABLE),
                     from: None,
+                    reason: Some("the drop-in folder holds new content".into()),
                 };
                 self.record::<()>(what, started, &Ok(()));
             }

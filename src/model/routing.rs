@@ -28,6 +28,28 @@ pub struct RoutingPolicy {
     /// never waits for it nor sees it, and the two answers are compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow: Option<ShadowPolicy>,
+    /// Takes a canary's traffic away (its weight to 0, the shadow off) when, over its last `window`
+    /// predictions, one of the thresholds is passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_abort: Option<CanaryAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryAbort {
+    /// Predictions (and shadow comparisons) judged, the latest ones; 10 to 1000.
+    #[serde(default = "default_window")]
+    pub window: usize,
+    /// Share of the window's predictions that failed.
+    pub max_error_rate: Option<f64>,
+    /// 95th percentile of the window's latencies, in ms.
+    pub max_p95_ms: Option<f64>,
+    /// Share of the window's shadow comparisons whose top-1 label agreed.
+    pub min_agreement: Option<f64>,
+}
+
+fn default_window() -> usize {
+    100
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -81,7 +103,14 @@ impl RoutingPolicy {
             split: vec![Share { target: STABLE.into(), weight: 100 }],
             sticky_header: default_sticky_header(),
             shadow: None,
+            canary_abort: None,
         }
+    }
+
+    /// The versions or aliases on trial: a share with weight that is not `stable`, and the shadow.
+    pub fn canaries(&self) -> impl Iterator<Item = &str> {
+        let shares = self.split.iter().filter(|s| s.weight > 0 && s.target != STABLE).map(|s| s.target.as_str());
+        shares.chain(self.shadow.as_ref().filter(|s| s.percent > 0).map(|s| s.target.as_str()))
     }
 
     /// Whether this request is mirrored (drawn at random with the shadow's percent), and where to.
@@ -105,6 +134,17 @@ impl RoutingPolicy {
         if let Some(shadow) = &self.shadow {
             if shadow.percent > 100 {
                 return Err("shadow.percent must be 0 to 100".into());
+            }
+        }
+        if let Some(abort) = &self.canary_abort {
+            if !(10..=1000).contains(&abort.window) {
+                return Err("canary_abort.window must be 10 to 1000".into());
+            }
+            let rates = [abort.max_error_rate, abort.min_agreement];
+            if rates.iter().flatten().any(|r| !(0.0..=1.0).contains(r))
+                || abort.max_p95_ms.is_some_and(|ms| ms.is_nan() || ms <= 0.0)
+            {
+                return Err("canary_abort rates are 0 to 1 and max_p95_ms is positive".into());
             }
         }
         for target in self.targets() {

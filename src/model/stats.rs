@@ -29,6 +29,22 @@ struct Inner {
     confidence_sum: f64,
     /// Shadow comparisons this version took part in: (its role, the other version) -> counts.
     pairs: BTreeMap<(&'static str, String), Pair>,
+    /// The latest outcomes (failed, latency ms) and shadow agreements, for the canary check.
+    latest: VecDeque<(bool, f64)>,
+    latest_agreement: VecDeque<bool>,
+}
+
+/// The most a canary window can judge.
+const LATEST: usize = 1000;
+
+/// A canary's latest `size` predictions and shadow comparisons, as the abort check sees them:
+/// each part only once there are that many.
+#[derive(Debug)]
+pub struct Window {
+    /// (error rate, p95 latency in ms) over the latest predictions.
+    pub predictions: Option<(f64, f64)>,
+    /// Top-1 agreement over the latest comparisons.
+    pub agreement: Option<f64>,
 }
 
 #[derive(Default)]
@@ -149,6 +165,8 @@ impl Default for VersionStats {
             labels: BTreeMap::new(),
             confidence_sum: 0.0,
             pairs: BTreeMap::new(),
+            latest: VecDeque::new(),
+            latest_agreement: VecDeque::new(),
         };
         Self { started: Instant::now(), inner: Mutex::new(inner) }
     }
@@ -164,7 +182,14 @@ impl VersionStats {
                 inner.recent.pop_front();
             }
         }
-        let Inner { all, recent, labels, confidence_sum, protocol, last_answer_unix_ms, .. } = &mut *inner;
+        let Inner { all, recent, labels, confidence_sum, protocol, last_answer_unix_ms, latest, .. } = &mut *inner;
+        if latest.len() == LATEST {
+            latest.pop_front();
+        }
+        latest.push_back(match &outcome {
+            Recorded::Error { latency } => (true, latency.as_secs_f64() * 1e3),
+            Recorded::Answer { latency, .. } => (false, latency.as_secs_f64() * 1e3),
+        });
         match &outcome {
             Recorded::Error { latency } => protocol.fail.add(*latency),
             Recorded::Answer { latency, cache_hit, stages, .. } => {
@@ -210,6 +235,25 @@ impl VersionStats {
         pair.compared += 1;
         pair.agreed += u64::from(agreed);
         pair.confidence_difference += f64::from(confidence_difference);
+        if inner.latest_agreement.len() == LATEST {
+            inner.latest_agreement.pop_front();
+        }
+        inner.latest_agreement.push_back(agreed);
+    }
+
+    /// The latest `size` predictions and comparisons.
+    pub fn window(&self, size: usize) -> Window {
+        let inner = self.inner.lock().expect("stats lock");
+        let predictions = (size > 0 && inner.latest.len() >= size).then(|| {
+            let latest: Vec<(bool, f64)> = inner.latest.iter().rev().take(size).copied().collect();
+            let mut latencies: Vec<f64> = latest.iter().map(|(_, ms)| *ms).collect();
+            latencies.sort_by(f64::total_cmp);
+            let errors = latest.iter().filter(|(failed, _)| *failed).count() as f64 / size as f64;
+            (errors, latencies[(size * 95).div_ceil(100) - 1])
+        });
+        let agreement = (size > 0 && inner.latest_agreement.len() >= size)
+            .then(|| inner.latest_agreement.iter().rev().take(size).filter(|a| **a).count() as f64 / size as f64);
+        Window { predictions, agreement }
     }
 
     /// The statistics extension's totals, and the time of the last answer (ms since the Unix epoch).

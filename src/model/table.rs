@@ -16,8 +16,9 @@ use tch::Device;
 use super::audit::{AuditLog, Deployment};
 use super::loader::Loader;
 use super::repository::Repository;
-use super::routing::{Route, RoutingPolicy};
+use super::routing::{CanaryAbort, Route, RoutingPolicy, Share};
 use super::state::{self, SavedModel, SavedState};
+use super::stats::Window;
 use super::{Fingerprint, LoadError, LoadedModel, ModelPaths, ReloadStats, ThreadLayout};
 
 /// What `/predict` serves: the default model's `stable` alias.
@@ -206,6 +207,58 @@ impl ModelTable {
 }
 
 impl ModelTable {
+    /// After a prediction or a comparison on `model`: if it is on trial in its model's policy (a
+    /// weighted share other than `stable`, or the shadow) and its latest window passes one of the
+    /// policy's abort thresholds, its traffic goes (weight to `stable`, shadow off), in the log.
+    pub fn check_canary(&self, model: &LoadedModel) {
+        let snapshot = self.snapshot.load();
+        let (name, version) = (&model.id.name, &model.id.version);
+        let Some(entry) = snapshot.models.get(name) else { return };
+        let Some(policy) = &entry.routing else { return };
+        let Some(abort) = &policy.canary_abort else { return };
+        let is_this = |target: &str| entry.aliases.get(target).map_or(target, String::as_str) == version.as_str();
+        if is_this(STABLE) || !policy.canaries().any(is_this) {
+            return;
+        }
+        let Some(reason) = judge(abort, &model.stats.window(abort.window)) else { return };
+        drop(snapshot);
+        let started = Instant::now();
+        let changed = self.change(|s| {
+            let entry = s.models.get_mut(name).ok_or_else(|| ManageError::Conflict("gone".into()))?;
+            let aliases = entry.aliases.clone();
+            let is_this = |target: &str| aliases.get(target).map_or(target, String::as_str) == version.as_str();
+            let Some(policy) = entry.routing.as_mut() else { return Ok(false) };
+            let freed: u32 =
+                policy.split.iter_mut().filter(|s| is_this(&s.target)).map(|s| std::mem::take(&mut s.weight)).sum();
+            let shadowed = policy.shadow.as_ref().is_some_and(|s| is_this(&s.target));
+            if freed == 0 && !shadowed {
+                return Ok(false); // another request's check got there first
+            }
+            if shadowed {
+                policy.shadow = None;
+            }
+            match policy.split.iter_mut().find(|s| s.target == STABLE) {
+                Some(stable) => stable.weight += freed,
+                None => policy.split.push(Share { target: STABLE.into(), weight: freed }),
+            }
+            policy.generation += 1;
+            Ok(true)
+        });
+        if changed.unwrap_or(false) {
+            tracing::warn!(model = %name, %version, %reason, "canary aborted");
+            let what = Action {
+                by: "server",
+                action: "canary_abort",
+                model: name,
+                version: Some(version),
+                alias: None,
+                from: None,
+                reason: Some(reason),
+            };
+            self.record::<()>(what, started, &Ok(()));
+        }
+    }
+
     /// Where to mirror a request that `model` answered, if its model's policy draws it: another
     /// ready version than `model`.
     pub fn shadow_for(&self, model: &LoadedModel) -> Option<Arc<LoadedModel>> {
@@ -214,6 +267,30 @@ impl ModelTable {
         let shadow = resolve_in(&snapshot, Some(&model.id.name), Some(target)).ok()?;
         (shadow.id.version != model.id.version).then_some(shadow)
     }
+}
+
+/// Which threshold, if any, a canary's window passes.
+fn judge(abort: &CanaryAbort, window: &Window) -> Option<String> {
+    let size = abort.window;
+    if let Some((errors, p95)) = window.predictions {
+        if let Some(max) = abort.max_error_rate.filter(|max| errors > *max) {
+            return Some(format!(
+                "error rate {:.1}% over its last {size} predictions, above {:.1}%",
+                errors * 100.0,
+                max * 100.0
+            ));
+        }
+        if let Some(max) = abort.max_p95_ms.filter(|max| p95 > *max) {
+            return Some(format!("p95 latency {p95:.1} ms over its last {size} predictions, above {max} ms"));
+        }
+    }
+    let agreement = window.agreement?;
+    let min = abort.min_agreement.filter(|min| agreement < *min)?;
+    Some(format!(
+        "top-1 agreement {:.1}% over its last {size} shadow comparisons, below {:.1}%",
+        agreement * 100.0,
+        min * 100.0
+    ))
 }
 
 /// `target` (a version or an alias; `stable` when None) of model `name` (the default when None).
@@ -291,6 +368,7 @@ impl ModelTable {
             version: what.version.map(str::to_string),
             alias: what.alias.map(str::to_string),
             from: what.from,
+            reason: what.reason,
             ok: result.is_ok(),
             error: result.as_ref().err().map(ToString::to_string),
             duration_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -329,8 +407,15 @@ impl ModelTable {
         });
         let evicted = evicted.unwrap_or_default();
         for (name, version) in &evicted {
-            let what =
-                Action { by: "server", action: "evict", model: name, version: Some(version), alias: None, from: None };
+            let what = Action {
+                by: "server",
+                action: "evict",
+                model: name,
+                version: Some(version),
+                alias: None,
+                from: None,
+                reason: None,
+            };
             self.record::<()>(what, started, &Ok(()));
         }
         evicted
@@ -358,4 +443,6 @@ pub(super) struct Action<'a> {
     pub version: Option<&'a str>,
     pub alias: Option<&'a str>,
     pub from: Option<String>,
+    /// Why the server acted on its own.
+    pub reason: Option<String>,
 }

@@ -178,3 +178,30 @@ async fn shadow_traffic_never_changes_an_answer_and_its_agreement_shows_in_both_
     assert!(metrics.contains(r#"food_api_shadow_mirrors_total{outcome="compared"} 4"#), "{metrics}");
     assert!(metrics.contains(&format!(r#"food_api_shadow_comparisons{{model="food",primary="{v0}",shadow="{v2}"}} 4"#)));
 }
+
+#[tokio::test]
+async fn a_canary_past_its_p95_threshold_loses_its_weight_and_the_log_says_why() {
+    let app = spawn_app().await;
+    let v2 = lite2();
+    app.load_version(&v2).await;
+    // No forward pass is this fast: the tenth prediction on the canary passes the threshold.
+    let policy = json!({
+        "split": [{"target": "stable", "weight": 50}, {"target": v2, "weight": 50}],
+        "canary_abort": {"window": 10, "max_p95_ms": 0.001},
+    });
+    assert_eq!(app.put_routing(policy, None).await.status(), 200);
+    let coffee = sample("coffee.png");
+    for _ in 0..9 {
+        app.predict_on(&v2, &coffee).await;
+    }
+    assert_eq!(app.get_json("/models/food/routing").await["split"][1]["weight"], 50, "not before the window is full");
+    app.predict_on(&v2, &coffee).await;
+    let policy = app.get_json("/models/food/routing").await;
+    assert_eq!(policy["split"], json!([{"target": "stable", "weight": 100}, {"target": v2, "weight": 0}]), "{policy}");
+    assert_eq!(policy["generation"], 2);
+    let log = app.get_json("/deployments").await["deployments"].clone();
+    assert_eq!((log[0]["action"].as_str(), log[0]["by"].as_str()), (Some("canary_abort"), Some("server")), "{log}");
+    assert!(log[0]["reason"].as_str().unwrap().contains("p95"), "{log}");
+    let (_, route) = app.routed(&coffee, &[("X-User-Id", "anyone")]).await;
+    assert_eq!(route, "sticky");
+}
