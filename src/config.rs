@@ -44,6 +44,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
+    /// Folder of labelled photo sets for POST /models/{name}/compare (each a folder with a
+    /// labels.json mapping its files to labels)
+    #[arg(long, env = "FOOD_API_COMPARE_SETS", default_value = "sample")]
+    pub compare_sets: PathBuf,
+
     /// Versions loaded at once, at least 2 (stable and previous); loading one more unloads the least
     /// recently used version that no alias points at
     #[arg(long, env = "FOOD_API_MAX_LOADED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=64))]

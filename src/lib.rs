@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod admission;
 pub mod cache;
+pub mod compare;
 pub mod config;
 pub mod domain;
 pub mod error;

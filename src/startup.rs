@@ -83,6 +83,7 @@ impl Application {
         tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
+        let jobs = web::Data::new(crate::compare::CompareJobs::default());
         let config = web::Data::new(config);
         let server = HttpServer::new(move || {
             App::new()
@@ -94,6 +95,7 @@ impl Application {
                 .app_data(config.clone())
                 .app_data(metrics.clone())
                 .app_data(access.clone())
+                .app_data(jobs.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
                 .route("/predict", web::post().to(routes::predict))
                 .route("/predict/batch", web::post().to(routes::predict_batch))
@@ -112,6 +114,8 @@ impl Application {
                 .route("/models/{name}/aliases/{alias}", web::put().to(routes::set_alias))
                 .route("/models/{name}/aliases/{alias}", web::delete().to(routes::remove_alias))
                 .route("/models/{name}/rollback", web::post().to(routes::rollback))
+                .route("/models/{name}/compare", web::post().to(routes::compare))
+                .route("/models/{name}/compare/{job}", web::get().to(routes::compare_result))
                 .route("/models/{name}/routing", web::get().to(routes::get_routing))
                 .route("/models/{name}/routing", web::put().to(routes::put_routing))
                 .route("/deployments", web::get().to(routes::deployments))

@@ -1,5 +1,6 @@
 //! One file per endpoint.
 mod classes;
+mod compare;
 mod deploy;
 mod door;
 pub mod extract;
@@ -15,6 +16,7 @@ mod system_status;
 pub mod v2;
 
 pub use classes::classes;
+pub use compare::{compare, compare_result};
 pub use deploy::{deployments, load, remove_alias, rollback, set_alias, unload};
 pub use door::at_the_door;
 pub use health::health;

@@ -12,7 +12,9 @@ use utoipa_swagger_ui::Config;
 
 use crate::error::{ApiError, ErrorBody};
 
-use super::{classes, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status, v2};
+use super::{
+    classes, compare, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status, v2,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +41,8 @@ use super::{classes, deploy, health, metrics, models, predict, predict_batch, re
         deploy::set_alias,
         deploy::remove_alias,
         deploy::rollback,
+        compare::compare,
+        compare::compare_result,
         routing::get_routing,
         routing::put_routing,
         deploy::deployments,

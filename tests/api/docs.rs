@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 38] = [
+const ROUTES: [(&str, &str); 40] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
@@ -40,6 +40,8 @@ const ROUTES: [(&str, &str); 38] = [
     ("/models/{name}/aliases/{alias}", "put"),
     ("/models/{name}/aliases/{alias}", "delete"),
     ("/models/{name}/rollback", "post"),
+    ("/models/{name}/compare", "post"),
+    ("/models/{name}/compare/{job}", "get"),
     ("/models/{name}/routing", "get"),
     ("/models/{name}/routing", "put"),
     ("/deployments", "get"),

@@ -6,6 +6,7 @@ mod bounds;
 mod browser;
 mod classes;
 mod client_closed;
+mod compare;
 mod corpus;
 mod cors;
 mod docs;
