@@ -118,6 +118,7 @@ impl Application {
                 .route("/models/{name}/compare/{job}", web::get().to(routes::compare_result))
                 .route("/models/{name}/routing", web::get().to(routes::get_routing))
                 .route("/models/{name}/routing", web::put().to(routes::put_routing))
+                .route("/models/{name}/routing", web::delete().to(routes::delete_routing))
                 .route("/deployments", web::get().to(routes::deployments))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))

@@ -215,6 +215,22 @@ impl ModelTable {
         result
     }
 
+    /// DELETE /models/{name}/routing: back to everything on `stable`. Idempotent. The generation
+    /// still moves on, so that an `If-Match` read before never matches again.
+    pub fn clear_routing(&self, name: &str, by: &str) -> Result<(), ManageError> {
+        let started = Instant::now();
+        let result = self.change(|s| {
+            let known: Vec<String> = s.models.keys().cloned().collect();
+            let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &known))?;
+            let generation = entry.policy().generation + 1;
+            entry.routing = Some(RoutingPolicy { generation, ..RoutingPolicy::implicit() });
+            Ok(())
+        });
+        let what = Action { by, action: "routing", model: name, version: None, alias: None, from: None, reason: None };
+        self.record(what, started, &result);
+        result
+    }
+
     /// POST /models/{name}/rollback: `stable` and `previous` swap in one step.
     pub fn rollback(&self, name: &str, by: &str) -> Result<(String, String), ManageError> {
         let started = Instant::now();

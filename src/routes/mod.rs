@@ -26,7 +26,7 @@ pub use openapi::{docs, docs_page, openapi_json};
 pub use predict::{predict, predict_version};
 pub use predict_batch::{predict_batch, predict_batch_version};
 pub use reload::reload_model;
-pub use routing::{get_routing, put_routing};
+pub use routing::{delete_routing, get_routing, put_routing};
 pub use system_status::system_status;
 
 use serde::Serialize;

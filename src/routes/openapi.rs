@@ -45,6 +45,7 @@ use super::{
         compare::compare_result,
         routing::get_routing,
         routing::put_routing,
+        routing::delete_routing,
         deploy::deployments,
         v2::server_metadata,
         v2::live,

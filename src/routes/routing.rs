@@ -66,3 +66,17 @@ pub async fn put_routing(
 fn etag(policy: &RoutingPolicy) -> (header::HeaderName, String) {
     (header::ETAG, format!("\"{}\"", policy.generation))
 }
+
+/// DELETE /models/{name}/routing: no policy any more, everything to `stable`. Idempotent.
+#[utoipa::path(delete, path = "/models/{name}/routing", tag = "models", params(("name" = String, Path)), security(("admin_token" = [])), responses(
+    (status = 200, description = "`{name, routing: null}`", body = Object),
+    (status = 404, description = "No such model", body = crate::error::ErrorBody),
+))]
+pub async fn delete_routing(
+    admin: Admin,
+    path: web::Path<String>,
+    predictor: web::Data<Predictor>,
+) -> Result<HttpResponse, ApiError> {
+    predictor.table().clear_routing(&path, &admin.by)?;
+    Ok(HttpResponse::Ok().json(json!({ "name": *path, "routing": null })))
+}

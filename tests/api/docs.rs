@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 40] = [
+const ROUTES: [(&str, &str); 41] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
@@ -44,6 +44,7 @@ const ROUTES: [(&str, &str); 40] = [
     ("/models/{name}/compare/{job}", "get"),
     ("/models/{name}/routing", "get"),
     ("/models/{name}/routing", "put"),
+    ("/models/{name}/routing", "delete"),
     ("/deployments", "get"),
 ];
 

@@ -205,3 +205,23 @@ async fn a_canary_past_its_p95_threshold_loses_its_weight_and_the_log_says_why()
     let (_, route) = app.routed(&coffee, &[("X-User-Id", "anyone")]).await;
     assert_eq!(route, "sticky");
 }
+
+#[tokio::test]
+async fn deleting_the_policy_sends_everything_back_to_stable() {
+    let app = spawn_app().await;
+    let v2 = lite2();
+    app.load_version(&v2).await;
+    let all_to_v2 = json!({"split": [{"target": v2, "weight": 100}]});
+    assert_eq!(app.put_routing(all_to_v2, None).await.status(), 200);
+    let coffee = sample("coffee.png");
+    assert_eq!(app.routed(&coffee, &[]).await.0, v2);
+    let deleted = app.client.delete(format!("{}/models/food/routing", app.address)).send().await.unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(app.routed(&coffee, &[]).await, (lite0(), "weighted".into()));
+    assert_eq!(app.get("/models/food/routing").await.headers()["etag"], "\"2\"", "generations never go back");
+    assert_eq!(
+        app.post_empty(&format!("/models/food/versions/{v2}/unload")).await.status(),
+        200,
+        "nothing holds it now"
+    );
+}
