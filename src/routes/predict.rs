@@ -40,9 +40,23 @@ pub(super) struct PredictResponse<'a> {
     timings_ms: &'a Timings,
 }
 
-/// Classify one photo, optionally guided by a text.
+/// The request headers that choose the version (documented; read in `routed`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub(super) struct RoutingHeaders {
+    /// Pins a version or alias (`stable`, `previous`, ...): it answers, whatever the routing policy says
+    #[param(rename = "X-Model-Version")]
+    x_model_version: Option<String>,
+    /// Keeps a user on one version under a weighted routing policy (the policy's `sticky_header`, by default this one)
+    #[param(rename = "X-User-Id")]
+    x_user_id: Option<String>,
+}
+
+/// Classify one photo, optionally guided by a text. The answer's `X-Model-Version` header names the
+/// version that answered, `X-Route` why (pinned, sticky or weighted).
 #[utoipa::path(
-    post, path = "/predict", tag = "predict", params(PredictQuery),
+    post, path = "/predict", tag = "predict", params(PredictQuery, RoutingHeaders),
     request_body(content(
         (crate::routes::openapi::PredictForm = "multipart/form-data"),
         (crate::routes::openapi::PredictJson = "application/json"),

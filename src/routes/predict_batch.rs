@@ -42,7 +42,7 @@ struct BatchTimings {
 
 /// Classify several photos in one request; each item is an answer or its own error.
 #[utoipa::path(
-    post, path = "/predict/batch", tag = "predict", params(PredictQuery),
+    post, path = "/predict/batch", tag = "predict", params(PredictQuery, super::predict::RoutingHeaders),
     request_body(content = crate::routes::openapi::BatchForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "One item per image, in order", body = BatchResponse),

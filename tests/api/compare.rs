@@ -53,9 +53,11 @@ fn assert_matches_reference(report: &Value, reference: &Value) {
 
 #[tokio::test]
 async fn a_comparison_on_the_shipped_set_gives_the_offline_references_accuracy_at_once_and_as_a_job() {
+    // First: it takes seconds, and a pooled connection left idle past the server's keep-alive
+    // can be closed just as the next POST goes out on it.
+    let reference = reference();
     let app = spawn_app().await;
     app.load_version(&lite2()).await;
-    let reference = reference();
 
     let response = app.post_json("/models/food/compare", &json!({"set": "labelled"})).await;
     assert_eq!(response.status(), 200);
