@@ -79,6 +79,15 @@ pub fn test_config() -> Config {
     config
 }
 
+/// Settings whose repository and state live in `dirs`, so that a second app (a restart, a
+/// replica) can start on the same ones.
+pub fn config_in(dirs: &Path) -> Config {
+    let mut config = test_config();
+    config.model_repository = repository_in(dirs);
+    config.data_dir = dirs.join("data");
+    config
+}
+
 /// The app on the repo's model, with the default settings.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(test_config()).await

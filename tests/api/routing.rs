@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{error_of, lite0, lite2, repository_in, sample, spawn_app, spawn_app_with, test_config, TestApp};
+use crate::helpers::{config_in, error_of, lite0, lite2, sample, spawn_app, spawn_app_with, test_config, TestApp};
 
 impl TestApp {
     pub async fn put_routing(&self, policy: Value, if_match: Option<&str>) -> reqwest::Response {
@@ -49,9 +49,7 @@ async fn users_on_versions(app: &TestApp, users: std::ops::Range<u32>) -> HashMa
 #[tokio::test]
 async fn a_90_10_split_sends_about_a_tenth_of_users_to_v2_each_always_to_the_same_version_even_after_a_restart() {
     let dirs = tempfile::tempdir().unwrap();
-    let mut config = test_config();
-    config.model_repository = repository_in(dirs.path());
-    config.data_dir = dirs.path().join("data");
+    let config = config_in(dirs.path());
     let (v0, v2) = (lite0(), lite2());
     let app = spawn_app_with(config.clone()).await;
     app.load_version(&v2).await;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{error_of, lite0, lite2, repository_in, sample, spawn_app, spawn_app_with, test_config, TestApp};
+use crate::helpers::{config_in, error_of, lite0, lite2, sample, spawn_app, spawn_app_with, test_config, TestApp};
 
 impl TestApp {
     pub async fn post_empty(&self, path: &str) -> reqwest::Response {
@@ -220,9 +220,7 @@ async fn stable_flips_every_second_under_load_without_an_error_or_a_mixed_answer
 #[tokio::test]
 async fn a_restart_keeps_aliases_and_loaded_versions_and_restores_them_warmed_before_ready() {
     let dirs = tempfile::tempdir().unwrap();
-    let mut config = test_config();
-    config.model_repository = repository_in(dirs.path());
-    config.data_dir = dirs.path().join("data");
+    let config = config_in(dirs.path());
     let (v0, v2) = (lite0(), lite2());
     {
         let app = spawn_app_with(config.clone()).await;
