@@ -262,7 +262,7 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
     for (name, entry) in &snapshot.models {
         for (version, slot) in &entry.versions {
             let Some(model) = &slot.model else { continue };
-            for pair in model.stats.report().shadow.into_iter().filter(|p| p.role == "primary") {
+            for pair in model.stats.pairs().into_iter().filter(|p| p.role == "primary") {
                 let labels = [name.clone(), version.clone(), pair.other_version];
                 pairs.push((labels, pair.compared as f64, pair.top1_agreement));
             }

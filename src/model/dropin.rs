@@ -92,37 +92,54 @@ impl ModelTable {
     /// Returns (model, version, whether it is new).
     pub(super) async fn import_drop_in(&self) -> Result<(String, String, bool), LoadError> {
         let drop_in = self.drop_in.clone();
-        let candidates: Vec<(String, String, ModelPaths, Option<Fingerprint>)> = self
+        let mut candidates: Vec<(String, String, ModelPaths, Option<Fingerprint>)> = self
             .snapshot()
             .models
             .iter()
             .flat_map(|(n, m)| m.versions.iter().map(move |(v, e)| (n.clone(), v.clone(), e.fingerprint)))
             .map(|(n, v, fp)| (n.clone(), v.clone(), self.repository.paths(&n, &v), fp))
             .collect();
+        // Versions whose fingerprint is known first: comparing with them costs nothing.
+        candidates.sort_by_key(|(_, _, _, known)| known.is_none());
         let found = self
             .loader
             .run(move || -> Result<_, LoadError> {
                 let (fingerprint, _) = repository::fingerprint(&drop_in)?;
+                let mut computed = Vec::new();
                 for (name, version, paths, known) in candidates {
                     let theirs = match known {
                         Some(fp) => fp,
                         None => match repository::fingerprint(&paths) {
-                            Ok((fp, _)) => fp,
+                            Ok((fp, _)) => {
+                                computed.push((name.clone(), version.clone(), fp));
+                                fp
+                            }
                             Err(_) => continue,
                         },
                     };
                     if theirs == fingerprint {
-                        return Ok((fingerprint, Some((name, version))));
+                        return Ok((fingerprint, Some((name, version)), computed));
                     }
                 }
-                Ok((fingerprint, None))
+                Ok((fingerprint, None, computed))
             })
             .await
             .unwrap_or_else(|| Err(LoadError::new(&self.drop_in.model_dir, "the model loader thread stopped")))?;
-        let fingerprint = match found {
-            (_, Some((name, version))) => return Ok((name, version, false)),
-            (fp, None) => fp,
-        };
+        // Remembered (and saved with the state): the next comparison need not read those files again.
+        let (fingerprint, matched, computed) = found;
+        if !computed.is_empty() {
+            let _ = self.change(|s| {
+                for (name, version, fp) in &computed {
+                    if let Some(slot) = s.models.get_mut(name).and_then(|m| m.versions.get_mut(version)) {
+                        slot.fingerprint.get_or_insert(*fp);
+                    }
+                }
+                Ok(())
+            });
+        }
+        if let Some((name, version)) = matched {
+            return Ok((name, version, false));
+        }
 
         let _one_load = self.loads.lock().await;
         let drop_in = self.drop_in.clone();

@@ -241,6 +241,11 @@ impl VersionStats {
         inner.latest_agreement.push_back(agreed);
     }
 
+    /// The shadow comparisons alone (what /metrics needs, without merging the latency histograms).
+    pub fn pairs(&self) -> Vec<PairReport> {
+        pair_reports(&self.inner.lock().expect("stats lock"))
+    }
+
     /// The latest `size` predictions and comparisons.
     pub fn window(&self, size: usize) -> Window {
         let inner = self.inner.lock().expect("stats lock");
@@ -278,19 +283,23 @@ impl VersionStats {
             last_5_minutes: window(&recent),
             labels: inner.labels.clone(),
             mean_confidence: (answers > 0).then(|| inner.confidence_sum / answers as f64),
-            shadow: inner
-                .pairs
-                .iter()
-                .map(|((role, other), pair)| PairReport {
-                    role,
-                    other_version: other.clone(),
-                    compared: pair.compared,
-                    top1_agreement: pair.agreed as f64 / pair.compared.max(1) as f64,
-                    mean_confidence_difference: pair.confidence_difference / pair.compared.max(1) as f64,
-                })
-                .collect(),
+            shadow: pair_reports(&inner),
         }
     }
+}
+
+fn pair_reports(inner: &Inner) -> Vec<PairReport> {
+    inner
+        .pairs
+        .iter()
+        .map(|((role, other), pair)| PairReport {
+            role,
+            other_version: other.clone(),
+            compared: pair.compared,
+            top1_agreement: pair.agreed as f64 / pair.compared.max(1) as f64,
+            mean_confidence_difference: pair.confidence_difference / pair.compared.max(1) as f64,
+        })
+        .collect()
 }
 
 fn window(counts: &Counts) -> WindowReport {
