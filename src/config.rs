@@ -49,6 +49,26 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_COMPARE_SETS", default_value = "sample")]
     pub compare_sets: PathBuf,
 
+    /// Accept new versions as .tar.gz bundles (POST /models/{name}/versions, admin); off by default
+    #[arg(long, env = "FOOD_API_ENABLE_MODEL_UPLOAD")]
+    pub enable_model_upload: bool,
+
+    /// Largest version bundle accepted, in MiB (the upload, and what it unpacks to)
+    #[arg(long, env = "FOOD_API_MAX_BUNDLE_MB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_bundle_mb: u64,
+
+    /// Seconds an uploaded version may take to load and warm up in the validator process
+    #[arg(long, env = "FOOD_API_VALIDATE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub validate_timeout_seconds: u64,
+
+    /// Address space, in MiB, the validator process may use (a bigger allocation fails there)
+    #[arg(long, env = "FOOD_API_VALIDATE_MEMORY_MB", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(256..))]
+    pub validate_memory_mb: u64,
+
+    /// The food-api binary run as the validator (default: this one)
+    #[arg(long, env = "FOOD_API_VALIDATE_WITH")]
+    pub validate_with: Option<PathBuf>,
+
     /// Versions loaded at once, at least 2 (stable and previous); loading one more unloads the least
     /// recently used version that no alias points at
     #[arg(long, env = "FOOD_API_MAX_LOADED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=64))]
@@ -203,6 +223,19 @@ impl Config {
             deadline_ms: self.deadline_ms,
             shadow_queue_capacity: self.shadow_queue_capacity as usize,
         }
+    }
+
+    /// How uploaded versions are checked before the server loads them.
+    pub fn validation_limits(&self) -> anyhow::Result<crate::validate::ValidationLimits> {
+        let binary = match &self.validate_with {
+            Some(binary) => binary.clone(),
+            None => std::env::current_exe()?,
+        };
+        Ok(crate::validate::ValidationLimits {
+            binary,
+            timeout: std::time::Duration::from_secs(self.validate_timeout_seconds),
+            memory_bytes: self.validate_memory_mb << 20,
+        })
     }
 
     /// What a /predict body may bring.

@@ -15,3 +15,4 @@ pub mod routes;
 pub mod shadow;
 pub mod startup;
 pub mod telemetry;
+pub mod validate;

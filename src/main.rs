@@ -5,6 +5,11 @@ use food_api::telemetry::init_subscriber;
 
 #[actix_web::main]
 async fn main() {
+    // `food-api validate <folder>`: the child process that checks uploaded weights (src/validate.rs).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "validate") {
+        food_api::validate::run(args.get(2).map(|a| a.as_os_str()));
+    }
     let config = Config::parse();
     init_subscriber(config.log_format);
     tracing::info!(?config, "starting");

@@ -107,6 +107,8 @@ impl Application {
                 .route("/models", web::get().to(routes::list_models))
                 .route("/models/{name}/versions/{version}", web::get().to(routes::version_details))
                 .route("/models/{name}/versions/{version}/stats", web::get().to(routes::version_stats))
+                .route("/models/{name}/versions", web::post().to(routes::upload))
+                .route("/models/{name}/versions/{version}/download", web::get().to(routes::download))
                 .route("/models/{name}/versions/{version}/load", web::post().to(routes::load))
                 .route("/models/{name}/versions/{version}/unload", web::post().to(routes::unload))
                 .route("/models/{name}/versions/{version}/predict", web::post().to(routes::predict_version))

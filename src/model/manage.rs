@@ -1,5 +1,6 @@
 //! What changes the table for a caller: load, unload, aliases and rollback. Each is in the
 //! deployment log.
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -7,7 +8,10 @@ use super::repository::valid_name;
 use super::routing::RoutingPolicy;
 use super::table::{Action, ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, VersionEntry};
 use super::table::{VersionState, PREVIOUS, STABLE};
-use super::{LoadError, LoadedModel, ModelPaths};
+use super::{Fingerprint, LoadError, LoadedModel, ModelPaths};
+
+/// Upload folders are unique within the process (and by pid across processes).
+static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl ModelTable {
     /// POST .../load: loads and warms a version. Idempotent: a ready version is left as it is.
@@ -160,6 +164,52 @@ impl ModelTable {
         let from = result.as_ref().ok().cloned().flatten();
         let what =
             Action { by, action: "alias", model: name, version: Some(version), alias: Some(alias), from, reason: None };
+        self.record(what, started, &result);
+        result
+    }
+
+    /// A folder for an upload of model `name` to be written into and checked in.
+    pub fn upload_folder(&self, name: &str) -> Result<PathBuf, ManageError> {
+        if !valid_name(name) {
+            return Err(ManageError::Invalid(format!("{name:?} cannot be a model name")));
+        }
+        let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = self.repository.root().join(name).join(format!(".staging-upload-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ManageError::Conflict(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(dir)
+    }
+
+    /// Names a checked upload (`files`, a folder of an `upload_folder`) `version` of model `name`:
+    /// renamed into place, `available`, never over an existing version.
+    pub fn add_uploaded(
+        &self,
+        name: &str,
+        version: &str,
+        files: &std::path::Path,
+        fingerprint: Fingerprint,
+        by: &str,
+    ) -> Result<(), ManageError> {
+        let started = Instant::now();
+        let result = self.change(|s| {
+            if !valid_name(version) {
+                return Err(ManageError::Invalid(format!("{version:?} cannot be a version name")));
+            }
+            let target = self.repository.root().join(name).join(version);
+            if target.exists() || s.models.get(name).is_some_and(|m| m.versions.contains_key(version)) {
+                return Err(ManageError::Conflict(format!(
+                    "{name} has a version {version} already: versions are immutable"
+                )));
+            }
+            std::fs::rename(files, &target)
+                .map_err(|e| ManageError::Conflict(format!("cannot rename into place: {e}")))?;
+            let mut slot = VersionEntry::available(target);
+            slot.fingerprint = Some(fingerprint);
+            s.models.entry(name.to_string()).or_default().versions.insert(version.to_string(), slot);
+            Ok(())
+        });
+        let what =
+            Action { by, action: "upload", model: name, version: Some(version), alias: None, from: None, reason: None };
         self.record(what, started, &result);
         result
     }

@@ -1,6 +1,7 @@
 //! The model: its files (manifest, weights, class mapping), loading and validating them, the
 //! inference thread that runs it, the repository of versions on disk and the table of loaded ones.
 mod audit;
+pub mod bundle;
 mod device;
 mod dropin;
 mod identity;
@@ -30,7 +31,7 @@ pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
 pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
-pub use repository::{fingerprint as fingerprint_files, valid_name};
+pub use repository::{fingerprint as fingerprint_files, valid_name, CLASS_MAPPING_FILE};
 pub use routing::{CanaryAbort, Route, RoutingPolicy, ShadowPolicy, Share};
 pub use stats::{PairReport, ProtocolTotals, Recorded, Stages, StatsReport, VersionStats};
 pub use table::{

@@ -1,4 +1,5 @@
 //! One file per endpoint.
+mod bundles;
 mod classes;
 mod compare;
 mod deploy;
@@ -15,6 +16,7 @@ mod routing;
 mod system_status;
 pub mod v2;
 
+pub use bundles::{download, upload};
 pub use classes::classes;
 pub use compare::{compare, compare_result};
 pub use deploy::{deployments, load, remove_alias, rollback, set_alias, unload};

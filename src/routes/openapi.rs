@@ -13,7 +13,8 @@ use utoipa_swagger_ui::Config;
 use crate::error::{ApiError, ErrorBody};
 
 use super::{
-    classes, compare, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status, v2,
+    bundles, classes, compare, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status,
+    v2,
 };
 
 #[derive(OpenApi)]
@@ -41,6 +42,8 @@ use super::{
         deploy::set_alias,
         deploy::remove_alias,
         deploy::rollback,
+        bundles::upload,
+        bundles::download,
         compare::compare,
         compare::compare_result,
         routing::get_routing,

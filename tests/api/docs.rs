@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 41] = [
+const ROUTES: [(&str, &str); 43] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
@@ -40,6 +40,8 @@ const ROUTES: [(&str, &str); 41] = [
     ("/models/{name}/aliases/{alias}", "put"),
     ("/models/{name}/aliases/{alias}", "delete"),
     ("/models/{name}/rollback", "post"),
+    ("/models/{name}/versions", "post"),
+    ("/models/{name}/versions/{version}/download", "get"),
     ("/models/{name}/compare", "post"),
     ("/models/{name}/compare/{job}", "get"),
     ("/models/{name}/routing", "get"),

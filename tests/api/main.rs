@@ -4,6 +4,7 @@ mod bad_input;
 mod batch;
 mod bounds;
 mod browser;
+mod bundles;
 mod classes;
 mod client_closed;
 mod compare;
