@@ -123,7 +123,8 @@ pub async fn upload(
         .map_err(anyhow::Error::from)?
         .map_err(|mut e| {
             // Name the file as the bundle does, not where it was unpacked.
-            e.file = e.file.strip_prefix(&files).map_or_else(|_| PathBuf::from("bundle"), Path::to_path_buf);
+            let inside = e.file.strip_prefix(&files).ok().filter(|f| !f.as_os_str().is_empty());
+            e.file = inside.map_or_else(|| PathBuf::from("bundle"), Path::to_path_buf);
             ApiError::InvalidModel(e)
         })?;
     predictor.table().add_uploaded(&path, &version, &folder.join("files"), fingerprint, &admin.by)?;

@@ -139,46 +139,81 @@ async fn hostile_or_broken_bundles_are_refused_and_leave_nothing_behind() {
     assert_eq!(app.get("/health").await.status(), 200);
 }
 
+/// Runs `script` (Python, with the weights' path as its argument) to make a TorchScript file.
+fn make_weights(script: &str, dir: &Path, name: &str) -> std::path::PathBuf {
+    let python = repo_path(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
+    // TorchScript reads the module's source: it must be in a file.
+    let source = dir.join(format!("{name}.py"));
+    std::fs::write(&source, script).unwrap();
+    let weights = dir.join(name);
+    let made = std::process::Command::new(python).arg(&source).arg(&weights).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    weights
+}
+
+/// Lite2's bundle with its image weights replaced by `weights`.
+fn bundle_with_weights(weights: &Path) -> Vec<u8> {
+    let name = weights.file_name().unwrap().to_str().unwrap().to_string();
+    let mut files = version_files(&lite2());
+    let manifest = files.iter_mut().find(|(n, _)| n == "manifest.json").unwrap();
+    let mut json: Value = serde_json::from_slice(&manifest.1).unwrap();
+    json["weights"] = name.clone().into();
+    manifest.1 = serde_json::to_vec(&json).unwrap();
+    files.retain(|(n, _)| !n.starts_with("efficientnet"));
+    files.push((name, std::fs::read(weights).unwrap()));
+    bundle(&as_refs(&files), None)
+}
+
 #[tokio::test]
 async fn weights_that_hang_the_loader_are_refused_at_the_time_limit_while_the_server_answers() {
     // A real TorchScript module whose forward never returns: the warm-up in the validator hangs.
-    let python = repo_path(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
     let dir = tempfile::tempdir().unwrap();
-    let hang = dir.path().join("hang.pt");
     let script = "import sys, torch\n\
         class Hang(torch.nn.Module):\n    def forward(self, x):\n        i = 0\n        while i >= 0:\n            i = i + 1\n        return x\n\
         torch.jit.script(Hang()).save(sys.argv[1])\n";
-    // TorchScript reads the module's source: it must be in a file.
-    let source = dir.path().join("hang.py");
-    std::fs::write(&source, script).unwrap();
-    let made = std::process::Command::new(python).arg(&source).arg(&hang).output().unwrap();
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-
+    let body = bundle_with_weights(&make_weights(script, dir.path(), "hang.pt"));
     let mut config = upload_config();
     config.validate_timeout_seconds = 3;
     let app = spawn_app_with(config).await;
     let before = app.repository_entries();
-    let mut files = version_files(&lite2());
-    let manifest = files.iter_mut().find(|(n, _)| n == "manifest.json").unwrap();
-    let mut json: Value = serde_json::from_slice(&manifest.1).unwrap();
-    json["weights"] = "hang.pt".into();
-    manifest.1 = serde_json::to_vec(&json).unwrap();
-    files.retain(|(n, _)| !n.starts_with("efficientnet"));
-    files.push(("hang.pt".into(), std::fs::read(&hang).unwrap()));
 
     let started = std::time::Instant::now();
-    let body = bundle(&as_refs(&files), None);
     let upload = app.upload(&body, None, "hang");
-    let health = async {
-        // While the validator hangs, the server answers.
-        let response = app.post_predict(&sample("coffee.png"), None).await;
-        response.status()
-    };
-    let (response, during) = tokio::join!(upload, health);
-    assert_eq!(during, 200);
+    let meanwhile = async { app.post_predict(&sample("coffee.png"), None).await.status() };
+    let (response, during) = tokio::join!(upload, meanwhile);
+    assert_eq!(during, 200, "the server answers while the validator hangs");
     let (status, _, error) = error_of(response).await;
     assert!(status == 422 && error.contains("did not finish within 3 s"), "{status} {error}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert_eq!(app.repository_entries(), before);
+}
+
+#[tokio::test]
+async fn weights_that_crash_libtorch_are_refused_and_the_server_keeps_serving() {
+    // A TorchScript archive whose code nests 100,000 parentheses: libtorch's parser recurses until
+    // the stack runs out and the process dies (checked: `torch.jit.load` in Python dies of SIGSEGV).
+    // Loaded in the server, it would take the server down.
+    let dir = tempfile::tempdir().unwrap();
+    let script = "import sys, zipfile, torch\n\
+        class M(torch.nn.Module):\n    def forward(self, x):\n        return x + 1\n\
+        base = sys.argv[1] + '.base'\n\
+        torch.jit.script(M()).save(base)\n\
+        zin = zipfile.ZipFile(base)\n\
+        with zipfile.ZipFile(sys.argv[1], 'w') as zout:\n\
+        \x20   for name in zin.namelist():\n\
+        \x20       data = zin.read(name)\n\
+        \x20       if name.endswith('code/__torch__.py'):\n\
+        \x20           data = data.replace(b'torch.add(x, 1)', b'torch.add(' + b'(' * 100000 + b'x' + b')' * 100000 + b', 1)')\n\
+        \x20       if not name.endswith('.debug_pkl'):\n\
+        \x20           zout.writestr(zipfile.ZipInfo(name), data)\n";
+    let body = bundle_with_weights(&make_weights(script, dir.path(), "crash.pt"));
+    let app = spawn_app_with(upload_config()).await;
+    let before = app.repository_entries();
+    let (status, kind, error) = error_of(app.upload(&body, None, "crash").await).await;
+    assert_eq!((status, kind.as_str()), (422, "invalid_model"), "{error}");
+    // SIGSEGV in Python; in Rust the stack guard turns the overflow into an abort (SIGABRT).
+    assert!(error.starts_with("bundle: these files crashed the validator (signal "), "{error}");
+    assert_eq!(app.repository_entries(), before);
+    app.predict_ok(&sample("coffee.png"), None).await;
 }
