@@ -47,14 +47,20 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
     app.predict_ok(&image, Some("after the burst")).await;
 }
 
-#[tokio::test]
-async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
+/// The repo's model and a worker of one inference thread (one intra-op thread), 4 client places
+/// and 1 shadow place.
+async fn one_thread_worker() -> (Arc<LoadedModel>, InferenceWorker) {
     let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
     let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
     let model = Arc::new(
         tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
     );
-    let worker = InferenceWorker::spawn(4, 1, layout, false).unwrap();
+    (model, InferenceWorker::spawn(4, 1, layout, false).unwrap())
+}
+
+#[tokio::test]
+async fn a_request_that_gives_up_frees_its_place_at_once_and_is_never_run() {
+    let (model, worker) = one_thread_worker().await;
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
 
     // Three requests keep the thread busy for tens of milliseconds.
@@ -117,12 +123,7 @@ async fn two_inference_threads_answer_concurrent_requests_alike() {
 
 #[tokio::test]
 async fn mirrored_jobs_take_no_clients_place_and_run_only_when_no_clients_job_waits() {
-    let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
-    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
-    let model = Arc::new(
-        tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
-    );
-    let worker = InferenceWorker::spawn(4, 1, layout, false).unwrap();
+    let (model, worker) = one_thread_worker().await;
     let image = || Work::Image(vec![0.0; 3 * 224 * 224]);
     let finished = std::sync::Mutex::new(Vec::new());
 
