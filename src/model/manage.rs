@@ -122,7 +122,7 @@ impl ModelTable {
     pub async fn unload(&self, name: &str, version: &str, by: &str) -> Result<(), ManageError> {
         let started = Instant::now();
         let result = self.change(|s| {
-            let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &[]))?;
+            let entry = s.model_mut(name)?;
             let holders = entry.holds(version).iter().map(|a| a.to_string()).collect::<Vec<_>>();
             if !holders.is_empty() {
                 return Err(ManageError::Conflict(format!(
@@ -218,8 +218,7 @@ impl ModelTable {
     pub fn remove_alias(&self, name: &str, alias: &str, by: &str) -> Result<Option<String>, ManageError> {
         let started = Instant::now();
         let result = self.change(|s| {
-            let known: Vec<String> = s.models.keys().cloned().collect();
-            let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &known))?;
+            let entry = s.model_mut(name)?;
             if alias == STABLE {
                 return Err(ManageError::Conflict(format!("{name} needs `stable`: point it elsewhere instead")));
             }
@@ -242,8 +241,7 @@ impl ModelTable {
     ) -> Result<RoutingPolicy, ManageError> {
         let started = Instant::now();
         let result = self.change(|s| {
-            let known: Vec<String> = s.models.keys().cloned().collect();
-            let entry = s.models.get(name).ok_or_else(|| unknown_model(name, &known))?;
+            let entry = s.model(name)?;
             let current = entry.policy().generation;
             if let Some(expected) = if_match.filter(|g| *g != current) {
                 return Err(ManageError::Stale(format!(
@@ -252,8 +250,7 @@ impl ModelTable {
             }
             policy.validate().map_err(ManageError::Invalid)?;
             for target in policy.targets() {
-                let version = entry.aliases.get(target).map_or(target, String::as_str);
-                ready_version(s, name, version)?;
+                ready_version(s, name, entry.version_of(target))?;
             }
             policy.generation = current + 1;
             s.models.get_mut(name).expect("checked above").routing = Some(policy.clone());
@@ -270,8 +267,7 @@ impl ModelTable {
     pub fn clear_routing(&self, name: &str, by: &str) -> Result<(), ManageError> {
         let started = Instant::now();
         let result = self.change(|s| {
-            let known: Vec<String> = s.models.keys().cloned().collect();
-            let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &known))?;
+            let entry = s.model_mut(name)?;
             let generation = entry.policy().generation + 1;
             entry.routing = Some(RoutingPolicy { generation, ..RoutingPolicy::implicit() });
             Ok(())
@@ -285,8 +281,7 @@ impl ModelTable {
     pub fn rollback(&self, name: &str, by: &str) -> Result<(String, String), ManageError> {
         let started = Instant::now();
         let result = self.change(|s| {
-            let entry =
-                s.models.get(name).ok_or_else(|| unknown_model(name, &s.models.keys().cloned().collect::<Vec<_>>()))?;
+            let entry = s.model(name)?;
             let previous =
                 entry.aliases.get(PREVIOUS).cloned().ok_or_else(|| {
                     ManageError::Conflict(format!("{name} has no `previous` version to roll back to"))
@@ -308,11 +303,8 @@ impl ModelTable {
     /// A version's slot, as the snapshot has it now.
     pub(super) fn entry(&self, name: &str, version: &str) -> Result<VersionEntry, ResolveError> {
         let snapshot = self.snapshot();
-        let model = snapshot.models.get(name).ok_or_else(|| ResolveError::UnknownModel {
-            name: name.into(),
-            known: snapshot.models.keys().cloned().collect(),
-        })?;
-        model
+        snapshot
+            .model(name)?
             .versions
             .get(version)
             .cloned()
@@ -330,8 +322,8 @@ pub(super) fn promote(entry: &mut ModelEntry, version: &str) -> Option<String> {
 }
 
 fn ready_version(s: &Snapshot, name: &str, version: &str) -> Result<(), ManageError> {
-    let entry = s.models.get(name).ok_or_else(|| unknown_model(name, &s.models.keys().cloned().collect::<Vec<_>>()))?;
-    let slot = entry
+    let slot = s
+        .model(name)?
         .versions
         .get(version)
         .ok_or_else(|| ResolveError::UnknownVersion { name: name.into(), target: version.into() })?;
@@ -349,16 +341,10 @@ pub(super) fn version_mut<'a>(
     name: &str,
     version: &str,
 ) -> Result<&'a mut VersionEntry, ManageError> {
-    let known: Vec<String> = s.models.keys().cloned().collect();
-    let entry = s.models.get_mut(name).ok_or_else(|| unknown_model(name, &known))?;
-    entry
+    s.model_mut(name)?
         .versions
         .get_mut(version)
         .ok_or_else(|| ResolveError::UnknownVersion { name: name.into(), target: version.into() }.into())
-}
-
-pub(super) fn unknown_model(name: &str, known: &[String]) -> ManageError {
-    ResolveError::UnknownModel { name: name.into(), known: known.to_vec() }.into()
 }
 
 pub(super) fn internal(e: ManageError) -> LoadError {

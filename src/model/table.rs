@@ -80,7 +80,28 @@ impl VersionEntry {
     }
 }
 
+impl Snapshot {
+    /// The model named `name`, or why not (naming the models there are).
+    pub fn model(&self, name: &str) -> Result<&ModelEntry, ResolveError> {
+        self.models.get(name).ok_or_else(|| self.unknown(name))
+    }
+
+    pub fn model_mut(&mut self, name: &str) -> Result<&mut ModelEntry, ResolveError> {
+        let unknown = self.unknown(name);
+        self.models.get_mut(name).ok_or(unknown)
+    }
+
+    fn unknown(&self, name: &str) -> ResolveError {
+        ResolveError::UnknownModel { name: name.to_string(), known: self.models.keys().cloned().collect() }
+    }
+}
+
 impl ModelEntry {
+    /// The version `target` names: the one an alias of that name points at, or `target` itself.
+    pub fn version_of<'a>(&'a self, target: &'a str) -> &'a str {
+        self.aliases.get(target).map_or(target, String::as_str)
+    }
+
     /// The aliases that point at `version`.
     pub fn aliases_of(&self, version: &str) -> Vec<&str> {
         self.aliases.iter().filter(|(_, v)| v.as_str() == version).map(|(a, _)| a.as_str()).collect()
@@ -216,7 +237,7 @@ impl ModelTable {
         let Some(entry) = snapshot.models.get(name) else { return };
         let Some(policy) = &entry.routing else { return };
         let Some(abort) = &policy.canary_abort else { return };
-        let is_this = |target: &str| entry.aliases.get(target).map_or(target, String::as_str) == version.as_str();
+        let is_this = |target: &str| entry.version_of(target) == version.as_str();
         if is_this(STABLE) || !policy.canaries().any(is_this) {
             return;
         }
@@ -297,12 +318,9 @@ fn judge(abort: &CanaryAbort, window: &Window) -> Option<String> {
 fn resolve_in(snapshot: &Snapshot, name: Option<&str>, target: Option<&str>) -> Result<Arc<LoadedModel>, ResolveError> {
     {
         let name = name.unwrap_or(&snapshot.default_model);
-        let entry = snapshot.models.get(name).ok_or_else(|| ResolveError::UnknownModel {
-            name: name.to_string(),
-            known: snapshot.models.keys().cloned().collect(),
-        })?;
+        let entry = snapshot.model(name)?;
         let target = target.unwrap_or(STABLE);
-        let version = entry.aliases.get(target).map_or(target, String::as_str);
+        let version = entry.version_of(target);
         let unknown = || ResolveError::UnknownVersion { name: name.to_string(), target: target.to_string() };
         let slot = entry.versions.get(version).ok_or_else(unknown)?;
         match &slot.model {

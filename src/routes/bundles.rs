@@ -156,14 +156,7 @@ pub async fn download(
     predictor: web::Data<Predictor>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
-    let snapshot = predictor.table().snapshot();
-    let entry =
-        snapshot.models.get(&path.name).ok_or_else(|| ApiError::NotFound(format!("no model named {:?}", path.name)))?;
-    let version = entry.aliases.get(&path.version).cloned().unwrap_or_else(|| path.version.clone());
-    let slot = entry
-        .versions
-        .get(&version)
-        .ok_or_else(|| ApiError::NotFound(format!("{} has no version {version:?}", path.name)))?;
+    let (_, version, slot) = super::models::find(&predictor, &path)?;
     // Versions are immutable: their bundle is made once and kept.
     let bundle = config.data_dir.join("bundles").join(&path.name).join(format!("{version}.tar.gz"));
     let (dir, out) = (slot.dir.clone(), bundle.clone());

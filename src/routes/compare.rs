@@ -129,9 +129,7 @@ fn versions_of(predictor: &Predictor, name: &str, asked: Option<&[String]>) -> R
         Some(targets) => targets.to_vec(),
         None => {
             let snapshot = predictor.table().snapshot();
-            let entry =
-                snapshot.models.get(name).ok_or_else(|| ApiError::NotFound(format!("no model named {name:?}")))?;
-            entry.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(v, _)| v.clone()).collect()
+            snapshot.model(name)?.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(v, _)| v.clone()).collect()
         }
     };
     if targets.is_empty() || targets.len() > 8 {

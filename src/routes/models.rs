@@ -155,13 +155,9 @@ pub async fn version_stats(
 }
 
 /// The model entry, the version an alias resolves to, and its slot.
-fn find(predictor: &Predictor, path: &VersionPath) -> Result<(ModelEntry, String, VersionEntry), ApiError> {
-    let snapshot = predictor.table().snapshot();
-    let entry = snapshot.models.get(&path.name).cloned().ok_or_else(|| ResolveError::UnknownModel {
-        name: path.name.clone(),
-        known: snapshot.models.keys().cloned().collect(),
-    })?;
-    let version = entry.aliases.get(&path.version).cloned().unwrap_or_else(|| path.version.clone());
+pub(super) fn find(predictor: &Predictor, path: &VersionPath) -> Result<(ModelEntry, String, VersionEntry), ApiError> {
+    let entry = predictor.table().snapshot().model(&path.name)?.clone();
+    let version = entry.version_of(&path.version).to_string();
     let slot = entry
         .versions
         .get(&version)

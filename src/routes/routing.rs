@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::model::{ResolveError, RoutingPolicy};
+use crate::model::RoutingPolicy;
 use crate::predictor::Predictor;
 
 /// GET /models/{name}/routing: the policy (everything to `stable` until one is set).
@@ -20,12 +20,7 @@ pub async fn get_routing(
     path: web::Path<String>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
-    let snapshot = predictor.table().snapshot();
-    let entry = snapshot.models.get(path.as_str()).ok_or_else(|| ResolveError::UnknownModel {
-        name: path.to_string(),
-        known: snapshot.models.keys().cloned().collect(),
-    })?;
-    let policy = entry.policy();
+    let policy = predictor.table().snapshot().model(&path)?.policy();
     Ok(HttpResponse::Ok().insert_header(etag(&policy)).json(policy))
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::ModelPath;
 use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::model::{ResolveError, VersionEntry, STABLE};
+use crate::model::{VersionEntry, STABLE};
 use crate::predictor::Predictor;
 
 #[derive(Deserialize, Default)]
@@ -108,10 +108,7 @@ pub async fn unload(
 }
 
 fn model_entry(predictor: &Predictor, name: &str) -> Result<crate::model::ModelEntry, ApiError> {
-    let snapshot = predictor.table().snapshot();
-    snapshot.models.get(name).cloned().ok_or_else(|| {
-        ResolveError::UnknownModel { name: name.to_string(), known: snapshot.models.keys().cloned().collect() }.into()
-    })
+    Ok(predictor.table().snapshot().model(name)?.clone())
 }
 
 /// The statistics extension: every loaded version's counts and summed durations.
