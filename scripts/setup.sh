@@ -67,16 +67,21 @@ fi
 
 if $for_tests; then
   pip_install_once scripts/requirements-test.txt "the Python packages the tests use"
-  # The browser test drives Debian's Chromium (playwright's own browser download cannot work here).
-  if [ ! -x /usr/bin/chromium ]; then
-    echo "setup: installing Debian's chromium for the browser test"
+  # Debian's packages the tests use when missing: Chromium for the browser test (playwright's own
+  # browser download cannot work here), PostgreSQL's server for the history tests (they start
+  # their own instances in temporary folders; the package's own cluster is not used).
+  missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian's ${missing[*]} for the tests"
     sudo=""
     if [ "$(id -u)" != 0 ]; then
-      command -v sudo >/dev/null || { echo "setup: /usr/bin/chromium is missing and this is not root: apt-get install chromium as root" >&2; exit 1; }
+      command -v sudo >/dev/null || { echo "setup: ${missing[*]} missing and this is not root: apt-get install ${missing[*]} as root" >&2; exit 1; }
       sudo="sudo"
     fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq chromium >/dev/null
+    $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi

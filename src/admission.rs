@@ -9,7 +9,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 const KIB: u64 = 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AdmissionError {
     #[error("{limit} requests are in progress, the most this server takes at once; retry shortly")]
     TooManyRequests { limit: usize, too_many_requests: bool },

@@ -111,9 +111,10 @@ impl Predictor {
         k: usize,
     ) -> Option<Answered> {
         let deadline = Instant::now() + Duration::from_millis(self.deadline_ms());
+        let image_sha256 = crate::predictor::digest_of(&upload.image).await.ok()?;
         loop {
             let started = Instant::now();
-            match self.run(model.clone(), upload, Lane::Primary).await {
+            match self.run(model.clone(), upload, &image_sha256, Lane::Primary).await {
                 Ok(outcome) => {
                     let top = outcome.answer.combined.top(k).iter().map(|c| c.label.clone()).collect();
                     return Some(Answered { top, latency: (!outcome.cache_hit).then(|| started.elapsed()) });

@@ -5,6 +5,8 @@ use clap::{Parser, ValueEnum};
 
 use crate::admin::Secret;
 use crate::domain::UploadLimits;
+pub use crate::history::HistoryUrl;
+use crate::history::{HistorySettings, Target};
 pub use crate::model::DeviceChoice;
 use crate::model::{ThreadLayout, TorchThreads};
 use crate::predictor::PredictorSettings;
@@ -175,6 +177,35 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: usize,
 
+    /// Where the inference history goes: off, sqlite://<file> or postgres://user:password@host:port/db
+    /// (replicas share one); default: sqlite in --data-dir (history.sqlite)
+    #[arg(long, env = "FOOD_API_HISTORY_URL", hide_env_values = true)]
+    pub history_url: Option<HistoryUrl>,
+
+    /// Keep each request's text in the history (by default only its length and SHA-256)
+    #[arg(long, env = "FOOD_API_HISTORY_STORE_TEXT")]
+    pub history_store_text: bool,
+
+    /// Days of history kept; older rows are pruned in the background
+    #[arg(long, env = "FOOD_API_HISTORY_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    pub history_retention_days: u64,
+
+    /// Rows of history kept at most; the oldest beyond are pruned in the background
+    #[arg(long, env = "FOOD_API_HISTORY_MAX_ROWS", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_max_rows: u64,
+
+    /// Seconds between two prunings of the history
+    #[arg(long, env = "FOOD_API_HISTORY_PRUNE_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub history_prune_seconds: u64,
+
+    /// Rows waiting for the history's writer; past it rows are dropped (counted), never waited for
+    #[arg(long, env = "FOOD_API_HISTORY_QUEUE_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub history_queue_capacity: u64,
+
+    /// This server's name in the history's rows (replicas sharing a store); default: host name and process id
+    #[arg(long, env = "FOOD_API_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+
     /// Log lines as human-readable text or as JSON objects (one per line, for log collectors)
     #[arg(long, env = "FOOD_API_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -222,6 +253,22 @@ impl Config {
             max_image_pixels: self.max_image_pixels,
             deadline_ms: self.deadline_ms,
             shadow_queue_capacity: self.shadow_queue_capacity as usize,
+        }
+    }
+
+    pub fn history_settings(&self) -> HistorySettings {
+        let replica = self.replica_name.clone().unwrap_or_else(|| {
+            let host = sysinfo::System::host_name().unwrap_or_else(|| "localhost".into());
+            format!("{host}-{}", std::process::id())
+        });
+        HistorySettings {
+            target: Target::of(self.history_url.as_ref(), &self.data_dir),
+            store_text: self.history_store_text,
+            retention: std::time::Duration::from_secs(self.history_retention_days * 86_400),
+            max_rows: self.history_max_rows,
+            queue_capacity: self.history_queue_capacity as usize,
+            prune_every: std::time::Duration::from_secs(self.history_prune_seconds),
+            replica,
         }
     }
 

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::admission::AdmissionError;
 use crate::domain::InputError;
+use crate::history::HistoryError;
 use crate::model::{InferError, LoadError, ManageError, ResolveError};
 use crate::predictor::PredictError;
 use crate::preprocess::ImageError;
@@ -52,6 +53,8 @@ pub enum ApiError {
     /// `If-Match` names a state that is no longer current.
     #[error("{0}")]
     PreconditionFailed(String),
+    #[error("{0}")]
+    HistoryUnavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -92,6 +95,23 @@ impl From<PredictError> for ApiError {
             PredictError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
         }
     }
+}
+
+impl From<HistoryError> for ApiError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Off => Self::NotFound(e.to_string()),
+            HistoryError::Unavailable(_) => {
+                tracing::warn!(error = %e, "history query failed");
+                Self::HistoryUnavailable(e.to_string())
+            }
+        }
+    }
+}
+
+/// The status a failed prediction answers with: the history records it beside the error's text.
+pub fn prediction_status(e: &PredictError) -> u16 {
+    ApiError::from(e.clone()).status_code().as_u16()
 }
 
 impl From<ResolveError> for ApiError {
@@ -157,6 +177,7 @@ impl ApiError {
             Self::Reload(_) | Self::InvalidModel(_) => "invalid_model",
             Self::Conflict(_) => "conflict",
             Self::PreconditionFailed(_) => "precondition_failed",
+            Self::HistoryUnavailable(_) => "history_unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -187,6 +208,7 @@ impl ResponseError for ApiError {
             Self::Reload(_) | Self::InvalidModel(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            Self::HistoryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -205,7 +227,7 @@ impl ResponseError for ApiError {
         };
         let mut response = HttpResponse::build(self.status_code());
         let busy = matches!(self, Self::Admission(e) if e.too_many_requests().is_some());
-        if busy || matches!(self, Self::Overloaded { .. }) {
+        if busy || matches!(self, Self::Overloaded { .. } | Self::HistoryUnavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
         if matches!(self, Self::UnsupportedEncoding(_)) {

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod history;
 pub mod memory;
 pub mod metrics;
 pub mod model;

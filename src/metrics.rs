@@ -292,6 +292,27 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
         &[("success", reloads.succeeded), ("failure", reloads.failed)],
     )?;
 
+    if let Some(rows) = predictor.history().counts() {
+        counter_vec(
+            "history_rows_total",
+            "Inference history rows by outcome: written, or dropped (queue full, store failed)",
+            "outcome",
+            &[
+                ("written", rows.written),
+                ("dropped_queue_full", rows.dropped_queue_full),
+                ("dropped_store_error", rows.dropped_store_error),
+            ],
+        )?;
+        counter("history_pruned_rows_total", "History rows removed by retention", rows.pruned)?;
+        gauge("history_queue_depth", "History rows waiting for the writer", rows.queued as f64)?;
+        let up = predictor.history().status() == crate::history::Status::Ok;
+        gauge(
+            "history_up",
+            "1 while the history store takes every row, 0 while rows are dropped",
+            f64::from(u8::from(up)),
+        )?;
+    }
+
     let worker = predictor.worker().stats();
     gauge("queue_depth", "Requests waiting for or running on the model", predictor.worker().queued() as f64)?;
     gauge("queue_capacity", "Places in the queue (--queue-capacity)", predictor.worker().capacity() as f64)?;

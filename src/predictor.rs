@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::admission::{Admission, AdmissionError};
-use crate::cache::{prediction_key, text_key, CacheStats, ModelCache, PredictionKey};
+use crate::cache::{image_digest, prediction_key, text_key, CacheStats, InputKey, ModelCache};
 use crate::domain::{ImageUpload, PredictUpload};
+use crate::history::{History, Role, Row};
 use crate::model::{
     class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, Lane, LoadError, LoadedModel,
     ModelTable, Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
@@ -64,7 +65,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Why a prediction failed; `error.rs` says what each means over HTTP.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PredictError {
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -83,6 +84,19 @@ fn thread_failed(what: &str) -> impl Fn(tokio::task::JoinError) -> PredictError 
     move |e| PredictError::Internal(format!("{what} thread failed: {e}"))
 }
 
+/// Who asked for a prediction, as the history records it; the route fills it in.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub request_id: String,
+    /// The route pattern, e.g. `/predict`.
+    pub endpoint: String,
+    pub route: Route,
+    /// SHA-256 (hex) of the sticky key that chose the version, never the key itself.
+    pub sticky_key_sha256: Option<String>,
+    /// The item's place in a batch or a v2 request.
+    pub item: Option<usize>,
+}
+
 /// What the service is told at start (from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct PredictorSettings {
@@ -92,6 +106,13 @@ pub struct PredictorSettings {
     pub max_image_pixels: u64,
     pub deadline_ms: u64,
     pub shadow_queue_capacity: usize,
+}
+
+/// Where predictions are recorded, and the status a failure answers with (HTTP's business,
+/// handed in by the start-up so that this layer knows nothing of HTTP).
+pub struct Recorder {
+    pub history: History,
+    pub status_of: fn(&PredictError) -> u16,
 }
 
 pub struct Predictor {
@@ -104,11 +125,19 @@ pub struct Predictor {
     text_weight: f32,
     max_image_pixels: u64,
     deadline_ms: u64,
+    recorder: Recorder,
 }
 
 impl Predictor {
-    pub fn new(table: ModelTable, worker: InferenceWorker, admission: Admission, settings: PredictorSettings) -> Self {
+    pub fn new(
+        table: ModelTable,
+        worker: InferenceWorker,
+        admission: Admission,
+        settings: PredictorSettings,
+        recorder: Recorder,
+    ) -> Self {
         Self {
+            recorder,
             table,
             mirrors: Mirrors::new(settings.shadow_queue_capacity),
             worker,
@@ -159,6 +188,10 @@ impl Predictor {
         &self.mirrors
     }
 
+    pub fn history(&self) -> &History {
+        &self.recorder.history
+    }
+
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
     }
@@ -184,17 +217,25 @@ impl Predictor {
     /// of a batch then runs on the same model, whatever a reload swaps in meanwhile), within the
     /// deadline; past it, the pipeline is dropped: its place in the queue is freed and the
     /// inference thread skips its job.
-    /// The outcome goes into the version's statistics.
-    pub async fn predict(&self, model: &Arc<LoadedModel>, upload: &PredictUpload) -> Result<Outcome, PredictError> {
+    /// The outcome goes into the version's statistics and the history.
+    pub async fn predict(
+        &self,
+        model: &Arc<LoadedModel>,
+        upload: &PredictUpload,
+        call: &Call,
+    ) -> Result<Outcome, PredictError> {
         let started = Instant::now();
-        let work = self.run(model.clone(), upload, Lane::Primary);
+        let image_sha256 = digest_of(&upload.image).await?;
+        let work = self.run(model.clone(), upload, &image_sha256, Lane::Primary);
         let outcome = tokio::time::timeout(Duration::from_millis(self.deadline_ms), work)
             .await
             .map_err(|_| PredictError::Deadline(self.deadline_ms))
             .and_then(|outcome| outcome);
+        let latency = started.elapsed();
         if let Ok(done) = &outcome {
-            self.maybe_mirror(model, upload, &done.answer);
+            self.maybe_mirror(model, upload, &image_sha256, &done.answer, call);
         }
+        self.remember(model, upload, &image_sha256, call, Role::Primary, outcome.as_ref(), latency);
         model.stats.record(match &outcome {
             Ok(done) => {
                 let best = done.answer.combined.best();
@@ -203,22 +244,66 @@ impl Predictor {
                 let t = &done.timings;
                 let stages =
                     Stages { queue: took(t.queue), preprocess: took(t.preprocess), inference: took(t.inference) };
-                Recorded::Answer { latency: started.elapsed(), cache_hit: done.cache_hit, label, confidence, stages }
+                Recorded::Answer { latency, cache_hit: done.cache_hit, label, confidence, stages }
             }
-            Err(_) => Recorded::Error { latency: started.elapsed() },
+            Err(_) => Recorded::Error { latency },
         });
         self.table.check_canary(model);
         outcome
+    }
+
+    /// The history's row for one prediction (primary or shadow). Never waits.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn remember(
+        &self,
+        model: &LoadedModel,
+        upload: &PredictUpload,
+        image_sha256: &InputKey,
+        call: &Call,
+        role: Role,
+        outcome: Result<&Outcome, &PredictError>,
+        latency: Duration,
+    ) {
+        let history = &self.recorder.history;
+        if !history.is_on() {
+            return;
+        }
+        let text = upload.text.as_ref().map(|t| t.as_str());
+        let best = outcome.ok().map(|done| done.answer.combined.best());
+        let top_k = outcome.ok().and_then(|done| serde_json::to_string(done.answer.combined.top(5)).ok());
+        history.record(Row {
+            at_us: crate::history::now_us(),
+            request_id: call.request_id.clone(),
+            model: model.id.name.clone(),
+            version: model.id.version.clone(),
+            endpoint: call.endpoint.clone(),
+            routing: if role == Role::Shadow { "shadow" } else { call.route.as_str() },
+            role,
+            item: call.item.map(|i| i as i64),
+            input_sha256: hex::encode(image_sha256),
+            text_length: text.map(|t| t.chars().count() as i64),
+            text_sha256: text.map(|t| hex::encode(image_digest(t.as_bytes()))),
+            text: text.filter(|_| history.stores_text()).map(str::to_string),
+            label: best.map(|b| b.label.clone()),
+            confidence: best.map(|b| f64::from(b.probability)),
+            top_k,
+            latency_ms: ms(latency),
+            cache_hit: outcome.is_ok_and(|done| done.cache_hit),
+            status: outcome.map_or_else(|e| i64::from((self.recorder.status_of)(e)), |_| 200),
+            error: outcome.err().map(ToString::to_string),
+            sticky_key_sha256: call.sticky_key_sha256.clone(),
+        });
     }
 
     pub(crate) async fn run(
         &self,
         model: Arc<LoadedModel>,
         upload: &PredictUpload,
+        image_sha256: &InputKey,
         lane: Lane,
     ) -> Result<Outcome, PredictError> {
         let text = upload.text.as_ref().map(|t| t.as_str());
-        let key = key_of(upload).await?;
+        let key = prediction_key(image_sha256, text);
         if let Some(answer) = self.predictions.get(model.id.fingerprint, &key) {
             return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
         }
@@ -315,11 +400,12 @@ impl Predictor {
 /// it serves) for milliseconds, so it goes to the blocking pool; a small one's costs less than the hop.
 const HASH_INLINE_BYTES: usize = 256 * 1024;
 
-async fn key_of(upload: &PredictUpload) -> Result<PredictionKey, PredictError> {
-    let (image, text) = (upload.image.bytes(), upload.text.as_ref().map(|t| t.as_str()));
-    if image.len() <= HASH_INLINE_BYTES {
-        return Ok(prediction_key(image, text));
+/// The image's SHA-256: for the cache's key and the history.
+pub(crate) async fn digest_of(image: &ImageUpload) -> Result<InputKey, PredictError> {
+    let bytes = image.bytes();
+    if bytes.len() <= HASH_INLINE_BYTES {
+        return Ok(image_digest(bytes));
     }
-    let (image, text) = (image.clone(), text.map(str::to_string));
-    tokio::task::spawn_blocking(move || prediction_key(&image, text.as_deref())).await.map_err(thread_failed("hashing"))
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || image_digest(&bytes)).await.map_err(thread_failed("hashing"))
 }

@@ -13,16 +13,21 @@ use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::admission::Reservation;
+use crate::cache::InputKey;
 use crate::domain::PredictUpload;
+use crate::history::Role;
 use crate::model::{InferError, Lane, LoadedModel};
-use crate::predictor::{Answer, PredictError, Predictor};
+use crate::predictor::{Answer, Call, PredictError, Predictor};
 use crate::preprocess::ImageError;
 
 pub struct Mirror {
     primary: Arc<LoadedModel>,
     shadow: Arc<LoadedModel>,
     upload: PredictUpload,
+    image_sha256: InputKey,
     answer: Arc<Answer>,
+    /// The primary request's, for the history.
+    call: Call,
     /// The upload's bytes, held from the memory budget until the mirror is done.
     _memory: Reservation,
 }
@@ -55,15 +60,29 @@ impl Mirrors {
 
 impl Predictor {
     /// After `model` answered `upload`: mirrors the request if its model's policy draws it. Never waits.
-    pub(crate) fn maybe_mirror(&self, model: &Arc<LoadedModel>, upload: &PredictUpload, answer: &Arc<Answer>) {
+    pub(crate) fn maybe_mirror(
+        &self,
+        model: &Arc<LoadedModel>,
+        upload: &PredictUpload,
+        image_sha256: &InputKey,
+        answer: &Arc<Answer>,
+        call: &Call,
+    ) {
         let Some(shadow) = self.table().shadow_for(model) else { return };
         let counts = &self.mirrors().counts;
         let Ok(memory) = self.admission().reserve(upload.image.bytes().len() as u64) else {
             counts.dropped_memory.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let mirror =
-            Mirror { primary: model.clone(), shadow, upload: upload.clone(), answer: answer.clone(), _memory: memory };
+        let mirror = Mirror {
+            primary: model.clone(),
+            shadow,
+            upload: upload.clone(),
+            image_sha256: *image_sha256,
+            answer: answer.clone(),
+            call: call.clone(),
+            _memory: memory,
+        };
         if self.mirrors().queue.try_send(mirror).is_err() {
             counts.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
         }
@@ -85,24 +104,32 @@ impl Predictor {
 
     async fn run_mirror(&self, mirror: Mirror) {
         let deadline = Duration::from_millis(self.deadline_ms());
-        let run = self.run(mirror.shadow.clone(), &mirror.upload, Lane::Shadow);
+        let started = std::time::Instant::now();
+        let run = self.run(mirror.shadow.clone(), &mirror.upload, &mirror.image_sha256, Lane::Shadow);
         let counts = &self.mirrors().counts;
-        let outcome = match tokio::time::timeout(deadline, run).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(PredictError::Infer(InferError::QueueFull { .. }))) => {
+        let outcome = tokio::time::timeout(deadline, run)
+            .await
+            .unwrap_or(Err(PredictError::Deadline(deadline.as_millis() as u64)));
+        // Mirrors that ran (answered or failed) are history; those dropped for room never ran.
+        if !matches!(
+            outcome,
+            Err(PredictError::Infer(InferError::QueueFull { .. }) | PredictError::Image(ImageError::Busy(_)))
+        ) {
+            let (model, upload, sha) = (&mirror.shadow, &mirror.upload, &mirror.image_sha256);
+            self.remember(model, upload, sha, &mirror.call, Role::Shadow, outcome.as_ref(), started.elapsed());
+        }
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(PredictError::Infer(InferError::QueueFull { .. })) => {
                 counts.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Ok(Err(PredictError::Image(ImageError::Busy(_)))) => {
+            Err(PredictError::Image(ImageError::Busy(_))) => {
                 counts.dropped_memory.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(version = %mirror.shadow.id.version, error = %e, "shadow prediction failed");
-                counts.failed.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Err(_) => {
                 counts.failed.fetch_add(1, Ordering::Relaxed);
                 return;
             }

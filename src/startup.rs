@@ -14,9 +14,12 @@ use crate::admin::AdminAccess;
 use crate::admission::Admission;
 use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
+use crate::history::{DeploymentRow, History};
 use crate::metrics::Metrics;
-use crate::model::{device_name, resolve_device, InferenceWorker, ModelPaths, ModelTable, TableSettings};
-use crate::predictor::Predictor;
+use crate::model::{
+    device_name, resolve_device, AuditSink, Deployment, InferenceWorker, ModelPaths, ModelTable, TableSettings,
+};
+use crate::predictor::{Predictor, Recorder};
 use crate::routes;
 use crate::telemetry;
 
@@ -24,6 +27,7 @@ pub struct Application {
     port: u16,
     server: Server,
     signals: ShutdownSignals,
+    history: History,
 }
 
 /// SIGTERM and SIGINT, listened to from before the port opens: a signal that arrives once the
@@ -51,6 +55,8 @@ impl Application {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let layout = config.thread_layout();
+        // First: the deployment log's entries from the table's restore go to the history too.
+        let history = History::start(config.history_settings()).await.context("cannot start the inference history")?;
         let table = ModelTable::start(TableSettings {
             repository: config.model_repository.clone(),
             drop_in: ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() },
@@ -58,6 +64,7 @@ impl Application {
             max_loaded_versions: config.max_loaded_versions as usize,
             device,
             layout,
+            audit_sink: history.is_on().then(|| deployments_to(history.clone())),
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the models: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping/--model-repository at them"))?;
@@ -79,7 +86,9 @@ impl Application {
             Admission::new(config.max_concurrent_requests as usize, config.memory_budget_mb << 20, full_is_429);
         // What handlers need, each registered on its own (zero2prod's way): the prediction service,
         // the settings, the metrics, and who may manage the server.
-        let predictor = web::Data::new(Predictor::new(table, worker, admission, config.predictor_settings()));
+        let recorder = Recorder { history: history.clone(), status_of: crate::error::prediction_status };
+        let settings = config.predictor_settings();
+        let predictor = web::Data::new(Predictor::new(table, worker, admission, settings, recorder));
         tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
@@ -122,6 +131,8 @@ impl Application {
                 .route("/models/{name}/routing", web::put().to(routes::put_routing))
                 .route("/models/{name}/routing", web::delete().to(routes::delete_routing))
                 .route("/deployments", web::get().to(routes::deployments))
+                .route("/inference/history", web::get().to(routes::inference_history))
+                .route("/stats", web::get().to(routes::stats))
                 .route("/openapi.json", web::get().to(routes::openapi_json))
                 .route("/docs", web::get().to(routes::docs))
                 .route("/docs/{file:.*}", web::get().to(routes::docs_page))
@@ -145,7 +156,7 @@ impl Application {
             device = device_name(device),
             "ready"
         );
-        Ok(Self { port, server, signals })
+        Ok(Self { port, server, signals, history })
     }
 
     pub fn port(&self) -> u16 {
@@ -157,18 +168,46 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let (mut server, mut signals) = (self.server, self.signals);
         let handle = server.handle();
-        tokio::select! {
+        let result = tokio::select! {
             result = &mut server => result,
             name = signals.recv() => {
                 tracing::info!(signal = name, "stopping: no new connections, finishing in-flight requests");
                 // The stop is carried out by the server future itself: poll both.
                 let ((), result) = tokio::join!(handle.stop(true), server);
-                result?;
-                tracing::info!("stopped");
-                Ok(())
+                result
             }
+        };
+        // The last requests' rows, if the store takes them in time.
+        if !self.history.flush(HISTORY_FLUSH).await {
+            tracing::warn!("stopped before the history's last rows were written");
         }
+        result?;
+        tracing::info!("stopped");
+        Ok(())
     }
+}
+
+/// How long a stopping server waits for the history's queue to be written.
+const HISTORY_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The deployment log's entries, copied into the history store (where every replica's meet).
+fn deployments_to(history: History) -> AuditSink {
+    Box::new(move |d: &Deployment| {
+        history.record_deployment(DeploymentRow {
+            at_ms: d.at_ms as i64,
+            replica: String::new(),
+            by_whom: d.by.clone(),
+            action: d.action.clone(),
+            model: d.model.clone(),
+            version: d.version.clone(),
+            alias: d.alias.clone(),
+            from_version: d.from.clone(),
+            reason: d.reason.clone(),
+            ok: d.ok,
+            error: d.error.clone(),
+            duration_ms: d.duration_ms,
+        })
+    })
 }
 
 /// The Open Inference Protocol (KServe v2) routes.

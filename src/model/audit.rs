@@ -33,14 +33,19 @@ pub struct Deployment {
     pub duration_ms: f64,
 }
 
+/// Where else each entry goes (the history store, shared by replicas); the file stays the
+/// replica's own record, written whatever becomes of the copy.
+pub type AuditSink = Box<dyn Fn(&Deployment) + Send + Sync>;
+
 pub struct AuditLog {
     path: PathBuf,
     recent: Mutex<VecDeque<Deployment>>,
+    sink: Option<AuditSink>,
 }
 
 impl AuditLog {
     /// Reads the last entries back; lines that do not parse are skipped with a warning.
-    pub fn open(path: &Path) -> Self {
+    pub fn open(path: &Path, sink: Option<AuditSink>) -> Self {
         let mut recent = VecDeque::new();
         if let Ok(text) = std::fs::read_to_string(path) {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -55,13 +60,16 @@ impl AuditLog {
                 }
             }
         }
-        Self { path: path.to_path_buf(), recent: Mutex::new(recent) }
+        Self { path: path.to_path_buf(), recent: Mutex::new(recent), sink }
     }
 
     pub fn record(&self, entry: Deployment) {
         tracing::info!(action = %entry.action, model = %entry.model, version = ?entry.version, alias = ?entry.alias, by = %entry.by, ok = entry.ok, error = ?entry.error, "deployment");
         if let Err(e) = self.append(&entry) {
             tracing::error!(file = %self.path.display(), error = %e, "cannot write the deployment log");
+        }
+        if let Some(sink) = &self.sink {
+            sink(&entry);
         }
         let mut recent = self.recent.lock().expect("audit lock");
         if recent.len() == KEPT {

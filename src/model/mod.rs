@@ -23,7 +23,7 @@ mod worker;
 
 use std::path::{Path, PathBuf};
 
-pub use audit::{Deployment, KEPT as DEPLOYMENTS_KEPT};
+pub use audit::{AuditSink, Deployment, KEPT as DEPLOYMENTS_KEPT};
 pub use device::{device_name, resolve_device, DeviceChoice};
 pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};

@@ -57,7 +57,7 @@ impl ModelTable {
             repository,
             drop_in: settings.drop_in,
             state_file,
-            audit: AuditLog::open(&settings.data_dir.join("deployments.jsonl")),
+            audit: AuditLog::open(&settings.data_dir.join("deployments.jsonl"), settings.audit_sink),
             max_loaded: settings.max_loaded_versions.max(2),
             device: settings.device,
             layout: settings.layout,

@@ -158,6 +158,8 @@ pub struct TableSettings {
     pub max_loaded_versions: usize,
     pub device: Device,
     pub layout: ThreadLayout,
+    /// Each deployment log entry also goes here (the history store).
+    pub audit_sink: Option<super::audit::AuditSink>,
 }
 
 pub struct ModelTable {

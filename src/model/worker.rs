@@ -103,7 +103,7 @@ impl TorchThreads {
 }
 
 /// Why the model did not answer; `error.rs` says what each means over HTTP.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InferError {
     #[error("the model queue is full")]
     QueueFull { too_many_requests: bool },

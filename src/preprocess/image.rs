@@ -10,7 +10,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 use crate::admission::AdmissionError;
 
 /// Why an image cannot become a model input; `error.rs` says what each means over HTTP.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ImageError {
     /// Not an image, or a format not decoded here.
     #[error("{0}")]

@@ -117,19 +117,35 @@ pub async fn rollback(
 #[into_params(parameter_in = Query)]
 pub struct DeploymentsQuery {
     /// Entries to return, newest first (default 100, at most 1000)
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// `replica`: this server's own log (default); `store`: the history store's copy, where every
+    /// replica sharing it writes (each entry names its replica)
+    pub scope: Option<Scope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Replica,
+    Store,
 }
 
 /// GET /deployments: the deployment log, newest first: every load, unload, alias change,
 /// rollback, reload and eviction, with its time, caller and outcome.
 #[utoipa::path(get, path = "/deployments", tag = "models", params(DeploymentsQuery), security(("admin_token" = [])), responses(
     (status = 200, description = "`{deployments: [...]}`", body = Object),
+    (status = 404, description = "`scope=store` while the history is off", body = crate::error::ErrorBody),
+    (status = 503, description = "`scope=store` while the history store cannot be read", body = crate::error::ErrorBody),
 ))]
 pub async fn deployments(
     _admin: Admin,
     query: web::Query<DeploymentsQuery>,
     predictor: web::Data<Predictor>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).min(crate::model::DEPLOYMENTS_KEPT);
-    HttpResponse::Ok().json(json!({ "deployments": predictor.table().deployments(limit) }))
+    Ok(HttpResponse::Ok().json(match query.scope.unwrap_or(Scope::Replica) {
+        Scope::Replica => json!({ "deployments": predictor.table().deployments(limit) }),
+        Scope::Store => json!({ "deployments": predictor.history().deployments(limit as i64).await? }),
+    }))
 }

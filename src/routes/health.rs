@@ -6,9 +6,10 @@ use crate::error::ApiError;
 use crate::predictor::Predictor;
 
 /// GET /health: 200 while a warmed-up model and its inference thread can answer, 503 otherwise.
-/// The server binds its port only after the model has loaded and warmed up.
+/// The server binds its port only after the model has loaded and warmed up. `history` is ok,
+/// degraded (rows are being dropped: the store is down or behind) or off; it never fails the check.
 #[utoipa::path(get, path = "/health", tag = "model", responses(
-    (status = 200, description = "`{status: \"ok\", model}`", body = Object),
+    (status = 200, description = "`{status: \"ok\", model, history: \"ok\" | \"degraded\" | \"off\"}`", body = Object),
     (status = 503, description = "No model can answer", body = crate::error::ErrorBody),
 ))]
 pub async fn health(predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
@@ -16,5 +17,6 @@ pub async fn health(predictor: web::Data<Predictor>) -> Result<HttpResponse, Api
         return Err(ApiError::ModelUnavailable);
     }
     let model = predictor.model()?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok", "model": ModelRef::from(&*model) })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "status": "ok", "model": ModelRef::from(&*model), "history": predictor.history().status() })))
 }

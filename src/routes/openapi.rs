@@ -13,8 +13,8 @@ use utoipa_swagger_ui::Config;
 use crate::error::{ApiError, ErrorBody};
 
 use super::{
-    bundles, classes, compare, deploy, health, metrics, models, predict, predict_batch, reload, routing, system_status,
-    v2,
+    bundles, classes, compare, deploy, health, history, metrics, models, predict, predict_batch, reload, routing,
+    system_status, v2,
 };
 
 #[derive(OpenApi)]
@@ -50,6 +50,8 @@ use super::{
         routing::put_routing,
         routing::delete_routing,
         deploy::deployments,
+        history::inference_history,
+        history::stats,
         v2::server_metadata,
         v2::live,
         v2::ready,

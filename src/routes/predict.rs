@@ -1,8 +1,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use tracing_actix_web::RequestId;
 
 use super::{extract, ModelRef};
 use crate::config::Config;
@@ -11,7 +12,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{ClassScore, LoadedModel, Route};
 use crate::peer;
-use crate::predictor::{Outcome, Predictor, TextMatch, Timings};
+use crate::predictor::{Call, Outcome, Predictor, TextMatch, Timings};
 use crate::telemetry::PredictionLog;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -74,8 +75,8 @@ pub async fn predict(
     config: web::Data<Config>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    let (model, route) = routed(&predictor, None, &req)?;
-    predict_on((model, route), req, payload, query, predictor, config, metrics).await
+    let routed = routed(&predictor, None, &req)?;
+    predict_on(routed, req, payload, query, predictor, config, metrics).await
 }
 
 /// The version that answers a request naming none: its `X-Model-Version` pin, else the model's
@@ -84,10 +85,29 @@ pub(super) fn routed(
     predictor: &Predictor,
     name: Option<&str>,
     req: &HttpRequest,
-) -> Result<(Arc<LoadedModel>, Route), ApiError> {
+) -> Result<(Arc<LoadedModel>, Call), ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let pin = header(MODEL_VERSION);
-    Ok(predictor.route(name, pin.as_deref(), header)?)
+    // The key the policy read, if any: the history keeps its hash.
+    let key = std::cell::RefCell::new(None);
+    let (model, route) = predictor.route(name, pin.as_deref(), |name| {
+        let value = header(name);
+        key.replace(value.clone());
+        value
+    })?;
+    let key = key.into_inner().filter(|_| route == Route::Sticky);
+    Ok((model, call_of(req, route, key.as_deref())))
+}
+
+/// The request as the history records it: its id, route pattern, and why its version answered.
+pub(super) fn call_of(req: &HttpRequest, route: Route, sticky_key: Option<&str>) -> Call {
+    Call {
+        request_id: req.extensions().get::<RequestId>().map(|id| id.to_string()).unwrap_or_default(),
+        endpoint: req.match_pattern().unwrap_or_default(),
+        route,
+        sticky_key_sha256: sticky_key.map(|key| hex::encode(crate::cache::image_digest(key.as_bytes()))),
+        item: None,
+    }
 }
 
 /// A model's version (or alias: `stable`, `previous`, ...), as the path names it.
@@ -125,13 +145,14 @@ pub async fn predict_version(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
-    predict_on((model, Route::Pinned), req, payload, query, predictor, config, metrics).await
+    let call = call_of(&req, Route::Pinned, None);
+    predict_on((model, call), req, payload, query, predictor, config, metrics).await
 }
 
 /// The model is pinned before the body is read: the request finishes on the version it started
 /// with, whatever a promotion or rollback does meanwhile.
 async fn predict_on(
-    (model, route): (Arc<LoadedModel>, Route),
+    (model, call): (Arc<LoadedModel>, Call),
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
@@ -145,13 +166,13 @@ async fn predict_on(
     // The body's memory, held until the answer is built.
     let mut memory = predictor.admission().reservation();
     let upload = extract::predict_upload(req.headers(), payload, config.upload_limits(), &mut memory).await?;
-    let work = predict_one(&predictor, &model, &metrics, &upload);
+    let work = predict_one(&predictor, &model, &metrics, &upload, &call);
     let mut outcome = unless_client_closed(&req, &metrics, work).await??;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
     let mut response = HttpResponse::Ok()
         .insert_header(model_version(&model))
-        .insert_header(route_header(route))
+        .insert_header(route_header(call.route))
         .json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
@@ -202,8 +223,9 @@ pub(super) async fn predict_one(
     model: &Arc<LoadedModel>,
     metrics: &Metrics,
     upload: &PredictUpload,
+    call: &Call,
 ) -> Result<Outcome, ApiError> {
-    let outcome = predictor.predict(model, upload).await?;
+    let outcome = predictor.predict(model, upload, call).await?;
     metrics.record_prediction(&outcome);
     Ok(outcome)
 }

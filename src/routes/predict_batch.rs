@@ -9,7 +9,7 @@ use futures_util::{stream, StreamExt};
 use serde::Serialize;
 
 use super::predict::{
-    items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed, PredictQuery,
+    call_of, items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed, PredictQuery,
     PredictResponse, VersionPath,
 };
 use crate::config::Config;
@@ -17,7 +17,7 @@ use crate::domain::{PredictUpload, TopK};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{LoadedModel, Route};
-use crate::predictor::{Outcome, Predictor};
+use crate::predictor::{Call, Outcome, Predictor};
 
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
@@ -83,12 +83,13 @@ pub async fn predict_batch_version(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let model = predictor.resolve(Some(&path.name), Some(&path.version))?;
-    batch_on((model, Route::Pinned), req, payload, query, predictor, config, metrics).await
+    let call = call_of(&req, Route::Pinned, None);
+    batch_on((model, call), req, payload, query, predictor, config, metrics).await
 }
 
 /// One model for every item, pinned before the body is read: a batch never mixes versions.
 async fn batch_on(
-    (model, route): (Arc<LoadedModel>, Route),
+    (model, call): (Arc<LoadedModel>, Call),
     req: HttpRequest,
     payload: web::Payload,
     query: web::Query<PredictQuery>,
@@ -105,12 +106,13 @@ async fn batch_on(
     let batch = super::extract::batch_upload(req.headers(), payload, limits, max_items, &mut memory).await?;
     metrics.requests.predictions.fetch_add(batch.items.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
-    let (predictor, model_ref, metrics) = (&predictor, &model, &metrics);
-    let answers = stream::iter(batch.items)
-        .map(|item| async move {
+    let (predictor, model_ref, metrics, call) = (&predictor, &model, &metrics, &call);
+    let answers = stream::iter(batch.items.into_iter().enumerate())
+        .map(|(i, item)| async move {
             let upload = item?;
             let item_started = Instant::now();
-            let mut outcome = predict_one(predictor, model_ref, metrics, &upload).await?;
+            let call = Call { item: Some(i), ..call.clone() };
+            let mut outcome = predict_one(predictor, model_ref, metrics, &upload, &call).await?;
             outcome.timings.total = item_started.elapsed().as_secs_f64() * 1e3;
             Ok((upload, outcome))
         })
@@ -134,9 +136,8 @@ async fn batch_on(
         .collect();
     let errors = items.iter().filter(|i| matches!(i, Item::Error { .. })).count();
     let timings_ms = BatchTimings { total: started.elapsed().as_secs_f64() * 1e3 };
-    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(route)).json(BatchResponse {
-        items,
-        errors,
-        timings_ms,
-    }))
+    Ok(HttpResponse::Ok()
+        .insert_header(model_version(&model))
+        .insert_header(route_header(call.route))
+        .json(BatchResponse { items, errors, timings_ms }))
 }

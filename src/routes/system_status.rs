@@ -102,6 +102,7 @@ pub async fn system_status(
             "completed": predictor.worker().stats().completed.load(Ordering::Relaxed),
             "skipped": predictor.worker().stats().skipped.load(Ordering::Relaxed),
         },
+        "history": history_status(&predictor, admin.is_ok()),
         "requests": {
             "total": requests.total.load(Ordering::Relaxed),
             "success": requests.success.load(Ordering::Relaxed),
@@ -111,6 +112,17 @@ pub async fn system_status(
             "client_closed": requests.client_closed.load(Ordering::Relaxed),
         },
     })))
+}
+
+/// The store's kind, health and counts; the last error (it may name hosts) for the admin only.
+fn history_status(predictor: &Predictor, admin: bool) -> serde_json::Value {
+    let history = predictor.history();
+    json!({
+        "status": history.status(),
+        "store": history.store_kind(),
+        "rows": history.counts(),
+        "last_error": history.last_error().filter(|_| admin),
+    })
 }
 
 fn without_folders(file: &ModelFile) -> ModelFile {

@@ -4,11 +4,13 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 43] = [
+const ROUTES: [(&str, &str); 45] = [
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
     ("/health", "get"),
+    ("/inference/history", "get"),
+    ("/stats", "get"),
     ("/system_status", "get"),
     ("/reload_model", "post"),
     ("/metrics", "get"),

@@ -155,6 +155,11 @@ impl TestApp {
         self.model_dir.as_ref().expect("spawned on a model copy").path().join(name)
     }
 
+    /// The app's own data folder (where its state, logs and SQLite history live).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dirs.as_ref().expect("spawned with its own folders").path().join("data")
+    }
+
     pub async fn post_predict(&self, image: &[u8], text: Option<&str>) -> reqwest::Response {
         let mut form = Form::new().part("image", Part::bytes(image.to_vec()).file_name("upload"));
         if let Some(text) = text {

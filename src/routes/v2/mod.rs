@@ -12,12 +12,15 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use super::extract::read_json_body;
-use super::predict::{items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed};
+use super::predict::{
+    call_of, items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed,
+};
 use crate::config::Config;
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{LoadedModel, Route};
+use crate::predictor::Call;
 use crate::predictor::Outcome;
 use crate::predictor::Predictor;
 pub use protocol::InferRequest;
@@ -133,8 +136,8 @@ pub async fn infer(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     // A version in the path pins it; otherwise the model's routing policy picks one.
-    let (model, route) = match path.version.as_deref() {
-        Some(version) => (model_named(&predictor, &path.name, Some(version))?, Route::Pinned),
+    let (model, call) = match path.version.as_deref() {
+        Some(version) => (model_named(&predictor, &path.name, Some(version))?, call_of(&req, Route::Pinned, None)),
         None => routed(&predictor, Some(&path.name), &req)?,
     };
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
@@ -148,9 +151,12 @@ pub async fn infer(
     metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     // The model the path named, for every image of the request.
-    let (predictor_ref, model_ref, metrics_ref) = (&predictor, &model, &metrics);
-    let answers = stream::iter(&uploads)
-        .map(|upload| predict_one(predictor_ref, model_ref, metrics_ref, upload))
+    let (predictor_ref, model_ref, metrics_ref, call) = (&predictor, &model, &metrics, &call);
+    let answers = stream::iter(uploads.iter().enumerate())
+        .map(|(i, upload)| async move {
+            let call = Call { item: Some(i), ..call.clone() };
+            predict_one(predictor_ref, model_ref, metrics_ref, upload, &call).await
+        })
         .buffered(items_in_flight(&config));
     let answers = answers.try_collect::<Vec<Outcome>>();
     let outcomes = unless_client_closed(&req, &metrics, answers).await??;
@@ -161,7 +167,7 @@ pub async fn infer(
     if let Some(id) = id {
         body["id"] = id.into();
     }
-    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(route)).json(body))
+    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(call.route)).json(body))
 }
 
 /// A version's (or an alias's) metadata: as `GET /v2/models/{name}`, on that version.
