@@ -66,10 +66,13 @@ impl std::str::FromStr for HistoryUrl {
 impl std::fmt::Debug for HistoryUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Target::Postgres(url) => match (url.split_once("://"), url.rsplit_once('@')) {
-                (Some((scheme, _)), Some((_, host))) => write!(f, "{scheme}://[redacted]@{host}"),
-                _ => f.write_str(url),
-            },
+            // Credentials sit before the '@' or in the query (`?password=`): neither is shown.
+            Target::Postgres(url) => {
+                let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", ""));
+                let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+                let host = host.split_once('?').map_or(host, |(host, _)| host);
+                write!(f, "{scheme}://[redacted]@{host}")
+            }
             target => write!(f, "{target:?}"),
         }
     }
@@ -228,8 +231,8 @@ impl History {
         })?;
         let (store, runtime) = ready_rx.await.map_err(|_| anyhow::anyhow!("the history thread ended at start"))??;
         match state.last_error() {
-            None => tracing::info!(store = store.kind(), "history ready"),
-            Some(e) => tracing::warn!(store = store.kind(), error = %e, "history degraded at start"),
+            None => tracing::info!(store = store.kind(), "history store open"),
+            Some(e) => tracing::warn!(store = store.kind(), error = %e, "history store degraded at start"),
         }
         let shared = Shared { queue, state, store, runtime, store_text, capacity };
         Ok(Self { shared: Some(Arc::new(shared)) })
@@ -334,5 +337,25 @@ impl History {
 
     pub async fn deployments(&self, limit: i64) -> Result<Vec<DeploymentRow>, HistoryError> {
         self.query(move |store| Box::pin(async move { store.deployments(limit).await })).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_urls_parse_and_never_show_a_password() {
+        let url: HistoryUrl = "postgres://food:s3cret@db.internal:5432/history".parse().unwrap();
+        assert_eq!(format!("{url:?}"), "postgres://[redacted]@db.internal:5432/history");
+        let url: HistoryUrl = "postgresql:///history?host=/run/pg&password=s3cret".parse().unwrap();
+        assert!(!format!("{url:?}").contains("s3cret"), "{url:?}");
+        assert_eq!(Target::of(Some(&"off".parse().unwrap()), Path::new("d")), Target::Off);
+        assert_eq!(Target::of(None, Path::new("d")), Target::Sqlite(PathBuf::from("d/history.sqlite")));
+        let file: HistoryUrl = "sqlite:///var/lib/food/h.db".parse().unwrap();
+        assert_eq!(file.0, Target::Sqlite(PathBuf::from("/var/lib/food/h.db")));
+        for bad in ["", "sqlite://", "mysql://x", "history.db"] {
+            assert!(bad.parse::<HistoryUrl>().is_err(), "{bad}");
+        }
     }
 }

@@ -12,6 +12,9 @@ use super::{DeploymentRow, Message, Row};
 
 /// Rows per transaction at most: large enough that one commit serves thousands of cached answers.
 const BATCH: usize = 2000;
+/// How long the writer lets rows gather after the first of a batch: a transaction per few rows
+/// costs more than the rows (BENCHMARKS.md); rows show in the history at most this much later.
+const LINGER: std::time::Duration = Duration::from_millis(50);
 /// After a failed write, the writer waits before the next try (doubling up to the maximum): a
 /// database that is down is not hammered, and meanwhile the queue fills and rows are dropped.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -119,6 +122,12 @@ impl Writer {
                 }
             };
             let Some(first) = message else { return };
+            // What arrives within LINGER joins the batch. The writer sleeps meanwhile instead of
+            // waiting on the queue, so senders do not wake it (a thread wake-up per row cost more
+            // CPU than writing the row).
+            if !matches!(first, Message::Flush(_)) {
+                tokio::time::sleep(LINGER).await;
+            }
             let mut batch = vec![first];
             while batch.len() < BATCH {
                 match self.receiver.try_recv() {

@@ -202,7 +202,8 @@ async fn pages_cover_every_row_once_newest_first_and_filters_select() {
     let times: Vec<i64> = all.iter().map(|r| r["at_ms"].as_i64().unwrap()).collect();
     assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
 
-    // Filters.
+    // Filters, once the cats sent between the pages are written too.
+    app.rows_when("", 28).await;
     let label = sent[0].1["label"].as_str().unwrap().to_string();
     let by_label = app.history(&format!("limit=1000&label={label}")).await;
     let by_label = by_label["rows"].as_array().unwrap();
