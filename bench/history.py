@@ -73,7 +73,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--writer-only", action="store_true", help="only the writer's rows/s on each database")
     args = parser.parse_args()
+    if args.writer_only:
+        args.rounds = 0
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="history-bench-"))
     images = bench_images(work)
@@ -110,7 +113,7 @@ def main() -> None:
     finally:
         pg.stop()
     print(f"\n{args.rounds} interleaved rounds, {args.seconds} s per point, median (runs):")
-    for phase in ("uncached", "cached"):
+    for phase in ("uncached", "cached") if args.rounds else ():
         off = statistics.median(results["off"][phase])
         for mode in modes:
             values = results[mode][phase]

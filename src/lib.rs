@@ -12,6 +12,7 @@ pub mod model;
 pub mod peer;
 pub mod predictor;
 pub mod preprocess;
+pub mod recording;
 pub mod routes;
 pub mod shadow;
 pub mod startup;

@@ -11,12 +11,13 @@ use serde::Serialize;
 use crate::admission::{Admission, AdmissionError};
 use crate::cache::{image_digest, prediction_key, text_key, CacheStats, InputKey, ModelCache};
 use crate::domain::{ImageUpload, PredictUpload};
-use crate::history::{History, Role, Row};
+use crate::history::{History, Role};
 use crate::model::{
     class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, Lane, LoadError, LoadedModel,
     ModelTable, Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
+pub use crate::recording::{Asked, Call, Recorder};
 use crate::shadow::Mirrors;
 
 /// A cached answer: everything in it depends only on (image, text, model).
@@ -60,7 +61,7 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -84,19 +85,6 @@ fn thread_failed(what: &str) -> impl Fn(tokio::task::JoinError) -> PredictError 
     move |e| PredictError::Internal(format!("{what} thread failed: {e}"))
 }
 
-/// Who asked for a prediction, as the history records it; the route fills it in.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub request_id: String,
-    /// The route pattern, e.g. `/predict`.
-    pub endpoint: String,
-    pub route: Route,
-    /// SHA-256 (hex) of the sticky key that chose the version, never the key itself.
-    pub sticky_key_sha256: Option<String>,
-    /// The item's place in a batch or a v2 request.
-    pub item: Option<usize>,
-}
-
 /// What the service is told at start (from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct PredictorSettings {
@@ -106,13 +94,6 @@ pub struct PredictorSettings {
     pub max_image_pixels: u64,
     pub deadline_ms: u64,
     pub shadow_queue_capacity: usize,
-}
-
-/// Where predictions are recorded, and the status a failure answers with (HTTP's business,
-/// handed in by the start-up so that this layer knows nothing of HTTP).
-pub struct Recorder {
-    pub history: History,
-    pub status_of: fn(&PredictError) -> u16,
 }
 
 pub struct Predictor {
@@ -192,6 +173,11 @@ impl Predictor {
         &self.recorder.history
     }
 
+    /// The status a failed prediction answers with (for its history row).
+    pub(crate) fn status_of(&self, e: &PredictError) -> u16 {
+        (self.recorder.status_of)(e)
+    }
+
     pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms
     }
@@ -232,10 +218,11 @@ impl Predictor {
             .map_err(|_| PredictError::Deadline(self.deadline_ms))
             .and_then(|outcome| outcome);
         let latency = started.elapsed();
+        let asked = Asked { upload, image_sha256: &image_sha256, call };
         if let Ok(done) = &outcome {
-            self.maybe_mirror(model, upload, &image_sha256, &done.answer, call);
+            self.maybe_mirror(model, &asked, &done.answer);
         }
-        self.remember(model, upload, &image_sha256, call, Role::Primary, outcome.as_ref(), latency);
+        self.remember(model, &asked, Role::Primary, outcome.as_ref(), latency);
         model.stats.record(match &outcome {
             Ok(done) => {
                 let best = done.answer.combined.best();
@@ -250,49 +237,6 @@ impl Predictor {
         });
         self.table.check_canary(model);
         outcome
-    }
-
-    /// The history's row for one prediction (primary or shadow). Never waits.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn remember(
-        &self,
-        model: &LoadedModel,
-        upload: &PredictUpload,
-        image_sha256: &InputKey,
-        call: &Call,
-        role: Role,
-        outcome: Result<&Outcome, &PredictError>,
-        latency: Duration,
-    ) {
-        let history = &self.recorder.history;
-        if !history.is_on() {
-            return;
-        }
-        let text = upload.text.as_ref().map(|t| t.as_str());
-        let best = outcome.ok().map(|done| done.answer.combined.best());
-        let top_k = outcome.ok().and_then(|done| serde_json::to_string(done.answer.combined.top(5)).ok());
-        history.record(Row {
-            at_us: crate::history::now_us(),
-            request_id: call.request_id.clone(),
-            model: model.id.name.clone(),
-            version: model.id.version.clone(),
-            endpoint: call.endpoint.clone(),
-            routing: if role == Role::Shadow { "shadow" } else { call.route.as_str() },
-            role,
-            item: call.item.map(|i| i as i64),
-            input_sha256: hex::encode(image_sha256),
-            text_length: text.map(|t| t.chars().count() as i64),
-            text_sha256: text.map(|t| hex::encode(image_digest(t.as_bytes()))),
-            text: text.filter(|_| history.stores_text()).map(str::to_string),
-            label: best.map(|b| b.label.clone()),
-            confidence: best.map(|b| f64::from(b.probability)),
-            top_k,
-            latency_ms: ms(latency),
-            cache_hit: outcome.is_ok_and(|done| done.cache_hit),
-            status: outcome.map_or_else(|e| i64::from((self.recorder.status_of)(e)), |_| 200),
-            error: outcome.err().map(ToString::to_string),
-            sticky_key_sha256: call.sticky_key_sha256.clone(),
-        });
     }
 
     pub(crate) async fn run(

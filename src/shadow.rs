@@ -17,7 +17,7 @@ use crate::cache::InputKey;
 use crate::domain::PredictUpload;
 use crate::history::Role;
 use crate::model::{InferError, Lane, LoadedModel};
-use crate::predictor::{Answer, Call, PredictError, Predictor};
+use crate::predictor::{Answer, Asked, Call, PredictError, Predictor};
 use crate::preprocess::ImageError;
 
 pub struct Mirror {
@@ -60,14 +60,8 @@ impl Mirrors {
 
 impl Predictor {
     /// After `model` answered `upload`: mirrors the request if its model's policy draws it. Never waits.
-    pub(crate) fn maybe_mirror(
-        &self,
-        model: &Arc<LoadedModel>,
-        upload: &PredictUpload,
-        image_sha256: &InputKey,
-        answer: &Arc<Answer>,
-        call: &Call,
-    ) {
+    pub(crate) fn maybe_mirror(&self, model: &Arc<LoadedModel>, asked: &Asked<'_>, answer: &Arc<Answer>) {
+        let (upload, image_sha256, call) = (asked.upload, asked.image_sha256, asked.call);
         let Some(shadow) = self.table().shadow_for(model) else { return };
         let counts = &self.mirrors().counts;
         let Ok(memory) = self.admission().reserve(upload.image.bytes().len() as u64) else {
@@ -115,8 +109,8 @@ impl Predictor {
             outcome,
             Err(PredictError::Infer(InferError::QueueFull { .. }) | PredictError::Image(ImageError::Busy(_)))
         ) {
-            let (model, upload, sha) = (&mirror.shadow, &mirror.upload, &mirror.image_sha256);
-            self.remember(model, upload, sha, &mirror.call, Role::Shadow, outcome.as_ref(), started.elapsed());
+            let asked = Asked { upload: &mirror.upload, image_sha256: &mirror.image_sha256, call: &mirror.call };
+            self.remember(&mirror.shadow, &asked, Role::Shadow, outcome.as_ref(), started.elapsed());
         }
         let outcome = match outcome {
             Ok(outcome) => outcome,

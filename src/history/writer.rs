@@ -109,6 +109,8 @@ impl Writer {
         let mut prune = tokio::time::interval(self.prune_every);
         prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut backoff = FIRST_BACKOFF;
+        // A full batch last time: rows are waiting already, no need to let them gather.
+        let mut behind = false;
         loop {
             let message = tokio::select! {
                 message = self.receiver.recv() => message,
@@ -125,7 +127,7 @@ impl Writer {
             // What arrives within LINGER joins the batch. The writer sleeps meanwhile instead of
             // waiting on the queue, so senders do not wake it (a thread wake-up per row cost more
             // CPU than writing the row).
-            if !matches!(first, Message::Flush(_)) {
+            if !behind && !matches!(first, Message::Flush(_)) {
                 tokio::time::sleep(LINGER).await;
             }
             let mut batch = vec![first];
@@ -135,6 +137,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            behind = batch.len() == BATCH;
             if self.write(batch).await {
                 backoff = FIRST_BACKOFF;
             } else {
