@@ -2,7 +2,7 @@
 //! and the row built from it and the outcome, for a client's prediction and for a shadow run.
 use std::time::Duration;
 
-use crate::cache::{image_digest, InputKey};
+use crate::cache::InputKey;
 use crate::domain::PredictUpload;
 use crate::history::{History, Role, Row};
 use crate::model::{LoadedModel, Route};
@@ -35,6 +35,11 @@ pub struct Asked<'a> {
     pub call: &'a Call,
 }
 
+/// What the history keeps of a text or a sticky key instead of the value itself.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 impl Predictor {
     /// The history's row for one prediction (primary or shadow): never waits, never the image, the
     /// text only when `--history-store-text`.
@@ -64,7 +69,7 @@ impl Predictor {
             item: call.item.map(|i| i as i64),
             input_sha256: hex::encode(asked.image_sha256),
             text_length: text.map(|t| t.chars().count() as i64),
-            text_sha256: text.map(|t| hex::encode(image_digest(t.as_bytes()))),
+            text_sha256: text.map(|t| sha256_hex(t.as_bytes())),
             text: text.filter(|_| history.stores_text()).map(str::to_string),
             label: best.map(|b| b.label.clone()),
             confidence: best.map(|b| f64::from(b.probability)),

@@ -105,7 +105,7 @@ pub(super) fn call_of(req: &HttpRequest, route: Route, sticky_key: Option<&str>)
         request_id: req.extensions().get::<RequestId>().map(|id| id.to_string()).unwrap_or_default(),
         endpoint: req.match_pattern().unwrap_or_default(),
         route,
-        sticky_key_sha256: sticky_key.map(|key| hex::encode(crate::cache::image_digest(key.as_bytes()))),
+        sticky_key_sha256: sticky_key.map(|key| crate::recording::sha256_hex(key.as_bytes())),
         item: None,
     }
 }
