@@ -37,6 +37,20 @@ impl TestApp {
         let food = models["models"].as_array().unwrap().iter().find(|m| m["name"] == "food").unwrap().clone();
         food["versions"].as_array().unwrap().iter().find(|v| v["version"] == version).unwrap().clone()
     }
+
+    /// The state once an unload has settled: an unloaded model is `unloading` until the loader
+    /// thread has freed it (and any request holding it has finished), a moment that a loaded
+    /// machine stretches. Bounded: a version that never settles fails the test.
+    pub async fn settled_state(&self, version: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let state = self.version_state(version).await;
+            if state["state"] != "unloading" || std::time::Instant::now() > deadline {
+                return state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[tokio::test]
@@ -106,7 +120,7 @@ async fn unload_is_idempotent_refused_while_an_alias_points_there_and_drops_its_
         let response = app.post_empty(&format!("/models/food/versions/{v2}/unload")).await;
         assert_eq!(response.status(), 200);
     }
-    assert_eq!(app.version_state(&v2).await["state"], "available");
+    assert_eq!(app.settled_state(&v2).await["state"], "available");
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         !metrics.lines().any(|l| l.contains(&series) && !l.starts_with("food_api_model_version_state")),
@@ -281,7 +295,7 @@ async fn a_reload_of_new_files_adds_a_version_makes_it_stable_and_evicts_the_col
     assert!(new.starts_with(&format!("{v0}-")), "the manifest's version name is taken: {new}");
     let aliases = &app.get_json("/models").await["models"][0]["aliases"];
     assert_eq!(aliases, &json!({ "stable": new, "previous": v0 }));
-    assert_eq!(app.version_state(&v2).await["state"], "available", "evicted: no alias, least recently used");
+    assert_eq!(app.settled_state(&v2).await["state"], "available", "evicted: no alias, least recently used");
     let log = app.get_json("/deployments").await["deployments"].clone();
     assert_eq!((log[0]["action"].as_str(), log[1]["action"].as_str()), (Some("reload"), Some("evict")), "{log}");
     // The version is a real folder of the repository, immutable from now on.
@@ -348,7 +362,7 @@ async fn the_protocol_repository_and_statistics_extensions_speak_tritons_shapes(
     let (status, _, error) = error_of(app.post_empty("/v2/repository/models/food/unload").await).await;
     assert_eq!(status, 409);
     assert!(error.contains(&v0) && error.contains("stable"), "{error}");
-    assert_eq!(app.version_state(&v2).await["state"], "available");
+    assert_eq!(app.settled_state(&v2).await["state"], "available");
     assert_eq!(app.post_empty("/v2/repository/models/food/load").await.status(), 200);
     assert_eq!(app.post_empty("/v2/repository/models/pasta/load").await.status(), 404);
 }
