@@ -104,16 +104,7 @@ impl Predictor {
         let outcome = tokio::time::timeout(deadline, run)
             .await
             .unwrap_or(Err(PredictError::Deadline(deadline.as_millis() as u64)));
-        // Mirrors that ran (answered or failed) are history; those dropped for room never ran.
-        if !matches!(
-            outcome,
-            Err(PredictError::Infer(InferError::QueueFull { .. }) | PredictError::Image(ImageError::Busy(_)))
-        ) {
-            let asked = Asked { upload: &mirror.upload, image_sha256: &mirror.image_sha256, call: &mirror.call };
-            self.remember(&mirror.shadow, &asked, Role::Shadow, outcome.as_ref(), started.elapsed());
-        }
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
+        let ran = match outcome {
             Err(PredictError::Infer(InferError::QueueFull { .. })) => {
                 counts.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -122,6 +113,13 @@ impl Predictor {
                 counts.dropped_memory.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            ran => ran,
+        };
+        // A mirror that ran, answered or failed, is history; one dropped for room never ran.
+        let asked = Asked { upload: &mirror.upload, image_sha256: &mirror.image_sha256, call: &mirror.call };
+        self.remember(&mirror.shadow, &asked, Role::Shadow, ran.as_ref(), started.elapsed());
+        let outcome = match ran {
+            Ok(outcome) => outcome,
             Err(e) => {
                 tracing::warn!(version = %mirror.shadow.id.version, error = %e, "shadow prediction failed");
                 counts.failed.fetch_add(1, Ordering::Relaxed);
