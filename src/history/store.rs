@@ -229,7 +229,6 @@ impl Store {
         } else {
             ("'' AS model, '' AS version, role", "role")
         };
-        let group = if by_version { "model, version, role" } else { "role" };
         on_pool!(self, pool => {
             QueryBuilder::new(format!(
                 "WITH w AS (SELECT {keys}, latency_ms, \
@@ -245,7 +244,7 @@ impl Store {
                  MIN(CASE WHEN rn * 100 >= n * 50 THEN latency_ms END) AS p50, \
                  MIN(CASE WHEN rn * 100 >= n * 95 THEN latency_ms END) AS p95, \
                  MIN(CASE WHEN rn * 100 >= n * 99 THEN latency_ms END) AS p99 \
-                 FROM w GROUP BY {group}"
+                 FROM w GROUP BY {partition}"
             ))
             .build_query_as::<Percentiles>()
             .fetch_all(pool)

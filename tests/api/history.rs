@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
 use crate::helpers::{error_of, lite0, lite2, sample, spawn_app_with, test_config, TestApp};
+use crate::metrics::scrape;
 use crate::postgres::Postgres;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -64,9 +65,8 @@ impl TestApp {
     }
 
     async fn history_metric(&self, outcome: &str) -> u64 {
-        let text = self.get("/metrics").await.text().await.unwrap();
-        let line = format!("food_api_history_rows_total{{outcome=\"{outcome}\"}} ");
-        text.lines().find_map(|l| l.strip_prefix(&line)).map_or(0, |v| v.parse().unwrap())
+        let series = format!("food_api_history_rows_total{{outcome=\"{outcome}\"}}");
+        scrape(self).await[&series] as u64
     }
 }
 
@@ -314,8 +314,7 @@ async fn old_rows_and_rows_past_the_maximum_are_pruned_in_the_background() {
         assert!(Instant::now() < deadline, "still {} rows: {kept:?}", kept.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let text = app.get("/metrics").await.text().await.unwrap();
-    assert!(text.lines().any(|l| l.starts_with("food_api_history_pruned_rows_total ") && !l.ends_with(" 0")), "{text}");
+    assert!(scrape(&app).await["food_api_history_pruned_rows_total"] > 0.0, "pruning is counted");
 }
 
 /// As root (CI), a file's mode does not stop writes, and an open file stays writable whatever its

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::helpers::{sample, spawn_app_on_model_copy, TestApp};
 
 /// `name{labels}` -> value, for every sample line.
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     let response = app.get("/metrics").await;
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
