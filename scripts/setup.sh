@@ -69,8 +69,12 @@ if $for_tests; then
   pip_install_once scripts/requirements-test.txt "the Python packages the tests use"
   # Debian's packages the tests use when missing: Chromium for the browser test (playwright's own
   # browser download cannot work here), PostgreSQL's server for the history tests (they start
-  # their own instances in temporary folders; the package's own cluster is not used).
+  # their own instances in temporary folders; the package's own cluster is not used), Redis for
+  # the shared cache tests (the same: their own servers on free ports), debootstrap for the
+  # container images' base (no registry to pull one from).
   missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then

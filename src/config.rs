@@ -206,6 +206,19 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_REPLICA_NAME")]
     pub replica_name: Option<String>,
 
+    /// A second level for the prediction cache, shared by replicas: redis://[:password@]host:port[/db]
+    /// (off unless set). Redis slow or down never fails a request: the local cache still answers
+    #[arg(long, env = "FOOD_API_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<RedisUrl>,
+
+    /// How long a request waits for the shared cache before computing the answer itself
+    #[arg(long, env = "FOOD_API_REDIS_TIMEOUT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub redis_timeout_ms: u64,
+
+    /// Seconds an answer stays in the shared cache
+    #[arg(long, env = "FOOD_API_REDIS_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub redis_ttl_seconds: u64,
+
     /// Log lines as human-readable text or as JSON objects (one per line, for log collectors)
     #[arg(long, env = "FOOD_API_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -217,6 +230,31 @@ pub struct Config {
     /// File holding the admin token (first line), instead of --admin-token
     #[arg(long, env = "FOOD_API_ADMIN_TOKEN_FILE", conflicts_with = "admin_token")]
     pub admin_token_file: Option<PathBuf>,
+}
+
+/// A Redis URL; its password is never shown (the configuration is logged at start).
+#[derive(Clone)]
+pub struct RedisUrl(pub String);
+
+impl std::str::FromStr for RedisUrl {
+    type Err = String;
+
+    fn from_str(url: &str) -> Result<Self, String> {
+        match url.split_once("://") {
+            Some(("redis" | "rediss", rest)) if !rest.is_empty() => Ok(Self(url.to_string())),
+            _ => Err("expected redis://[:password@]host:port[/db]".into()),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (scheme, rest) = self.0.split_once("://").unwrap_or(("redis", ""));
+        match rest.rsplit_once('@') {
+            Some((_, host)) => write!(f, "{scheme}://[redacted]@{host}"),
+            None => write!(f, "{}", self.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -254,6 +292,15 @@ impl Config {
             deadline_ms: self.deadline_ms,
             shadow_queue_capacity: self.shadow_queue_capacity as usize,
         }
+    }
+
+    /// The shared cache's settings, or None without --redis-url.
+    pub fn shared_cache_settings(&self) -> Option<crate::cache::SharedSettings> {
+        self.redis_url.as_ref().map(|url| crate::cache::SharedSettings {
+            url: url.0.clone(),
+            timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
+            ttl_seconds: self.redis_ttl_seconds,
+        })
     }
 
     pub fn history_settings(&self) -> HistorySettings {
@@ -369,6 +416,14 @@ mod tests {
         }
         assert_eq!(readme_flags, flags, "README.md's configuration table vs --help");
         assert_eq!(readme_envs, envs, "README.md's configuration table vs --help");
+    }
+
+    #[test]
+    fn redis_urls_parse_and_never_show_a_password() {
+        let url: RedisUrl = "redis://:s3cret@cache.internal:6379/0".parse().unwrap();
+        assert_eq!(format!("{url:?}"), "redis://[redacted]@cache.internal:6379/0");
+        assert_eq!(format!("{:?}", "redis://127.0.0.1:6379".parse::<RedisUrl>().unwrap()), "redis://127.0.0.1:6379");
+        assert!("http://cache:6379".parse::<RedisUrl>().is_err() && "redis://".parse::<RedisUrl>().is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod admission;
+pub mod answer;
 pub mod cache;
 pub mod compare;
 pub mod config;

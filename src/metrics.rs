@@ -226,6 +226,31 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
         &[(&["prediction"], p.capacity as i64), (&["text"], t.capacity as i64)],
     )?;
 
+    if let Some(shared) = predictor.shared_cache() {
+        let c = &shared.counts;
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        counter_vec(
+            "shared_cache_lookups_total",
+            "Lookups in the shared cache (Redis) by outcome; skipped: breaker open or queue full",
+            "outcome",
+            &[
+                ("hit", n(&c.hits)),
+                ("miss", n(&c.misses)),
+                ("error", n(&c.errors)),
+                ("timeout", n(&c.timeouts)),
+                ("skipped", n(&c.skipped)),
+                ("undecodable", n(&c.undecodable)),
+            ],
+        )?;
+        counter_vec(
+            "shared_cache_writes_total",
+            "Answers written to the shared cache by outcome",
+            "outcome",
+            &[("written", n(&c.written)), ("error", n(&c.write_errors)), ("skipped", n(&c.writes_skipped))],
+        )?;
+        gauge("shared_cache_up", "1 while the shared cache's breaker is closed", f64::from(u8::from(shared.up())))?;
+    }
+
     if let Ok(model) = predictor.model() {
         let fingerprint = model.id.fingerprint.to_string();
         let info: &[&str] = &[&model.id.name, &model.id.version, model.backend(), &fingerprint];

@@ -9,33 +9,20 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::admission::{Admission, AdmissionError};
-use crate::cache::{image_digest, prediction_key, text_key, CacheStats, InputKey, ModelCache};
+pub use crate::answer::{Answer, TextMatch};
+use crate::cache::flight::{follow, Flights, Turn};
+use crate::cache::{
+    image_digest, prediction_key, shared_key, text_key, CacheStats, InputKey, ModelCache, PredictionKey, SharedCache,
+};
 use crate::domain::{ImageUpload, PredictUpload};
 use crate::history::{History, Role};
 use crate::model::{
-    class_probabilities, combine, softmax, ClassScore, InferError, InferenceWorker, Lane, LoadError, LoadedModel,
+    class_probabilities, combine, softmax, Fingerprint, InferError, InferenceWorker, Lane, LoadError, LoadedModel,
     ModelTable, Prediction, Recorded, ReloadStats, ResolveError, Route, Stages, Work,
 };
 use crate::preprocess::{decode_rgb, to_model_input, ImageError};
 pub use crate::recording::{Asked, Call, Recorder};
 use crate::shadow::Mirrors;
-
-/// A cached answer: everything in it depends only on (image, text, model).
-pub struct Answer {
-    pub combined: Prediction,
-    /// The image's own best class, before the text had its say.
-    pub image: ClassScore,
-    pub text_match: Option<TextMatch>,
-}
-
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct TextMatch {
-    pub label: String,
-    /// Cosine similarity of the text to the label's prompt.
-    pub similarity: f32,
-    /// The text's own probability for this label (softmax over similarities / temperature).
-    pub probability: f32,
-}
 
 /// What the text cache keeps per text: the tokenization and the embedding.
 pub struct TextEncoding {
@@ -45,6 +32,8 @@ pub struct TextEncoding {
 
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Timings {
+    /// Looking the answer up in the shared cache (Redis); null without one or on a local hit.
+    pub cache: Option<f64>,
     pub preprocess: Option<f64>,
     pub queue: Option<f64>,
     pub inference: Option<f64>,
@@ -57,8 +46,30 @@ pub struct Timings {
 pub struct Outcome {
     pub model: Arc<LoadedModel>,
     pub answer: Arc<Answer>,
+    /// Answered without a forward pass of its own (`cache` says how).
     pub cache_hit: bool,
+    pub cache: CacheLevel,
     pub timings: Timings,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheLevel {
+    /// Computed for this request.
+    Miss,
+    /// This server's own cache.
+    Local,
+    /// The cache the replicas share (Redis).
+    Shared,
+    /// An identical request was being computed: this one waited for its answer.
+    Joined,
+}
+
+impl CacheLevel {
+    fn outcome(self, model: Arc<LoadedModel>, answer: Arc<Answer>, timings: Timings) -> Outcome {
+        Outcome { model, answer, cache_hit: self != CacheLevel::Miss, cache: self, timings }
+    }
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
@@ -102,6 +113,9 @@ pub struct Predictor {
     worker: InferenceWorker,
     admission: Admission,
     predictions: ModelCache<Answer>,
+    /// The second level, shared by replicas: None without --redis-url.
+    shared: Option<SharedCache>,
+    flights: Flights<(Fingerprint, PredictionKey), Answer, PredictError>,
     texts: ModelCache<TextEncoding>,
     text_weight: f32,
     max_image_pixels: u64,
@@ -116,8 +130,11 @@ impl Predictor {
         admission: Admission,
         settings: PredictorSettings,
         recorder: Recorder,
+        shared: Option<SharedCache>,
     ) -> Self {
         Self {
+            shared,
+            flights: Flights::default(),
             recorder,
             table,
             mirrors: Mirrors::new(settings.shadow_queue_capacity),
@@ -190,6 +207,11 @@ impl Predictor {
         &self.worker
     }
 
+    /// The shared cache (Redis), when there is one.
+    pub fn shared_cache(&self) -> Option<&SharedCache> {
+        self.shared.as_ref()
+    }
+
     /// The prediction cache's and the text cache's.
     pub fn cache_stats(&self) -> (CacheStats, CacheStats) {
         (self.predictions.stats(), self.texts.stats())
@@ -248,14 +270,66 @@ impl Predictor {
     ) -> Result<Outcome, PredictError> {
         let text = upload.text.as_ref().map(|t| t.as_str());
         let key = prediction_key(image_sha256, text);
-        if let Some(answer) = self.predictions.get(model.id.fingerprint, &key) {
-            return Ok(Outcome { model, answer, cache_hit: true, timings: Timings::default() });
+        let fingerprint = model.id.fingerprint;
+        loop {
+            if let Some(answer) = self.predictions.get(fingerprint, &key) {
+                return Ok(CacheLevel::Local.outcome(model, answer, Timings::default()));
+            }
+            // Mirrors neither lead nor follow: a client's request would wait behind the shadow lane.
+            let leader = match lane {
+                Lane::Shadow => None,
+                Lane::Primary => match self.flights.join((fingerprint, key)) {
+                    Turn::Lead(leader) => Some(leader),
+                    Turn::Follow(slot) => match follow(slot).await {
+                        Some(Ok(answer)) => return Ok(CacheLevel::Joined.outcome(model, answer, Timings::default())),
+                        Some(Err(e)) => return Err(e),
+                        // The leader gave up (its client left): look again, and lead this time.
+                        None => continue,
+                    },
+                },
+            };
+            let result = self.answer(&model, upload, key, lane).await;
+            if let Some(leader) = leader {
+                leader.finish(&result.as_ref().map(|(answer, ..)| answer.clone()).map_err(Clone::clone));
+            }
+            let (answer, level, timings) = result?;
+            return Ok(level.outcome(model, answer, timings));
+        }
+    }
+
+    /// From the shared cache, or computed (and then kept in both levels).
+    async fn answer(
+        &self,
+        model: &Arc<LoadedModel>,
+        upload: &PredictUpload,
+        key: PredictionKey,
+        lane: Lane,
+    ) -> Result<(Arc<Answer>, CacheLevel, Timings), PredictError> {
+        let fingerprint = model.id.fingerprint;
+        let mut looked_up = None;
+        if let Some(shared) = &self.shared {
+            let started = Instant::now();
+            let found = shared.get(shared_key(fingerprint, &key)).await;
+            looked_up = Some(ms(started.elapsed()));
+            if let Some(bytes) = found {
+                match Answer::decode(&bytes, model.classes.len()) {
+                    Some(answer) => {
+                        let answer = Arc::new(answer);
+                        self.predictions.insert(fingerprint, key, answer.clone());
+                        let timings = Timings { cache: looked_up, ..Default::default() };
+                        return Ok((answer, CacheLevel::Shared, timings));
+                    }
+                    None => shared.counts.undecodable.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                };
+            }
         }
 
+        let text = upload.text.as_ref().map(|t| t.as_str());
         let weight = self.text_weight;
         let used_text = text.filter(|_| weight > 0.0);
         let ((image_output, mut timings), encoded) =
-            tokio::try_join!(self.run_image(&model, &upload.image, lane), self.encode_text(&model, used_text, lane))?;
+            tokio::try_join!(self.run_image(model, &upload.image, lane), self.encode_text(model, used_text, lane))?;
+        timings.cache = looked_up;
 
         let image = class_probabilities(&image_output, &model.classes);
         let image_only = Prediction::rank(&image, &model.classes);
@@ -279,8 +353,11 @@ impl Predictor {
         };
         let answer = Arc::new(Answer { combined, image: image_best, text_match });
         // Keyed by the model that computed it: right even if a reload swapped another in meanwhile.
-        self.predictions.insert(model.id.fingerprint, key, answer.clone());
-        Ok(Outcome { model, answer, cache_hit: false, timings })
+        self.predictions.insert(fingerprint, key, answer.clone());
+        if let Some(shared) = &self.shared {
+            shared.set(shared_key(fingerprint, &key), answer.encode());
+        }
+        Ok((answer, CacheLevel::Miss, timings))
     }
 
     /// Decode and resize on the blocking pool, then the image model on the inference thread.

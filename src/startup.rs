@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use actix_cors::Cors;
 use actix_web::dev::Server;
 use actix_web::http::header;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -12,6 +12,7 @@ use tracing_actix_web::TracingLogger;
 
 use crate::admin::AdminAccess;
 use crate::admission::Admission;
+use crate::cache::SharedCache;
 use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::history::{DeploymentRow, History};
@@ -88,17 +89,23 @@ impl Application {
         // the settings, the metrics, and who may manage the server.
         let recorder = Recorder { history: history.clone(), status_of: crate::error::prediction_status };
         let settings = config.predictor_settings();
-        let predictor = web::Data::new(Predictor::new(table, worker, admission, settings, recorder));
+        let shared = config.shared_cache_settings().map(SharedCache::start).transpose()?;
+        let predictor = web::Data::new(Predictor::new(table, worker, admission, settings, recorder, shared));
         tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
         let jobs = web::Data::new(crate::compare::CompareJobs::default());
+        // Behind a load balancer, which replica answered (only when named: a default name would
+        // show the host name and process id to every client).
+        let replica = config.replica_name.clone();
         let config = web::Data::new(config);
         let server = HttpServer::new(move || {
+            let named = DefaultHeaders::new().add(("X-Replica", replica.clone().unwrap_or_default()));
             App::new()
                 .wrap(from_fn(routes::at_the_door))
                 .wrap(from_fn(telemetry::observe))
                 .wrap(cors(&origins))
+                .wrap(Condition::new(replica.is_some(), named))
                 .wrap(TracingLogger::default())
                 .app_data(predictor.clone())
                 .app_data(config.clone())

@@ -1,18 +1,18 @@
 //! From model outputs to an answer over the mapped classes, and how a text changes it.
 //!
 //! Per-class vectors here are in `ClassMapping::entries` order.
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ClassMapping;
 
-#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ClassScore {
     pub label: String,
     pub index: i64,
     pub probability: f32,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     /// Every mapped class, most probable first.
     pub ranked: Vec<ClassScore>,

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{ClassScore, LoadedModel, Route};
 use crate::peer;
-use crate::predictor::{Call, Outcome, Predictor, TextMatch, Timings};
+use crate::predictor::{CacheLevel, Call, Outcome, Predictor, TextMatch, Timings};
 use crate::telemetry::PredictionLog;
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -36,7 +36,9 @@ pub(super) struct PredictResponse<'a> {
     /// The label the text points at; null without text.
     text_match: Option<&'a TextMatch>,
     text_weight: Option<f32>,
+    /// Answered without a forward pass of its own; `cache` says where the answer came from.
     cache_hit: bool,
+    cache: CacheLevel,
     model: ModelRef<'a>,
     timings_ms: &'a Timings,
 }
@@ -243,6 +245,7 @@ impl<'a> PredictResponse<'a> {
             text_match: answer.text_match.as_ref(),
             text_weight: answer.text_match.as_ref().map(|_| text_weight),
             cache_hit: outcome.cache_hit,
+            cache: outcome.cache,
             model: ModelRef::from(&*outcome.model),
             timings_ms: &outcome.timings,
         }

@@ -1,7 +1,12 @@
 //! LRU caches keyed by the model's fingerprint and a hash of the input, so that an answer is only
 //! ever served for the model that computed it (two models never share an entry; the same files,
 //! reloaded or on another replica, give the same keys): the prediction cache over (image bytes,
-//! text) and the text cache over texts.
+//! text) and the text cache over texts. These are the first level; `shared` is the second, in
+//! Redis, and `flight` makes identical concurrent misses compute once.
+pub mod flight;
+pub mod shared;
+
+pub use shared::{SharedCache, SharedSettings};
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +48,12 @@ pub fn prediction_key(image: &InputKey, text: Option<&str>) -> PredictionKey {
         }
     }
     hasher.finalize().into()
+}
+
+/// The shared cache's key: the model version's content and the input; `v1` names the answer's
+/// encoding generation, so a build with another one never reads these entries.
+pub fn shared_key(model: Fingerprint, key: &PredictionKey) -> String {
+    format!("food:v1:{model}:{}", hex::encode(key))
 }
 
 /// Values by the model that computed them and the input they are for.
