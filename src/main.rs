@@ -10,6 +10,14 @@ async fn main() {
     if args.get(1).is_some_and(|a| a == "validate") {
         food_api::validate::run(args.get(2).map(|a| a.as_os_str()));
     }
+    // `food-api healthcheck`: the container image's HEALTHCHECK (src/healthcheck.rs).
+    if args.get(1).is_some_and(|a| a == "healthcheck") {
+        food_api::healthcheck::run();
+    }
+    // `food-api deploy <verb> --target <target>`: render and run the deployments (src/deploy/).
+    if args.get(1).is_some_and(|a| a == "deploy") {
+        std::process::exit(food_api::deploy::main(&args[1..]));
+    }
     let config = Config::parse();
     init_subscriber(config.log_format);
     tracing::info!(?config, "starting");

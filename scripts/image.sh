@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds the server's image (default tag food-api:latest; IMAGE=... for another) from the release
+# binary, the libraries it loads that the base lacks, and the model repository (models/).
+# BASE=debian:bookworm-slim where a registry is reachable; by default the local base that
+# scripts/base-images.sh builds from Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGE=${IMAGE:-food-api:latest}
+BASE=${BASE:-food-api-base:bookworm}
+[ "$BASE" = food-api-base:bookworm ] && scripts/base-images.sh
+[ -d models/food ] || { echo "image: no models/food: run scripts/setup.sh first" >&2; exit 1; }
+
+cargo build --release --locked
+stage=target/image
+rm -rf "$stage" && mkdir -p "$stage/lib" "$stage/models"
+cp target/release/food-api "$stage/"
+# What the binary links that is not Debian's own (libtorch_cpu, libc10, their libgomp): ldd
+# resolves them through the binary's rpath into .venv. libtorch_cuda is not linked (it is opened
+# only on a machine with a GPU), so none of the wheel's CUDA libraries come along.
+ldd target/release/food-api | awk '$3 ~ /^\// {print $3}' | grep -Ev '^/(usr/)?lib/' | while read -r lib; do
+  cp -L "$lib" "$stage/lib/"
+done
+cp -L .venv/libonnxruntime.so "$stage/lib/libonnxruntime.so"
+# The versions only: no .staging-* leftovers, no state (that is data/, per replica).
+for version in models/food/*/; do
+  case "$(basename "$version")" in .*) continue ;; esac
+  mkdir -p "$stage/models/food" && cp -a "$version" "$stage/models/food/"
+done
+
+# Docker 28's BuildKit refuses a base that exists only locally (moby/moby#49542): the classic builder.
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" -t "$IMAGE" -f Dockerfile "$stage" >/dev/null
+size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
+echo "image: $IMAGE $((size / 1000000)) MB (base $BASE; libraries $(du -sm "$stage/lib" | cut -f1) MB, models $(du -sm "$stage/models" | cut -f1) MB, binary $(du -sm "$stage/food-api" | cut -f1) MB)"

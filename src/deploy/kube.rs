@@ -1,0 +1,281 @@
+//! Kubernetes: the 9:1 canary (two Deployments behind one Service), autoscaling, a disruption
+//! budget and Redis for the shared cache; and KServe's ServingRuntime and InferenceService on the
+//! Open Inference Protocol routes.
+use super::{quoted, Plan};
+
+/// Secrets live in the Secret `food-api` (README: Deploying), one key per variable.
+fn env(plan: &Plan, redis: bool, indent: &str) -> String {
+    let mut out = String::new();
+    let mut settings = plan.settings.clone();
+    if redis && plan.setting("FOOD_API_REDIS_URL").is_none() {
+        let url = "redis://food-api-redis:6379".to_string();
+        settings.push(super::Setting { env: "FOOD_API_REDIS_URL".into(), value: url, secret: false });
+    }
+    for s in &settings {
+        out += &format!("{indent}- name: {}\n", s.env);
+        if s.secret {
+            let key = s.env.trim_start_matches("FOOD_API_").to_lowercase().replace('_', "-");
+            out += &format!(
+                "{indent}  valueFrom:\n{indent}    secretKeyRef:\n{indent}      name: food-api\n{indent}      key: {key}\n"
+            );
+        } else {
+            out += &format!("{indent}  value: {}\n", quoted(&s.value));
+        }
+    }
+    // The pod's name names the replica in the history and the X-Replica header.
+    out += &format!(
+        "{indent}- name: FOOD_API_REPLICA_NAME\n{indent}  valueFrom:\n{indent}    fieldRef:\n{indent}      fieldPath: metadata.name\n"
+    );
+    out
+}
+
+/// The server's container; `indent` is the list's.
+fn container(plan: &Plan, name: &str, image: &str, indent: &str) -> String {
+    let port = plan.server.port;
+    let env = env(plan, true, &format!("{indent}    "));
+    format!(
+        r#"{indent}- name: {name}
+{indent}  image: {image}
+{indent}  ports:
+{indent}    - containerPort: {port}
+{indent}      name: http
+{indent}      protocol: TCP
+{indent}  env:
+{env}{indent}  # The model loads and warms up before the port opens: up to two minutes.
+{indent}  startupProbe:
+{indent}    httpGet:
+{indent}      path: /v2/health/ready
+{indent}      port: http
+{indent}    periodSeconds: 2
+{indent}    failureThreshold: 60
+{indent}  readinessProbe:
+{indent}    httpGet:
+{indent}      path: /v2/health/ready
+{indent}      port: http
+{indent}    periodSeconds: 5
+{indent}    failureThreshold: 2
+{indent}  livenessProbe:
+{indent}    httpGet:
+{indent}      path: /v2/health/live
+{indent}      port: http
+{indent}    periodSeconds: 10
+{indent}    failureThreshold: 3
+{indent}  lifecycle:
+{indent}    # Endpoints are removed asynchronously: keep serving while they catch up, then SIGTERM
+{indent}    # starts the graceful shutdown (--shutdown-grace-seconds).
+{indent}    preStop:
+{indent}      exec:
+{indent}        command: ["sleep", "5"]
+{indent}  resources:
+{indent}    requests:
+{indent}      cpu: "2"
+{indent}      memory: 2Gi
+{indent}    limits:
+{indent}      memory: 4Gi
+{indent}  securityContext:
+{indent}    runAsNonRoot: true
+{indent}    runAsUser: 10001
+{indent}    runAsGroup: 10001
+{indent}    readOnlyRootFilesystem: true
+{indent}    allowPrivilegeEscalation: false
+{indent}    capabilities:
+{indent}      drop: ["ALL"]
+{indent}  volumeMounts:
+{indent}    - name: data
+{indent}      mountPath: /opt/food-api/data
+{indent}    - name: tmp
+{indent}      mountPath: /tmp
+"#
+    )
+}
+
+fn volumes(indent: &str) -> String {
+    format!("{indent}volumes:\n{indent}  - name: data\n{indent}    emptyDir: {{}}\n{indent}  - name: tmp\n{indent}    emptyDir: {{}}\n")
+}
+
+fn deployment(plan: &Plan, track: &str, replicas: u32, image: &str) -> String {
+    let grace = plan.server.shutdown_grace_seconds + 10;
+    let container = container(plan, "food-api", image, "        ");
+    let volumes = volumes("      ");
+    format!(
+        r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: food-api-{track}
+  labels:
+    app: food-api
+    track: {track}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: food-api
+      track: {track}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      maxUnavailable: 0
+      maxSurge: 1
+  template:
+    metadata:
+      labels:
+        app: food-api
+        track: {track}
+    spec:
+      # The preStop pause, the graceful shutdown's grace and a margin.
+      terminationGracePeriodSeconds: {grace}
+      securityContext:
+        fsGroup: 10001
+      containers:
+{container}{volumes}"#
+    )
+}
+
+fn redis(plan: &Plan) -> String {
+    let image = &plan.redis_image;
+    format!(
+        r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: food-api-redis
+  labels:
+    app: food-api-redis
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: food-api-redis
+  template:
+    metadata:
+      labels:
+        app: food-api-redis
+    spec:
+      containers:
+        - name: redis
+          image: {image}
+          # A cache: nothing persisted, the least recently used answers evicted at the limit.
+          args: ["--save", "", "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"]
+          ports:
+            - containerPort: 6379
+              name: redis
+          readinessProbe:
+            tcpSocket:
+              port: redis
+            periodSeconds: 5
+          resources:
+            requests:
+              cpu: 100m
+              memory: 300Mi
+            limits:
+              memory: 300Mi
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: food-api-redis
+spec:
+  selector:
+    app: food-api-redis
+  ports:
+    - port: 6379
+      targetPort: redis
+"#
+    )
+}
+
+const HEADER: &str = "# Rendered by `food-api deploy plan` from the server's own flags: edit those, not this file.\n";
+
+pub fn kubernetes(plan: &Plan) -> String {
+    let port = plan.server.port;
+    let mut out = format!(
+        "{HEADER}# The canary: food-api-canary runs one pod for nine of food-api-stable, behind one Service (9:1).\n\
+         # Roll back a stable rollout: kubectl rollout undo deployment/food-api-stable\n\
+         # Stop the canary: kubectl scale deployment/food-api-canary --replicas=0\n"
+    );
+    out += &deployment(plan, "stable", 9, &plan.image);
+    out += &deployment(plan, "canary", 1, &plan.canary_image);
+    out += &format!(
+        r#"---
+apiVersion: v1
+kind: Service
+metadata:
+  name: food-api
+spec:
+  selector:
+    app: food-api
+  ports:
+    - name: http
+      port: 80
+      targetPort: {port}
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: food-api-stable
+spec:
+  scaleTargetRef:
+    apiVersion: apps/v1
+    kind: Deployment
+    name: food-api-stable
+  minReplicas: 9
+  maxReplicas: 27
+  metrics:
+    - type: Resource
+      resource:
+        name: cpu
+        target:
+          type: Utilization
+          averageUtilization: 70
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: food-api
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      app: food-api
+"#
+    );
+    out + &redis(plan)
+}
+
+pub fn kserve(plan: &Plan) -> String {
+    let container = container(plan, "kserve-container", &plan.image, "    ");
+    let volumes = volumes("  ");
+    format!(
+        r#"{HEADER}# KServe serves it with the Open Inference Protocol (v2) routes: /v2/models/food/infer.
+---
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata:
+  name: food-api
+spec:
+  supportedModelFormats:
+    - name: food-api
+      version: "1"
+      autoSelect: true
+  protocolVersions:
+    - v2
+  containers:
+{container}{volumes}---
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: food
+spec:
+  predictor:
+    minReplicas: 1
+    maxReplicas: 10
+    model:
+      modelFormat:
+        name: food-api
+      runtime: food-api
+      protocolVersion: v2
+{redis}"#,
+        redis = redis(plan)
+    )
+}

@@ -1,0 +1,115 @@
+//! The verbs past `plan`: preflight says what a target needs and what is missing; on the compose
+//! target deploy, status and destroy run it here. For the others they print the commands to run
+//! (this machine has no cluster and no Baseten account).
+use std::process::Command;
+
+use super::{render, Plan, Target};
+
+fn found(program: &str) -> bool {
+    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// (what, ok, how to fix)
+fn needs(plan: &Plan) -> Vec<(String, bool, String)> {
+    let tool = |name: &str, fix: &str| (format!("`{name}` on the PATH"), found(name), fix.to_string());
+    let image = |name: &str| {
+        let ok = Command::new("docker").args(["image", "inspect", name]).output().is_ok_and(|o| o.status.success());
+        (format!("the image {name}"), ok, "scripts/image.sh (and scripts/base-images.sh) build it".to_string())
+    };
+    match plan.target {
+        Target::Compose => vec![
+            tool("docker", "install Docker Engine (Debian: apt-get install docker.io)"),
+            tool("docker-compose", "apt-get install docker-compose"),
+            image(&plan.image),
+            image(&plan.infra_image),
+        ],
+        Target::K8s | Target::Kserve => vec![
+            tool("kubectl", "install kubectl and point it at a cluster (kubectl config use-context ...)"),
+            (
+                "a cluster kubectl reaches".into(),
+                Command::new("kubectl").args(["cluster-info"]).output().is_ok_and(|o| o.status.success()),
+                "kubectl config use-context <cluster>".into(),
+            ),
+        ],
+        Target::Truss => vec![
+            tool("truss", "pip install truss"),
+            (
+                "BASETEN_API_KEY in the environment".into(),
+                std::env::var_os("BASETEN_API_KEY").is_some(),
+                "export BASETEN_API_KEY=... (Baseten: Settings, API keys)".into(),
+            ),
+        ],
+    }
+}
+
+pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
+    let mut missing = 0;
+    for (what, ok, fix) in needs(plan) {
+        if ok {
+            println!("ok       {what}");
+        } else {
+            missing += 1;
+            println!("missing  {what}: {fix}");
+        }
+    }
+    anyhow::ensure!(missing == 0, "{missing} thing(s) missing for the {:?} target", plan.target);
+    Ok(())
+}
+
+fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
+    let file = plan.out().join("docker-compose.yml");
+    let status = Command::new("docker-compose")
+        .args(["-p", "food-api", "-f"])
+        .arg(&file)
+        .args(args)
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run docker-compose: {e}"))?;
+    anyhow::ensure!(status.success(), "docker-compose {} failed ({status})", args.join(" "));
+    Ok(())
+}
+
+fn elsewhere(plan: &Plan, commands: &str) -> anyhow::Result<()> {
+    render(plan)?;
+    println!("{:?} is not run from here; with what preflight asks for, run:\n{commands}", plan.target);
+    Ok(())
+}
+
+pub fn deploy(plan: &Plan) -> anyhow::Result<()> {
+    let out = plan.out();
+    let out = out.display();
+    match plan.target {
+        Target::Compose => {
+            preflight(plan)?;
+            render(plan)?;
+            // Up once both replicas are healthy (their images' HEALTHCHECK) and nginx started.
+            compose(plan, &["up", "-d"])
+        }
+        Target::K8s | Target::Kserve => elsewhere(
+            plan,
+            &format!("  kubectl create secret generic food-api --from-literal=admin-token=...\n  kubectl apply -f {out}/food-api.yaml"),
+        ),
+        Target::Truss => elsewhere(plan, &format!("  truss push {out}")),
+    }
+}
+
+pub fn status(plan: &Plan) -> anyhow::Result<()> {
+    match plan.target {
+        Target::Compose => compose(plan, &["ps"]),
+        Target::K8s | Target::Kserve => elsewhere(
+            plan,
+            "  kubectl get deploy,svc,hpa,pdb,pods -l app=food-api\n  kubectl get inferenceservice food",
+        ),
+        Target::Truss => elsewhere(plan, "  truss watch (or Baseten's dashboard)"),
+    }
+}
+
+pub fn destroy(plan: &Plan) -> anyhow::Result<()> {
+    let out = plan.out();
+    match plan.target {
+        Target::Compose => compose(plan, &["down", "-v", "--remove-orphans"]),
+        Target::K8s | Target::Kserve => {
+            elsewhere(plan, &format!("  kubectl delete -f {}/food-api.yaml", out.display()))
+        }
+        Target::Truss => elsewhere(plan, "  delete the model in Baseten's dashboard"),
+    }
+}

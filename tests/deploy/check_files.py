@@ -1,0 +1,132 @@
+"""The rendered deployment files against each target's own checks. Run by tests/api/deploy.rs:
+
+    check_files.py DEPLOY_DIR
+
+- Kubernetes objects (k8s, and kserve's Redis): kubernetes-validate --strict, against the schemas of
+  the Kubernetes release it ships (unknown fields are errors).
+- KServe's own objects (ServingRuntime, InferenceService, custom resources kubernetes-validate has no
+  schema for): every field must be one KServe's SDK models (kserve on PyPI) know, recursively, with
+  the right kind of value, and the predictor must use the Open Inference Protocol (v2).
+- Truss: config.yaml through truss's own TrussConfig.from_yaml, then validate_forbid_extra().
+- Every YAML file: yamllint.
+Prints "ok <check>" for each check that ran; exits non-zero with every failure listed.
+"""
+import re
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import kserve
+import kubernetes.client
+import kubernetes_validate
+import yaml
+from truss.base.truss_config import TrussConfig
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+YAMLLINT = YamlLintConfig("{extends: default, rules: {line-length: {max: 130}, document-start: disable}}")
+KSERVE_GROUP = "serving.kserve.io/"
+SCALARS = {"str": str, "int": int, "bool": bool, "float": (int, float), "object": object, "datetime": str}
+
+
+def model_class(name: str):
+    for module in (kserve, kubernetes.client):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise LookupError(f"no SDK model {name}")
+
+
+def check_value(value, kind: str, where: str, errors: list) -> None:
+    """`value` against an SDK type string: 'str', 'List[V1EnvVar]', 'dict(str, str)', 'V1Container'..."""
+    kind = kind.strip()
+    if m := re.fullmatch(r"(?:List|list)\[(.+)\]", kind):
+        if not isinstance(value, list):
+            errors.append(f"{where}: a list expected, found {value!r}")
+            return
+        for i, item in enumerate(value):
+            check_value(item, m[1], f"{where}[{i}]", errors)
+    elif m := re.fullmatch(r"(?:Dict\[|dict\()str, (.+)[\])]", kind):
+        if not isinstance(value, dict):
+            errors.append(f"{where}: a mapping expected, found {value!r}")
+            return
+        for key, item in value.items():
+            check_value(item, m[1], f"{where}.{key}", errors)
+    elif kind in SCALARS:
+        if not isinstance(value, SCALARS[kind]):
+            errors.append(f"{where}: {kind} expected, found {value!r}")
+    elif kind == "ResourceQuantity" or kind == "IntOrString":
+        if not isinstance(value, (str, int, float)):
+            errors.append(f"{where}: a quantity expected, found {value!r}")
+    else:
+        cls = model_class(kind)
+        if not isinstance(value, dict):
+            errors.append(f"{where}: a {kind} object expected, found {value!r}")
+            return
+        fields = {json_name: cls.openapi_types[py] for py, json_name in cls.attribute_map.items()}
+        for key, item in value.items():
+            if key not in fields:
+                errors.append(f"{where}: {kind} has no field {key!r} (known: {', '.join(sorted(fields))})")
+            else:
+                check_value(item, fields[key], f"{where}.{key}", errors)
+
+
+def check_kserve_object(doc: dict, where: str, errors: list) -> None:
+    kinds = {"ServingRuntime": "V1alpha1ServingRuntime", "InferenceService": "V1beta1InferenceService"}
+    if doc.get("kind") not in kinds:
+        errors.append(f"{where}: unexpected KServe kind {doc.get('kind')!r}")
+        return
+    check_value(doc, kinds[doc["kind"]], f"{where} {doc['kind']}", errors)
+    if doc["kind"] == "InferenceService" and doc["spec"]["predictor"]["model"].get("protocolVersion") != "v2":
+        errors.append(f"{where}: the predictor must speak the Open Inference Protocol (protocolVersion: v2)")
+    if doc["kind"] == "ServingRuntime" and doc["spec"].get("protocolVersions") != ["v2"]:
+        errors.append(f"{where}: the runtime must declare protocolVersions [v2]")
+
+
+def main(deploy: Path) -> int:
+    errors = []
+    yaml_files = sorted(p for p in deploy.rglob("*") if p.suffix in (".yaml", ".yml"))
+    kube, kserve_objects = 0, 0
+    for path in yaml_files:
+        text = path.read_text()
+        for problem in linter.run(text, YAMLLINT, str(path)):
+            errors.append(f"yamllint {path}:{problem.line}:{problem.column}: {problem.message} ({problem.rule})")
+        if path.parent.name not in ("k8s", "kserve"):
+            continue
+        for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
+            where = f"{path.relative_to(deploy)} document {i + 1}"
+            if doc["apiVersion"].startswith(KSERVE_GROUP):
+                check_kserve_object(doc, f"kserve {where}", errors)
+                kserve_objects += 1
+            else:
+                try:
+                    kubernetes_validate.validate(doc, kubernetes_validate.latest_version(), strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    errors.append(f"kubernetes-validate {where} ({doc['kind']} {doc['metadata']['name']}): {e.message} at {'.'.join(map(str, e.path))}")
+                kube += 1
+    failed = lambda prefix: any(e.startswith(prefix) for e in errors)  # noqa: E731
+    if not failed("yamllint"):
+        print(f"ok yamllint: {len(yaml_files)} files")
+    if not failed("kubernetes-validate"):
+        print(f"ok kubernetes-validate --strict: {kube} objects (Kubernetes {kubernetes_validate.latest_version()})")
+    if not failed("kserve"):
+        print(f"ok kserve: {kserve_objects} objects against the models of kserve {version('kserve')}")
+
+    truss = deploy / "truss" / "config.yaml"
+    try:
+        config = TrussConfig.from_yaml(truss)
+        config.validate_forbid_extra()
+        server = config.docker_server
+        for route in ("predict_endpoint", "readiness_endpoint", "liveness_endpoint"):
+            if not getattr(server, route):
+                errors.append(f"truss: docker_server.{route} is empty")
+        print(f"ok truss: TrussConfig.from_yaml and validate_forbid_extra ({server.predict_endpoint} on :{server.server_port})")
+    except Exception as e:  # any refusal of truss's loader is the failure being checked for
+        errors.append(f"truss {truss}: {type(e).__name__}: {e}")
+
+    for error in errors:
+        print(f"FAIL {error}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1])))
