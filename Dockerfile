@@ -16,8 +16,11 @@ COPY food-api /opt/food-api/food-api
 # compose, an emptyDir under Kubernetes' read-only root filesystem.
 RUN mkdir /opt/food-api/data && chown food:food /opt/food-api/data
 
+# Which of the versions in models/ `stable` names at a first start (scripts/image.sh: the README's Lite0).
+ARG STABLE_VERSION
 ENV LD_LIBRARY_PATH=/opt/food-api/lib \
     ORT_DYLIB_PATH=/opt/food-api/lib/libonnxruntime.so \
+    FOOD_API_STABLE_VERSION=${STABLE_VERSION} \
     FOOD_API_HOST=0.0.0.0 \
     FOOD_API_PORT=8000
 WORKDIR /opt/food-api

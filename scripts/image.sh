@@ -28,7 +28,11 @@ for version in models/food/*/; do
   mkdir -p "$stage/models/food" && cp -a "$version" "$stage/models/food/"
 done
 
+# The image serves the version checkpoints/ holds (the README's Lite0), not the newest by name.
+STABLE_VERSION=${STABLE_VERSION:-$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')}
+[ -d "models/food/$STABLE_VERSION" ] || { echo "image: models/food/$STABLE_VERSION is missing" >&2; exit 1; }
+
 # Docker 28's BuildKit refuses a base that exists only locally (moby/moby#49542): the classic builder.
-DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" -t "$IMAGE" -f Dockerfile "$stage" >/dev/null
+DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" --build-arg STABLE_VERSION="$STABLE_VERSION" -t "$IMAGE" -f Dockerfile "$stage" >/dev/null
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
-echo "image: $IMAGE $((size / 1000000)) MB (base $BASE; libraries $(du -sm "$stage/lib" | cut -f1) MB, models $(du -sm "$stage/models" | cut -f1) MB, binary $(du -sm "$stage/food-api" | cut -f1) MB)"
+echo "image: $IMAGE $((size / 1000000)) MB, serving $STABLE_VERSION (base $BASE; libraries $(du -sm "$stage/lib" | cut -f1) MB, models $(du -sm "$stage/models" | cut -f1) MB, binary $(du -sm "$stage/food-api" | cut -f1) MB)"

@@ -71,6 +71,12 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_VALIDATE_WITH")]
     pub validate_with: Option<PathBuf>,
 
+    /// The version of the default model that `stable` names at a first start, when neither saved
+    /// state nor new drop-in content chose one (default: the newest by name). An image holding
+    /// several versions says which one it serves; a canary pod serves another
+    #[arg(long, env = "FOOD_API_STABLE_VERSION")]
+    pub stable_version: Option<String>,
+
     /// Versions loaded at once, at least 2 (stable and previous); loading one more unloads the least
     /// recently used version that no alias points at
     #[arg(long, env = "FOOD_API_MAX_LOADED_VERSIONS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(2..=64))]

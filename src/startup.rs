@@ -63,6 +63,8 @@ impl Application {
             drop_in: ModelPaths { model_dir: config.model_dir.clone(), class_mapping: config.class_mapping.clone() },
             data_dir: config.data_dir.clone(),
             max_loaded_versions: config.max_loaded_versions as usize,
+            // An empty value (an image built without STABLE_VERSION) chooses nothing.
+            stable_version: config.stable_version.clone().filter(|v| !v.is_empty()),
             device,
             layout,
             audit_sink: history.is_on().then(|| deployments_to(history.clone())),

@@ -187,11 +187,8 @@ pub fn render(plan: &Plan) -> anyhow::Result<Vec<PathBuf>> {
 /// The plan `food-api deploy plan --target <target> <args>` makes, with this process's environment.
 #[cfg(test)]
 fn plan_from(target: &str, args: &[&str]) -> Plan {
-    let argv = ["deploy", "plan", "--target", target]
-        .iter()
-        .chain(args)
-        .map(std::ffi::OsString::from)
-        .collect::<Vec<_>>();
+    let argv =
+        ["deploy", "plan", "--target", target].iter().chain(args).map(std::ffi::OsString::from).collect::<Vec<_>>();
     let matches = Cli::command().get_matches_from(argv);
     let (_, sub) = matches.subcommand().expect("a verb");
     let Verb::Plan(mut plan) = Cli::from_arg_matches(&matches).expect("arguments parse").verb else { unreachable!() };

@@ -59,6 +59,7 @@ impl ModelTable {
             state_file,
             audit: AuditLog::open(&settings.data_dir.join("deployments.jsonl"), settings.audit_sink),
             max_loaded: settings.max_loaded_versions.max(2),
+            stable_version: settings.stable_version,
             device: settings.device,
             layout: settings.layout,
             loader,
@@ -112,11 +113,22 @@ impl ModelTable {
             })
             .map_err(internal)?;
         }
-        // A model without `stable` serves its newest version by name.
+        // A model without `stable` serves its newest version by name, or the default model the
+        // version --stable-version names.
         let snapshot = self.snapshot();
         for (name, entry) in &snapshot.models {
             if !entry.aliases.contains_key(STABLE) {
-                if let Some(last) = entry.versions.keys().next_back() {
+                let chosen = self.stable_version.as_ref().filter(|_| *name == snapshot.default_model);
+                if let Some(version) = chosen.filter(|v| !entry.versions.contains_key(*v)) {
+                    return Err(LoadError::new(
+                        &self.repository.root().join(name),
+                        format!(
+                            "--stable-version {version}: no such version of {name} (it has {})",
+                            entry.versions.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                if let Some(last) = chosen.or(entry.versions.keys().next_back()) {
                     let last = last.clone();
                     self.change(|s| Ok(promote(s.models.get_mut(name).expect("a scanned model"), &last)))
                         .map_err(internal)?;

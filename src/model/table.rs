@@ -156,6 +156,8 @@ pub struct TableSettings {
     pub drop_in: ModelPaths,
     pub data_dir: PathBuf,
     pub max_loaded_versions: usize,
+    /// What `stable` names at a first start when nothing chose it (--stable-version).
+    pub stable_version: Option<String>,
     pub device: Device,
     pub layout: ThreadLayout,
     /// Each deployment log entry also goes here (the history store).
@@ -169,6 +171,7 @@ pub struct ModelTable {
     pub(super) state_file: PathBuf,
     pub(super) audit: AuditLog,
     pub(super) max_loaded: usize,
+    pub(super) stable_version: Option<String>,
     pub(super) device: Device,
     pub(super) layout: ThreadLayout,
     pub(super) loader: Loader,

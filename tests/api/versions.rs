@@ -68,6 +68,32 @@ async fn the_repository_lists_both_versions_and_only_stable_is_loaded_at_first_s
 }
 
 #[tokio::test]
+async fn without_a_drop_in_folder_stable_is_the_newest_version_or_the_one_stable_version_names() {
+    // A container image: the repository alone, no checkpoints/ folder, no saved state.
+    let start = |stable_version: Option<String>| async move {
+        let mut config = test_config();
+        config.model_dir = "no-drop-in-folder-here".into();
+        config.stable_version = stable_version;
+        spawn_app_with(config).await
+    };
+    let newest = start(None).await;
+    assert_eq!(newest.get_json("/models").await["models"][0]["aliases"], json!({ "stable": lite2() }));
+    let pinned = start(Some(lite0())).await;
+    assert_eq!(pinned.get_json("/models").await["models"][0]["aliases"], json!({ "stable": lite0() }));
+    let (version, _) = pinned.predict_on("stable", &sample("fruits.jpg")).await;
+    assert_eq!(version, lite0());
+
+    let mut config = test_config();
+    config.model_dir = "no-drop-in-folder-here".into();
+    config.stable_version = Some("lite9-00000000".into());
+    let dirs = tempfile::tempdir().unwrap();
+    config.model_repository = crate::helpers::repository_in(dirs.path());
+    config.data_dir = dirs.path().join("data");
+    let refused = food_api::startup::Application::build(config).await.err().expect("an unknown version is refused");
+    assert!(format!("{refused:#}").contains("--stable-version lite9-00000000: no such version of food"), "{refused:#}");
+}
+
+#[tokio::test]
 async fn a_loaded_version_answers_on_its_own_route_and_is_named_in_every_answer() {
     let app = spawn_app().await;
     let (v0, v2) = (lite0(), lite2());
