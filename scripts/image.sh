@@ -22,6 +22,8 @@ ldd target/release/food-api | awk '$3 ~ /^\// {print $3}' | grep -Ev '^/(usr/)?l
   cp -L "$lib" "$stage/lib/"
 done
 cp -L .venv/libonnxruntime.so "$stage/lib/libonnxruntime.so"
+# Symbols are for debuggers, not for serving: libtorch_cpu's alone are 70 MB.
+strip --strip-unneeded "$stage"/lib/*.so* "$stage/food-api"
 # The versions only: no .staging-* leftovers, no state (that is data/, per replica).
 for version in models/food/*/; do
   case "$(basename "$version")" in .*) continue ;; esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what is missing (the tests' Python clients and Chromium included), checks formatting and
 # lints, then runs every test: unit tests, and integration tests against the real model over real
-# HTTP (and the docs page in a real browser). This is what CI runs (.ci/run).
+# HTTP (and the docs page in a real browser), then the compose cluster from the real images
+# (scripts/compose-test.sh). This is what CI runs (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -10,3 +11,8 @@ cargo fmt --check
 echo "test: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 cargo test --no-fail-fast "$@"
+# The container images and the compose cluster, for real (Docker Engine needed: without it this
+# fails, saying so, unless FOOD_API_SKIP_DOCKER_TESTS=1). Not when only some tests were asked for.
+if [ $# -eq 0 ]; then
+  scripts/compose-test.sh
+fi

@@ -8,7 +8,7 @@ is ready, then send one real prediction so that the model's first forward pass i
     client = FoodClient("http://127.0.0.1:8000", deadline=10)
     client.warm_up(open("dish.jpg", "rb").read())
     answer = client.predict(open("dish.jpg", "rb").read(), text="a bowl of ramen")
-    print(answer["label"], answer["probability"])
+    print(answer["label"], answer["confidence"], answer["cache"])
 
 Needs `requests` (pip install requests). Copy this file into your project: it is the whole client.
 """
