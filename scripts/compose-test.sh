@@ -23,3 +23,19 @@ stable=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.jso
 new=$(ls models/food | grep -v "^\." | grep -vx "$stable" | head -1)
 echo "compose-test: the cluster serves $stable; the rollout brings $new"
 .venv/bin/python tests/compose/check_compose.py deploy/compose/docker-compose.yml "$stable" "$new" sample/fruits.jpg
+
+# The verbs as a user runs them, on a project of their own: preflight, deploy, status, destroy.
+out=$(mktemp -d) port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+verbs=(--target compose --project food-api-verbs --out "$out")
+trap 'target/release/food-api deploy destroy "${verbs[@]}" >/dev/null 2>&1 || true; rm -rf "$out"' EXIT
+target/release/food-api deploy preflight "${verbs[@]}"
+FOOD_API_PUBLISH_PORT=$port target/release/food-api deploy deploy "${verbs[@]}"
+ready=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/health/ready")
+status=$(target/release/food-api deploy status "${verbs[@]}")
+echo "$status"
+[ "$ready" = 200 ] || { echo "compose-test: FAIL after 'deploy deploy', ready through nginx answered $ready" >&2; exit 1; }
+[ "$(grep -c ' Up ' <<<"$status")" -ge 4 ] || { echo "compose-test: FAIL 'deploy status' does not show 4 services up" >&2; exit 1; }
+target/release/food-api deploy destroy "${verbs[@]}"
+left=$(docker ps -a -q --filter "label=com.docker.compose.project=food-api-verbs")
+[ -z "$left" ] || { echo "compose-test: FAIL 'deploy destroy' left containers: $left" >&2; exit 1; }
+echo "compose-test: ok deploy preflight, deploy (ready through nginx), status, destroy"

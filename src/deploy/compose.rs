@@ -7,18 +7,18 @@ fn replica(plan: &Plan, name: &str) -> String {
     if plan.setting("FOOD_API_REDIS_URL").is_none() {
         env += "      FOOD_API_REDIS_URL: redis://redis:6379\n";
     }
+    // A secret is passed through from the environment of `docker-compose up` (a key without a
+    // value): never written here, and absent from the replica when unset there (an empty token is
+    // refused at start).
     for s in &plan.settings {
-        let value = if s.secret {
-            // From the environment of `docker-compose up`, never written here.
-            format!("${{{}:-}}", s.env)
-        } else {
-            s.value.clone()
-        };
-        env += &format!("      {}: {}\n", s.env, quoted(&value));
+        match s.secret {
+            true => env += &format!("      {}:\n", s.env),
+            false => env += &format!("      {}: {}\n", s.env, quoted(&s.value)),
+        }
     }
     if plan.setting("FOOD_API_ADMIN_TOKEN").is_none() {
         // Management through nginx needs a token (callers are not on the replica's loopback).
-        env += "      FOOD_API_ADMIN_TOKEN: \"${FOOD_API_ADMIN_TOKEN:-}\"\n";
+        env += "      FOOD_API_ADMIN_TOKEN:\n";
     }
     format!(
         r#"  {name}:

@@ -75,6 +75,9 @@ pub struct Plan {
     /// The image Redis and nginx run from (compose; scripts/base-images.sh builds it)
     #[arg(long, default_value = "food-api-infra:bookworm")]
     pub infra_image: String,
+    /// The compose project's name (compose: its containers, network and volumes are named after it)
+    #[arg(long, default_value = "food-api")]
+    pub project: String,
     /// The port nginx publishes on the host (compose)
     #[arg(long, default_value_t = 8080)]
     pub publish_port: u16,

@@ -59,7 +59,7 @@ pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
 fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     let file = plan.out().join("docker-compose.yml");
     let status = Command::new("docker-compose")
-        .args(["-p", "food-api", "-f"])
+        .args(["-p", &plan.project, "-f"])
         .arg(&file)
         .args(args)
         .status()
