@@ -55,6 +55,11 @@ def main() -> None:
     redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                               "--appendonly", "no"], stdout=subprocess.DEVNULL, cwd=work)
     redis_url = f"redis://127.0.0.1:{redis_port}"
+    deadline = time.monotonic() + 10
+    while subprocess.run(["redis-cli", "-p", str(redis_port), "PING"], capture_output=True, text=True).stdout.strip() != "PONG":
+        if time.monotonic() > deadline:
+            sys.exit(f"redis-server did not answer on port {redis_port} within 10 s")
+        time.sleep(0.05)
     modes = {
         "l1": ("cached", 64, []),
         "l2 only": ("cached", 64, ["--redis-url", redis_url, "--prediction-cache-size", "0"]),
