@@ -32,6 +32,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{method} is not a method of this route; it has {allow}")]
+    MethodNotAllowed { method: String, allow: String },
     #[error("the model queue is full, retry shortly")]
     Overloaded { too_many_requests: bool },
     #[error(transparent)]
@@ -168,6 +170,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Overloaded { .. } => "overloaded",
             Self::Admission(e) if e.too_many_requests().is_some() => "overloaded",
             Self::Admission(_) => "payload_too_large",
@@ -193,6 +196,7 @@ impl ResponseError for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
             Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Admission(e) => match e.too_many_requests() {
@@ -233,6 +237,9 @@ impl ResponseError for ApiError {
         if matches!(self, Self::UnsupportedEncoding(_)) {
             // RFC 7694: what the server does accept.
             response.insert_header((header::ACCEPT_ENCODING, "identity"));
+        }
+        if let Self::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, allow.as_str()));
         }
         if matches!(self, Self::Unauthorized) {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

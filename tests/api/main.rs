@@ -18,6 +18,7 @@ mod helpers;
 mod history;
 mod json_predict;
 mod logs;
+mod methods;
 mod metrics;
 mod onnx;
 mod overload;

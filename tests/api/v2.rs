@@ -121,3 +121,30 @@ async fn malformed_infer_requests_get_4xx_with_a_json_error() {
     let (status, kind, _) = error_of(raw.send().await.unwrap()).await;
     assert_eq!((status, kind.as_str()), (415, "unsupported_media_type"));
 }
+
+#[tokio::test]
+async fn an_infer_request_without_a_content_type_is_read_as_json_as_triton_does() {
+    // tritonclient.http sends its JSON infer requests with no Content-Type at all.
+    let app = spawn_app().await;
+    let body = json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [STANDARD.encode(sample("fruits.jpg"))]}]});
+    let response = app
+        .client
+        .post(format!("{}/v2/models/{MODEL}/infer", app.address))
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(output(&answer, "label")["data"][0], "lemon");
+    // Another declared type is still refused.
+    let response = app
+        .client
+        .post(format!("{}/v2/models/{MODEL}/infer", app.address))
+        .header("Content-Type", "text/plain")
+        .body(serde_json::to_vec(&body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(response).await.0, 415);
+}

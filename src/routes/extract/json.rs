@@ -52,7 +52,10 @@ pub async fn read_json_body(
     limits: UploadLimits,
     memory: &mut Reservation,
 ) -> Result<Bytes, InputError> {
-    if !content_type_is(headers, "application/json") {
+    // No Content-Type at all is taken as JSON: tritonclient sends none on infer requests, and
+    // Triton and KServe accept that. Another type is refused.
+    let declared = headers.contains_key(actix_web::http::header::CONTENT_TYPE);
+    if declared && !content_type_is(headers, "application/json") {
         return Err(InputError::UnsupportedMediaType("expected an application/json body".into()));
     }
     let body = within_read_timeout(&limits, async {
