@@ -8,6 +8,7 @@ mod bundles;
 mod classes;
 mod client;
 mod client_closed;
+mod clients;
 mod compare;
 mod corpus;
 mod cors;

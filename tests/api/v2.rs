@@ -148,3 +148,65 @@ async fn an_infer_request_without_a_content_type_is_read_as_json_as_triton_does(
         .unwrap();
     assert_eq!(error_of(response).await.0, 415);
 }
+
+/// A body in the binary data extension: the JSON, then each BYTES input's length-prefixed elements.
+fn binary_body(json: &Value, elements: &[&[u8]]) -> (Vec<u8>, usize) {
+    let mut body = serde_json::to_vec(json).unwrap();
+    let header = body.len();
+    for e in elements {
+        body.extend_from_slice(&(e.len() as u32).to_le_bytes());
+        body.extend_from_slice(e);
+    }
+    (body, header)
+}
+
+async fn infer_binary(app: &TestApp, body: Vec<u8>, header: usize) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v2/models/{MODEL}/infer", app.address))
+        .header("Inference-Header-Content-Length", header.to_string())
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_binary_data_extension_takes_raw_images_and_answers_in_binary_when_asked() {
+    let app = spawn_app().await;
+    let photo = sample("fruits.jpg");
+    let size = 4 + photo.len();
+    let request = json!({
+        "inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": size}}],
+        "outputs": [{"name": "label", "parameters": {"binary_data": true}}, {"name": "probability"}],
+    });
+    let (body, header) = binary_body(&request, &[&photo]);
+    let response = infer_binary(&app, body, header).await;
+    assert_eq!(response.status(), 200);
+    let length: usize = response.headers()["inference-header-content-length"].to_str().unwrap().parse().unwrap();
+    let bytes = response.bytes().await.unwrap();
+    let head: Value = serde_json::from_slice(&bytes[..length]).unwrap();
+    assert_eq!(output(&head, "label")["parameters"]["binary_data_size"], 9, "{head}");
+    assert_eq!(&bytes[length..], [&5u32.to_le_bytes()[..], b"lemon"].concat().as_slice());
+    assert!(output(&head, "probability")["data"][0].as_f64().unwrap() > 0.5, "a JSON output stays JSON: {head}");
+
+    // Malformed: each a 400 naming what is wrong, never a 500.
+    let (good, header) = binary_body(&request, &[&photo]);
+    for (body, header, says) in [
+        (good.clone(), good.len() + 1, "body holds"),
+        (good[..good.len() - 10].to_vec(), header, "past the body's binary data"),
+        ([good.clone(), vec![0; 3]].concat(), header, "belong to no input"),
+    ] {
+        let (status, kind, error) = error_of(infer_binary(&app, body, header).await).await;
+        assert_eq!((status, kind.as_str()), (400, "validation"), "{error}");
+        assert!(error.contains(says), "{error}");
+    }
+    let wrong_length = app
+        .client
+        .post(format!("{}/v2/models/{MODEL}/infer", app.address))
+        .header("Inference-Header-Content-Length", "lots")
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(wrong_length).await.0, 400);
+}

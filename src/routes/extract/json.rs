@@ -47,7 +47,7 @@ pub async fn predict_upload(
 /// images: together about the body's size once more).
 pub async fn read_json_body(
     headers: &HeaderMap,
-    mut payload: Payload,
+    payload: Payload,
     body_limit: usize,
     limits: UploadLimits,
     memory: &mut Reservation,
@@ -58,6 +58,18 @@ pub async fn read_json_body(
     if declared && !content_type_is(headers, "application/json") {
         return Err(InputError::UnsupportedMediaType("expected an application/json body".into()));
     }
+    read_body(headers, payload, body_limit, limits, memory).await
+}
+
+/// A whole body of any type, with the same limits as `read_json_body` (the protocol's binary
+/// data extension: its JSON part is parsed as JSON afterwards).
+pub async fn read_body(
+    headers: &HeaderMap,
+    mut payload: Payload,
+    body_limit: usize,
+    limits: UploadLimits,
+    memory: &mut Reservation,
+) -> Result<Bytes, InputError> {
     let body = within_read_timeout(&limits, async {
         let mut budget = Budget::new(headers, body_limit, memory)?;
         let declared = budget.prepaid();

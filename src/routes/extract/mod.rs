@@ -9,7 +9,7 @@ use actix_web::web::Payload;
 use crate::admission::Reservation;
 use crate::domain::{BatchUpload, InputError, PredictUpload, UploadLimits};
 use body::{content_type_is, read_parts, twice};
-pub use json::read_json_body;
+pub use json::{read_body, read_json_body};
 
 /// A /predict upload from a multipart body, or a JSON one (`{"image": "<base64>", "text": "..."}`).
 /// Its bytes are held in `memory` as they arrive.

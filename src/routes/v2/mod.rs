@@ -3,6 +3,7 @@
 //! image) and an optional `text` BYTES input. Outputs: `label` (BYTES), `probability` (FP32) and
 //! `top_k` (BYTES "score:index:label", the classification extension's form); asking any output
 //! with `"parameters": {"classification": N}` gives its top N in that form.
+mod binary;
 mod bounded;
 mod protocol;
 pub mod repository;
@@ -11,7 +12,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
-use super::extract::read_json_body;
+use super::extract::{read_body, read_json_body};
 use super::predict::{
     call_of, items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed,
 };
@@ -93,8 +94,11 @@ pub async fn model_metadata(
         "versions": ready,
         "platform": platform,
         "inputs": [
-            {"name": "image", "datatype": "BYTES", "shape": [-1]},
-            {"name": "text", "datatype": "BYTES", "shape": [-1]},
+            // How the elements are encoded: the protocol has no field for it, tensor parameters do.
+            {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {
+                "content": "an encoded image (JPEG, PNG, WebP, BMP, GIF or TIFF): its raw bytes with the binary data extension, base64 in JSON"}},
+            {"name": "text", "datatype": "BYTES", "shape": [-1], "parameters": {
+                "content": "optional UTF-8 text guiding the answer: one element, or one per image"}},
         ],
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
@@ -143,11 +147,17 @@ pub async fn infer(
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
     let mut memory = predictor.admission().reservation();
     let limit = base64_body_limit(config.max_batch_upload_bytes);
-    let body = read_json_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?;
-    let mut request = protocol::parse(body).await?;
+    let header_length = binary::header_length(req.headers())?;
+    let body = match header_length {
+        // The binary data extension: JSON, then raw bytes (tritonclient sends no Content-Type).
+        Some(_) => read_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?,
+        None => read_json_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?,
+    };
+    let (json, raw) = binary::split(body, header_length)?;
+    let mut request = protocol::parse(json).await?;
     let outputs = requested_outputs(&request, config.top_k, config.max_top_k)?;
     let id = request.id.take();
-    let uploads = uploads(request, &config).await?;
+    let uploads = uploads(request, raw, &config).await?;
     metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
 
     // The model the path named, for every image of the request.
@@ -162,12 +172,35 @@ pub async fn infer(
     let outcomes = unless_client_closed(&req, &metrics, answers).await??;
 
     let rows = outcomes.len();
-    let outputs: Vec<Value> = outputs.iter().map(|(name, k)| output(name, *k, &outcomes, rows)).collect();
+    let mut raw = Vec::new();
+    let outputs: Vec<Value> = outputs
+        .iter()
+        .map(|o| {
+            let mut tensor = output(&o.name, o.classification, &outcomes, rows);
+            if o.binary {
+                binary::to_binary(&mut tensor, &mut raw);
+            }
+            tensor
+        })
+        .collect();
     let mut body = json!({ "model_name": model.id.name, "model_version": model.id.version, "outputs": outputs });
     if let Some(id) = id {
         body["id"] = id.into();
     }
-    Ok(HttpResponse::Ok().insert_header(model_version(&model)).insert_header(route_header(call.route)).json(body))
+    let mut response = HttpResponse::Ok();
+    response.insert_header(model_version(&model)).insert_header(route_header(call.route));
+    if outputs_in_binary(&body) {
+        let (bytes, header_length) = binary::response_body(&body, raw);
+        return Ok(response
+            .insert_header((binary::HEADER, header_length))
+            .content_type("application/octet-stream")
+            .body(bytes));
+    }
+    Ok(response.json(body))
+}
+
+fn outputs_in_binary(body: &Value) -> bool {
+    body["outputs"].as_array().is_some_and(|o| o.iter().any(|t| t.get("parameters").is_some()))
 }
 
 /// A version's (or an alias's) metadata: as `GET /v2/models/{name}`, on that version.

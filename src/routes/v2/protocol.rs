@@ -4,9 +4,10 @@ use actix_web::web::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::binary::{bytes_elements, Section};
 use super::bounded::{Bounded, Element};
 use crate::config::Config;
-use crate::domain::{decode_base64_image, PredictUpload};
+use crate::domain::{decode_base64_image, InputError, PredictUpload};
 use crate::error::ApiError;
 use crate::predictor::Outcome;
 
@@ -24,6 +25,14 @@ pub struct InferRequest {
     inputs: Bounded<InferInput, MAX_TENSORS>,
     #[schema(value_type = Option<Vec<RequestedOutput>>)]
     outputs: Option<Bounded<RequestedOutput, MAX_TENSORS>>,
+    #[serde(default)]
+    parameters: RequestParameters,
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+struct RequestParameters {
+    /// Every output in binary (the binary data extension) unless an output says otherwise
+    binary_data_output: Option<bool>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -34,9 +43,18 @@ struct InferInput {
     datatype: String,
     #[schema(value_type = Vec<i64>)]
     shape: Bounded<i64, MAX_DIMENSIONS>,
-    /// Base64 of each image; UTF-8 strings for texts
-    #[schema(value_type = Vec<String>)]
-    data: Bounded<Element, MAX_ELEMENTS>,
+    /// Base64 of each image; UTF-8 strings for texts. Absent when the elements are in the body's
+    /// binary data (`parameters.binary_data_size`): there, raw image bytes, no base64
+    #[schema(value_type = Option<Vec<String>>)]
+    data: Option<Bounded<Element, MAX_ELEMENTS>>,
+    #[serde(default)]
+    parameters: InputParameters,
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+struct InputParameters {
+    /// This input's bytes in the binary data after the JSON (Inference-Header-Content-Length)
+    binary_data_size: Option<u64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -52,6 +70,22 @@ struct OutputParameters {
     /// The top N as "score:index:label"
     #[schema(value_type = Option<u64>)]
     classification: Option<serde_json::Number>,
+    /// This output in binary after the JSON (the binary data extension)
+    binary_data: Option<bool>,
+}
+
+/// An input element: a JSON string (base64 for images) or raw bytes from the binary data.
+#[derive(Clone)]
+enum Item {
+    Json(String),
+    Raw(Bytes),
+}
+
+/// An output to send: its name, the top N for the classification extension, in binary or not.
+pub struct Requested {
+    pub name: String,
+    pub classification: Option<usize>,
+    pub binary: bool,
 }
 
 /// Parses an infer body (off the async workers: it may be tens of MB).
@@ -65,30 +99,50 @@ pub async fn parse(body: Bytes) -> Result<InferRequest, ApiError> {
 pub const OUTPUTS: [&str; 3] = ["label", "probability", "top_k"];
 
 /// The request's images and texts as uploads; base64 is decoded off the async workers.
-pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
+pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
     let mut images = None;
     let mut texts = None;
+    let mut section = Section::new(binary);
     for input in request.inputs.0 {
         if input.datatype != "BYTES" {
             return Err(ApiError::Validation(format!("input {:?} must be BYTES, got {}", input.name, input.datatype)));
         }
+        let strings: Vec<Item> = match (input.data, input.parameters.binary_data_size) {
+            (None, Some(size)) => {
+                let raw = section.take(&input.name, size)?;
+                bytes_elements(&input.name, &raw, MAX_ELEMENTS)?.into_iter().map(Item::Raw).collect()
+            }
+            (Some(data), None) => data
+                .0
+                .into_iter()
+                .map(|e| {
+                    e.0.map(Item::Json).ok_or_else(|| {
+                        ApiError::Validation(format!("input {:?}: BYTES elements are strings", input.name))
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::Validation(format!(
+                    "input {:?}: `data` and `parameters.binary_data_size` both given; send one",
+                    input.name
+                )))
+            }
+            (None, None) => {
+                return Err(ApiError::Validation(format!(
+                    "input {:?}: no `data`, and no `parameters.binary_data_size` for binary data",
+                    input.name
+                )))
+            }
+        };
         let count = input.shape.0.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
-        if count != Some(input.data.0.len() as i64) {
+        if count != Some(strings.len() as i64) {
             return Err(ApiError::Validation(format!(
                 "input {:?}: shape {:?} does not hold {} elements",
                 input.name,
                 input.shape.0,
-                input.data.0.len()
+                strings.len()
             )));
         }
-        let strings = input
-            .data
-            .0
-            .into_iter()
-            .map(|e| {
-                e.0.ok_or_else(|| ApiError::Validation(format!("input {:?}: BYTES elements are strings", input.name)))
-            })
-            .collect::<Result<Vec<String>, ApiError>>()?;
         match input.name.as_str() {
             "image" => images = Some(strings),
             "text" => texts = Some(strings),
@@ -97,6 +151,7 @@ pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<Predi
             }
         }
     }
+    section.finish()?;
     let images = images
         .ok_or_else(|| ApiError::Validation("missing the \"image\" input (BYTES, base64 of each image)".into()))?;
     let max_items = config.max_batch_items as usize;
@@ -106,7 +161,7 @@ pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<Predi
             images.len()
         )));
     }
-    let texts: Vec<Option<String>> = match texts {
+    let texts: Vec<Option<Item>> = match texts {
         Some(t) if t.len() == images.len() => t.into_iter().map(Some).collect(),
         Some(t) if t.len() == 1 => vec![t.into_iter().next(); images.len()],
         Some(t) => {
@@ -124,8 +179,16 @@ pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<Predi
             .into_iter()
             .zip(texts)
             .map(|(image, text)| {
-                let bytes = decode_base64_image(&image, max_bytes)?;
-                PredictUpload::parse(bytes, text.map(Bytes::from), max_chars)
+                let bytes = match image {
+                    Item::Json(base64) => decode_base64_image(&base64, max_bytes)?,
+                    Item::Raw(raw) if raw.len() > max_bytes => return Err(InputError::TooLarge { limit: max_bytes }),
+                    Item::Raw(raw) => raw,
+                };
+                let text = text.map(|t| match t {
+                    Item::Json(text) => Bytes::from(text),
+                    Item::Raw(raw) => raw,
+                });
+                PredictUpload::parse(bytes, text, max_chars)
             })
             .collect::<Result<Vec<_>, _>>()
     })
@@ -134,14 +197,18 @@ pub async fn uploads(request: InferRequest, config: &Config) -> Result<Vec<Predi
     .map_err(ApiError::from)
 }
 
-/// (name, top N) of each output to send; every output when the request names none.
-pub fn requested_outputs(
-    request: &InferRequest,
-    top_k: usize,
-    max_top_k: usize,
-) -> Result<Vec<(String, Option<usize>)>, ApiError> {
+/// The outputs to send; every output when the request names none.
+pub fn requested_outputs(request: &InferRequest, top_k: usize, max_top_k: usize) -> Result<Vec<Requested>, ApiError> {
+    let all_binary = request.parameters.binary_data_output.unwrap_or(false);
     let Some(Bounded(outputs)) = &request.outputs else {
-        return Ok(OUTPUTS.iter().map(|name| (name.to_string(), (*name == "top_k").then_some(top_k))).collect());
+        return Ok(OUTPUTS
+            .iter()
+            .map(|name| Requested {
+                name: name.to_string(),
+                classification: (*name == "top_k").then_some(top_k),
+                binary: all_binary,
+            })
+            .collect());
     };
     outputs
         .iter()
@@ -160,7 +227,11 @@ pub fn requested_outputs(
                     }
                 },
             };
-            Ok((o.name.clone(), k))
+            Ok(Requested {
+                name: o.name.clone(),
+                classification: k,
+                binary: o.parameters.binary_data.unwrap_or(all_binary),
+            })
         })
         .collect()
 }
