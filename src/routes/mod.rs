@@ -11,6 +11,7 @@ mod history;
 mod metrics;
 mod models;
 pub mod openapi;
+mod openapi_limits;
 mod predict;
 mod predict_batch;
 mod reload;

@@ -113,6 +113,9 @@ pub enum UploadErrors {
     /// Bad input (validation, invalid_image)
     #[response(status = 400)]
     BadInput(#[to_schema] ErrorBody<'static>),
+    /// No such model, version or alias (the path, or `X-Model-Version`)
+    #[response(status = 404)]
+    NotFound(#[to_schema] ErrorBody<'static>),
     /// The body did not arrive within --request-timeout-seconds
     #[response(status = 408)]
     Timeout(#[to_schema] ErrorBody<'static>),
@@ -145,12 +148,14 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI 3 document of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "docs", responses((status = 200, description = "OpenAPI 3 JSON")))]
-pub async fn openapi_json() -> HttpResponse {
-    // The document never changes while the process runs: built and serialised once. (Serialising
-    // it cannot fail: it holds no map with non-string keys; the docs test reads it whole.)
-    static DOCUMENT: LazyLock<Bytes> =
-        LazyLock::new(|| Bytes::from(serde_json::to_vec(&ApiDoc::openapi()).unwrap_or_default()));
-    HttpResponse::Ok().content_type("application/json").body(DOCUMENT.clone())
+pub async fn openapi_json(config: web::Data<crate::config::Config>) -> HttpResponse {
+    // What utoipa derives never changes: built once. The limits the settings decide are written
+    // into a copy for this server (a few milliseconds; the document is not on a hot path).
+    static DOCUMENT: LazyLock<serde_json::Value> =
+        LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default());
+    let mut document = DOCUMENT.clone();
+    super::openapi_limits::apply(&mut document, &config);
+    HttpResponse::Ok().json(document)
 }
 
 /// Swagger UI's settings, written into its `swagger-initializer.js`: our document; the base layout

@@ -121,3 +121,44 @@ async fn the_docs_page_and_its_assets_come_from_the_binary() {
     assert_eq!((status, kind.as_str()), (404, "not_found"));
     assert_eq!(app.get("/docs/../Cargo.toml").await.status(), 404);
 }
+
+#[tokio::test]
+async fn the_document_states_the_limits_this_servers_settings_enforce() {
+    let mut config = crate::helpers::test_config();
+    config.max_top_k = 7;
+    config.max_text_chars = 50;
+    config.max_batch_items = 3;
+    let app = crate::helpers::spawn_app_with(config).await;
+    let document = app.get_json("/openapi.json").await;
+    let top_k = document["paths"]["/predict"]["post"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "top_k")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&top_k["schema"]["minimum"], &top_k["schema"]["maximum"]),
+        (&serde_json::json!(1), &serde_json::json!(7))
+    );
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["PredictJson"]["properties"]["text"]["maxLength"], 50);
+    assert_eq!(schemas["PredictJson"]["properties"]["image"]["minLength"], 1);
+    assert_eq!(schemas["BatchForm"]["properties"]["image"]["maxItems"], 3);
+    assert!(
+        document["paths"]["/predict"]["post"]["responses"]["404"].is_object(),
+        "an unknown X-Model-Version is a 404"
+    );
+    // What the document says is what the server does.
+    let response = app
+        .client
+        .post(format!("{}/predict?top_k=8", app.address))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .part("image", reqwest::multipart::Part::bytes(crate::helpers::sample("apple.jpg")).file_name("a.jpg")),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
