@@ -9,6 +9,15 @@ use crate::config::Config;
 pub fn apply(document: &mut Value, config: &Config) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
+        // An admin route refuses a caller without the token (401) or from the wrong place (403).
+        if operation.get("security").is_some() {
+            let responses = &mut operation["responses"];
+            for (status, what) in [("401", "No or a wrong admin token"), ("403", "Not an admin caller")] {
+                if responses.get(status).is_none() {
+                    responses[status] = error_response(what);
+                }
+            }
+        }
         for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
             let name = parameter["name"].as_str().unwrap_or_default().to_string();
             let place = parameter["in"].as_str().unwrap_or_default().to_string();
@@ -36,6 +45,10 @@ pub fn apply(document: &mut Value, config: &Config) {
         batch["text"]["maxItems"] = json!(config.max_batch_items);
         batch["text"]["items"]["maxLength"] = json!(chars);
     }
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
 }
 
 fn bound(schema: &mut Value, minimum: u64, maximum: u64) {
