@@ -202,3 +202,20 @@ pub async fn error_of(response: reqwest::Response) -> (u16, String, String) {
     let kind = body["error_type"].as_str().expect("error_type").to_string();
     (status, kind, error)
 }
+
+/// Runs one of the tests' Python checks (tests/<folder>/<script>.py) with the venv set-up made,
+/// within `limit`; its stdout (printed) once it exits 0, else the test fails with both outputs. A
+/// check that hangs fails the test instead of holding CI until its limit.
+pub async fn python_check(script: &str, args: &[&std::ffi::OsStr], limit: std::time::Duration) -> String {
+    let python = repo_path(".venv/bin/python");
+    assert!(python.exists(), "{} is missing: run scripts/setup.sh --test (scripts/test.sh does)", python.display());
+    let run = tokio::process::Command::new(&python).arg(repo_path(script)).args(args).kill_on_drop(true).output();
+    let output = tokio::time::timeout(limit, run)
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("{script} does not start: {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    println!("{stdout}");
+    assert!(output.status.success(), "{script} failed ({}):\n{stdout}\n{stderr}", output.status);
+    stdout.into_owned()
+}
