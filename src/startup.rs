@@ -115,6 +115,9 @@ impl Application {
                 .app_data(access.clone())
                 .app_data(jobs.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
+                // A path segment that does not parse (a job id that is not a number) names nothing
+                // here: a 404, in the JSON error shape like every other (actix answers text/plain).
+                .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
                 .service(Endpoint::at("/predict").post(routes::predict))
                 .service(Endpoint::at("/predict/batch").post(routes::predict_batch))
                 .service(Endpoint::at("/classes").get(routes::classes))

@@ -34,3 +34,12 @@ async fn a_wrong_method_on_a_known_route_is_405_with_allow_and_an_unknown_path_4
     // The right methods still reach their handlers.
     assert_eq!(app.client.get(format!("{}/models/food/routing", app.address)).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_path_segment_that_does_not_parse_is_a_json_404() {
+    let app = spawn_app().await;
+    let response = app.client.get(format!("{}/models/food/compare/not-a-number", app.address)).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let (status, kind, error) = error_of(response).await;
+    assert_eq!((status, kind.as_str()), (404, "not_found"), "{error}");
+}
