@@ -5,15 +5,17 @@ use std::process::Command;
 
 use super::{render, Plan, Target};
 
-fn found(program: &str) -> bool {
-    Command::new(program).arg("--version").output().is_ok_and(|o| o.status.success())
+/// Whether `program args` runs and exits 0 (its output is not shown).
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).output().is_ok_and(|o| o.status.success())
 }
 
 /// (what, ok, how to fix)
 fn needs(plan: &Plan) -> Vec<(String, bool, String)> {
-    let tool = |name: &str, fix: &str| (format!("`{name}` on the PATH"), found(name), fix.to_string());
+    let tool =
+        |name: &str, fix: &str| (format!("`{name}` on the PATH"), succeeds(name, &["--version"]), fix.to_string());
     let image = |name: &str| {
-        let ok = Command::new("docker").args(["image", "inspect", name]).output().is_ok_and(|o| o.status.success());
+        let ok = succeeds("docker", &["image", "inspect", name]);
         (format!("the image {name}"), ok, "scripts/image.sh (and scripts/base-images.sh) build it".to_string())
     };
     match plan.target {
@@ -27,7 +29,7 @@ fn needs(plan: &Plan) -> Vec<(String, bool, String)> {
             tool("kubectl", "install kubectl and point it at a cluster (kubectl config use-context ...)"),
             (
                 "a cluster kubectl reaches".into(),
-                Command::new("kubectl").args(["cluster-info"]).output().is_ok_and(|o| o.status.success()),
+                succeeds("kubectl", &["cluster-info"]),
                 "kubectl config use-context <cluster>".into(),
             ),
         ],

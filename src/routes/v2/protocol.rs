@@ -107,7 +107,7 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
         if input.datatype != "BYTES" {
             return Err(ApiError::Validation(format!("input {:?} must be BYTES, got {}", input.name, input.datatype)));
         }
-        let strings: Vec<Item> = match (input.data, input.parameters.binary_data_size) {
+        let elements: Vec<Item> = match (input.data, input.parameters.binary_data_size) {
             (None, Some(size)) => {
                 let raw = section.take(&input.name, size)?;
                 bytes_elements(&input.name, &raw, MAX_ELEMENTS)?.into_iter().map(Item::Raw).collect()
@@ -135,17 +135,17 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
             }
         };
         let count = input.shape.0.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
-        if count != Some(strings.len() as i64) {
+        if count != Some(elements.len() as i64) {
             return Err(ApiError::Validation(format!(
                 "input {:?}: shape {:?} does not hold {} elements",
                 input.name,
                 input.shape.0,
-                strings.len()
+                elements.len()
             )));
         }
         match input.name.as_str() {
-            "image" => images = Some(strings),
-            "text" => texts = Some(strings),
+            "image" => images = Some(elements),
+            "text" => texts = Some(elements),
             other => {
                 return Err(ApiError::Validation(format!("unknown input {other:?}; inputs are \"image\" and \"text\"")))
             }
