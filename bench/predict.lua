@@ -2,8 +2,11 @@
 --
 -- Settings come from the environment (wrk passes no arguments to init in a usable way for all):
 --   BENCH_FILES  comma-separated JPEG paths, sent in turn
---   BENCH_STYLE  "multipart" (field BENCH_FIELD, plus a `text` field when BENCH_TEXT is set) or
---                "raw" (the bytes as the body, Content-Type image/jpeg: TorchServe's form)
+--   BENCH_STYLE  "multipart" (field BENCH_FIELD, plus a `text` field when BENCH_TEXT is set),
+--                "raw" (the bytes as the body, Content-Type image/jpeg: TorchServe's form),
+--                "json" (POST /predict's {"image": base64}), "v2json" (the Open Inference
+--                Protocol's infer, the image base64 in `data`) or "v2binary" (its binary data
+--                extension: the JSON, then the image's raw bytes)
 --   BENCH_MODE   "uncached": every request's image bytes are new (a unique tail after the JPEG's
 --                end marker, which decoders ignore), so no cache can answer it; "cached": the
 --                same few bodies again and again
@@ -44,21 +47,65 @@ function init(args)
       tail = tail .. "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n" .. text .. "\r\n"
     end
     tail = tail .. "--" .. boundary .. "--\r\n"
-  else
+  elseif style == "raw" then
     headers = { ["Content-Type"] = "image/jpeg" }
     head, tail = "", ""
+  else
+    -- Base64 is computed once per photo: each is padded to a multiple of 3 bytes (after the
+    -- JPEG's end, where decoders do not look), so base64(photo .. tail) is base64(photo) ..
+    -- base64(tail) and an uncached request encodes only its short tail.
+    encoded = {}
+    for i, image in ipairs(images) do
+      images[i] = image .. string.rep(" ", (3 - #image % 3) % 3)
+      encoded[i] = base64(images[i])
+    end
   end
   statuses = {}
   hits = 0
 end
 
+local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+function base64(data)
+  local out = {}
+  for i = 1, #data, 3 do
+    local a, b, c = string.byte(data, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local function char(shift)
+      local k = math.floor(n / shift) % 64 + 1
+      return B64:sub(k, k)
+    end
+    out[#out + 1] = char(262144) .. char(4096) .. (b and char(64) or "=") .. (c and char(1) or "=")
+  end
+  return table.concat(out)
+end
+
+local function le32(n)
+  return string.char(n % 256, math.floor(n / 256) % 256, math.floor(n / 65536) % 256, math.floor(n / 16777216) % 256)
+end
+
 function request()
   counter = counter + 1
-  local image = images[(counter % #images) + 1]
-  if uncached then
-    image = image .. string.format("bench %s %d %d", run, thread_id, counter)
+  local i = (counter % #images) + 1
+  local extra = uncached and string.format("bench %s %d %d", run, thread_id, counter) or ""
+  if style == "multipart" or style == "raw" then
+    return wrk.format("POST", nil, headers, head .. images[i] .. extra .. tail)
   end
-  return wrk.format("POST", nil, headers, head .. image .. tail)
+  if style == "v2binary" then
+    local image = images[i] .. extra
+    local json = '{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":' ..
+      (4 + #image) .. '}}]}'
+    local h = { ["Content-Type"] = "application/octet-stream", ["Inference-Header-Content-Length"] = tostring(#json) }
+    return wrk.format("POST", nil, h, json .. le32(#image) .. image)
+  end
+  local b64 = encoded[i] .. base64(extra)
+  local body
+  if style == "json" then
+    body = '{"image":"' .. b64 .. '"}'
+  else
+    body = '{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"data":["' .. b64 .. '"]}]}'
+  end
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, body)
 end
 
 function response(status, headers, body)

@@ -23,6 +23,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_PORT", default_value_t = 8000)]
     pub port: u16,
 
+    /// Port for the Open Inference Protocol over gRPC (`GRPCInferenceService`, what
+    /// tritonclient.grpc speaks), on the same address; off unless set (0 picks a free one)
+    #[arg(long, env = "FOOD_API_GRPC_PORT")]
+    pub grpc_port: Option<u16>,
+
     /// HTTP worker threads; model inference runs on its own thread either way
     #[arg(long, env = "FOOD_API_WORKERS", default_value_t = 2)]
     pub workers: usize,

@@ -27,8 +27,16 @@ use crate::telemetry;
 pub struct Application {
     port: u16,
     server: Server,
+    grpc: Option<Grpc>,
     signals: ShutdownSignals,
     history: History,
+}
+
+/// The gRPC server, when --grpc-port is set: its port, its task, and the switch that stops it.
+struct Grpc {
+    port: u16,
+    task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    stop: tokio::sync::oneshot::Sender<()>,
 }
 
 /// SIGTERM and SIGINT, listened to from before the port opens: a signal that arrives once the
@@ -101,6 +109,18 @@ impl Application {
         // show the host name and process id to every client).
         let replica = config.replica_name.clone();
         let config = web::Data::new(config);
+        let grpc = match config.grpc_port {
+            Some(grpc_port) => {
+                let inference = routes::grpc::Inference {
+                    predictor: predictor.clone(),
+                    config: config.clone(),
+                    metrics: metrics.clone(),
+                    access: access.clone(),
+                };
+                Some(Grpc::start(&config.host, grpc_port, inference).await?)
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             let named = DefaultHeaders::new().add(("X-Replica", replica.clone().unwrap_or_default()));
             App::new()
@@ -167,6 +187,7 @@ impl Application {
         .run();
         tracing::info!(
             port,
+            grpc_port = grpc.as_ref().map(|g| g.port),
             workers,
             inference_threads = layout.inference_threads,
             torch_threads = layout.torch.shared,
@@ -174,11 +195,16 @@ impl Application {
             device = device_name(device),
             "ready"
         );
-        Ok(Self { port, server, signals, history })
+        Ok(Self { port, server, grpc, signals, history })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The gRPC port, when --grpc-port is set.
+    pub fn grpc_port(&self) -> Option<u16> {
+        self.grpc.as_ref().map(|g| g.port)
     }
 
     /// Serves until the server fails or a SIGTERM/SIGINT arrives; then it stops accepting, lets
@@ -190,8 +216,18 @@ impl Application {
             result = &mut server => result,
             name = signals.recv() => {
                 tracing::info!(signal = name, "stopping: no new connections, finishing in-flight requests");
-                // The stop is carried out by the server future itself: poll both.
-                let ((), result) = tokio::join!(handle.stop(true), server);
+                // The stop is carried out by the server future itself: poll both, and gRPC's.
+                let grpc_stopped = async {
+                    if let Some(grpc) = self.grpc {
+                        let _ = grpc.stop.send(());
+                        match grpc.task.await {
+                            Ok(Err(e)) => tracing::error!(error = %e, "the gRPC server failed"),
+                            Err(e) => tracing::error!(error = %e, "the gRPC server's task failed"),
+                            Ok(Ok(())) => {}
+                        }
+                    }
+                };
+                let ((), result, ()) = tokio::join!(handle.stop(true), server, grpc_stopped);
                 result
             }
         };
@@ -202,6 +238,20 @@ impl Application {
         result?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+impl Grpc {
+    async fn start(host: &str, port: u16, inference: routes::grpc::Inference) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("cannot listen for gRPC on {host}:{port}"))?;
+        let port = listener.local_addr()?.port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(routes::grpc::serve(listener, inference, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { port, task, stop })
     }
 }
 

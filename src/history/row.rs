@@ -106,7 +106,8 @@ pub struct Filter {
     /// Rows per page, newest first (default 100, at most 1000)
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page
+    /// `next_cursor` of the previous page, as it was given
+    #[param(pattern = r"^[0-9]{1,18}_[0-9]{1,18}$")]
     pub cursor: Option<String>,
 }
 
@@ -127,9 +128,15 @@ impl Cursor {
         format!("{}_{}", self.at_us, self.id)
     }
 
+    /// Exactly what `encode` writes (the OpenAPI document's pattern says the same): digits only,
+    /// at most 18 of them, so no sign and no overflow of an i64.
     pub fn parse(text: &str) -> Option<Self> {
         let (at, id) = text.split_once('_')?;
-        Some(Self { at_us: at.parse().ok()?, id: id.parse().ok()? })
+        let number = |part: &str| {
+            (1..=18).contains(&part.len()).then_some(())?;
+            part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        };
+        Some(Self { at_us: number(at)?, id: number(id)? })
     }
 }
 
@@ -141,7 +148,7 @@ mod tests {
     fn a_cursor_reads_back_and_garbage_is_refused() {
         let cursor = Cursor { at_us: 1_764_000_000_000_000, id: 42 };
         assert_eq!(Cursor::parse(&cursor.encode()), Some(cursor));
-        for bad in ["", "12", "a_1", "1_b", "1_2_3", "99999999999999999999_1"] {
+        for bad in ["", "12", "a_1", "1_b", "1_2_3", "99999999999999999999_1", "-1_2", "+1_2", "1_"] {
             assert_eq!(Cursor::parse(bad), None, "{bad}");
         }
     }

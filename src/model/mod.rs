@@ -33,7 +33,7 @@ pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use repository::{fingerprint as fingerprint_files, valid_name, CLASS_MAPPING_FILE};
 pub use routing::{CanaryAbort, Route, RoutingPolicy, ShadowPolicy, Share};
-pub use stats::{PairReport, ProtocolTotals, Recorded, Stages, StatsReport, VersionStats};
+pub use stats::{PairReport, ProtocolTotals, Recorded, Stages, StatsReport, Totals, VersionStats};
 pub use table::{
     ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, TableSettings, VersionEntry, VersionState, PREVIOUS,
     STABLE,

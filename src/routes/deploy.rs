@@ -135,6 +135,7 @@ pub enum Scope {
 /// rollback, reload and eviction, with its time, caller and outcome.
 #[utoipa::path(get, path = "/deployments", tag = "models", params(DeploymentsQuery), security(("admin_token" = [])), responses(
     (status = 200, description = "`{deployments: [...]}`", body = Object),
+    (status = 400, description = "`limit` out of range, or an unknown `scope`", body = crate::error::ErrorBody),
     (status = 404, description = "`scope=store` while the history is off", body = crate::error::ErrorBody),
     (status = 503, description = "`scope=store` while the history store cannot be read", body = crate::error::ErrorBody),
 ))]
@@ -143,7 +144,11 @@ pub async fn deployments(
     query: web::Query<DeploymentsQuery>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100).min(crate::model::DEPLOYMENTS_KEPT);
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::Validation(format!("`limit` must be 1 to 1000, not {limit}")));
+    }
+    let limit = limit.min(crate::model::DEPLOYMENTS_KEPT);
     Ok(HttpResponse::Ok().json(match query.scope.unwrap_or(Scope::Replica) {
         Scope::Replica => json!({ "deployments": predictor.table().deployments(limit) }),
         Scope::Store => json!({ "deployments": predictor.history().deployments(limit as i64).await? }),

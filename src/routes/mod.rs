@@ -6,6 +6,7 @@ mod deploy;
 mod door;
 mod endpoint;
 pub mod extract;
+pub mod grpc;
 mod health;
 mod history;
 mod metrics;

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub model_dir: Option<TempDir>,
     /// The app's own model repository and data folder, unless the test chose them.
     pub dirs: Option<TempDir>,
+    /// The gRPC port, when the config set one.
+    pub grpc_port: Option<u16>,
 }
 
 /// The versions set-up exported (scripts/export_model.py): (version, input size), Lite0 first.
@@ -105,9 +107,9 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
             dirs
         });
     let app = Application::build(config).await.expect("the app builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let (address, grpc_port) = (format!("http://127.0.0.1:{}", app.port()), app.grpc_port());
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), model_dir: None, dirs }
+    TestApp { address, client: reqwest::Client::new(), model_dir: None, dirs, grpc_port }
 }
 
 fn copy_model_files(dir: &Path) {

@@ -220,7 +220,17 @@ async fn pages_cover_every_row_once_newest_first_and_filters_select() {
     let until = app.history(&format!("limit=1000&until_ms={middle}")).await;
     assert!(until["rows"].as_array().unwrap().iter().all(|r| r["at_ms"].as_i64().unwrap() < middle));
 
-    for bad in ["limit=0", "limit=1001", "cursor=abc", "status=7", "since_ms=-1", "color=red", "cache_hit=maybe"] {
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "cursor=abc",
+        "cursor=",
+        "cursor=-1_2",
+        "status=7",
+        "since_ms=-1",
+        "color=red",
+        "cache_hit=maybe",
+    ] {
         let (status, kind, _) = error_of(app.get(&format!("/inference/history?{bad}")).await).await;
         assert_eq!((status, kind.as_str()), (400, "validation"), "{bad}");
     }
@@ -259,10 +269,13 @@ async fn stats_count_requests_errors_latency_and_labels_over_a_window() {
     assert_eq!(orange_count["count"], 2, "{version}");
     assert_eq!(stats["replicas"].as_array().unwrap().len(), 1);
 
-    // A window before any of it is empty; a window that ends before it starts is refused.
-    let empty = app.get_json("/stats?since_ms=0&until_ms=1000").await;
-    assert_eq!((&empty["totals"]["requests"], &empty["versions"]), (&json!(0), &json!([])));
-    let (status, _, _) = error_of(app.get("/stats?since_ms=2000&until_ms=1000").await).await;
+    // A window before any of it is empty, and so is one that ends before it starts (the whole
+    // history's rows lie in [since, until) of neither); a negative time is refused.
+    for window in ["since_ms=0&until_ms=1000", &format!("since_ms={}&until_ms=0", u64::MAX >> 2)] {
+        let empty = app.get_json(&format!("/stats?{window}")).await;
+        assert_eq!((&empty["totals"]["requests"], &empty["versions"]), (&json!(0), &json!([])), "{window}");
+    }
+    let (status, _, _) = error_of(app.get("/stats?until_ms=-1").await).await;
     assert_eq!(status, 400);
 }
 

@@ -3,9 +3,9 @@
 //! image) and an optional `text` BYTES input. Outputs: `label` (BYTES), `probability` (FP32) and
 //! `top_k` (BYTES "score:index:label", the classification extension's form); asking any output
 //! with `"parameters": {"classification": N}` gives its top N in that form.
-mod binary;
+pub mod binary;
 mod bounded;
-mod protocol;
+pub mod protocol;
 pub mod repository;
 
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -61,7 +61,7 @@ pub struct ModelPath {
 }
 
 /// The model the path names: its `stable` version, or the version it names.
-fn model_named(
+pub fn model_named(
     predictor: &Predictor,
     name: &str,
     version: Option<&str>,
@@ -81,18 +81,10 @@ pub async fn model_metadata(
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
     let model = model_named(&predictor, &path.name, path.version.as_deref())?;
-    let snapshot = predictor.table().snapshot();
-    let ready: Vec<&String> = snapshot.models.get(&path.name).map_or(Vec::new(), |m| {
-        m.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(version, _)| version).collect()
-    });
-    let platform = match model.backend() {
-        "onnx" => "onnxruntime_onnx",
-        _ => "pytorch_torchscript",
-    };
     Ok(HttpResponse::Ok().json(json!({
         "name": model.id.name,
-        "versions": ready,
-        "platform": platform,
+        "versions": ready_versions(&predictor, &path.name),
+        "platform": platform(&model),
         "inputs": [
             // How the elements are encoded: the protocol has no field for it, tensor parameters do.
             {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {
@@ -106,6 +98,22 @@ pub async fn model_metadata(
             {"name": "top_k", "datatype": "BYTES", "shape": [-1, config.top_k]},
         ],
     })))
+}
+
+/// The model's versions that are loaded, for its metadata.
+pub fn ready_versions(predictor: &Predictor, name: &str) -> Vec<String> {
+    let snapshot = predictor.table().snapshot();
+    snapshot.models.get(name).map_or(Vec::new(), |m| {
+        m.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(version, _)| version.clone()).collect()
+    })
+}
+
+/// The protocol's platform names (Triton's) for the version's backend.
+pub fn platform(model: &LoadedModel) -> &'static str {
+    match model.backend() {
+        "onnx" => "onnxruntime_onnx",
+        _ => "pytorch_torchscript",
+    }
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", params(("name" = String, Path)), responses(

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::predictor::Outcome;
 
 /// Most elements of an input: --max-batch-items can be at most this.
-const MAX_ELEMENTS: usize = 10_000;
+pub const MAX_ELEMENTS: usize = 10_000;
 /// Inputs and outputs: the protocol knows two of one and three of the other; room for repeats.
 const MAX_TENSORS: usize = 8;
 const MAX_DIMENSIONS: usize = 8;
@@ -74,11 +74,19 @@ struct OutputParameters {
     binary_data: Option<bool>,
 }
 
-/// An input element: a JSON string (base64 for images) or raw bytes from the binary data.
+/// An input element: a JSON string (base64 for images) or raw bytes (binary data, gRPC).
 #[derive(Clone)]
-enum Item {
+pub enum Item {
     Json(String),
     Raw(Bytes),
+}
+
+/// An input tensor however it came (JSON, the binary data extension, gRPC), before its checks.
+pub struct Input {
+    pub name: String,
+    pub datatype: String,
+    pub shape: Vec<i64>,
+    pub elements: Vec<Item>,
 }
 
 /// An output to send: its name, the top N for the classification extension, in binary or not.
@@ -98,15 +106,11 @@ pub async fn parse(body: Bytes) -> Result<InferRequest, ApiError> {
 
 pub const OUTPUTS: [&str; 3] = ["label", "probability", "top_k"];
 
-/// The request's images and texts as uploads; base64 is decoded off the async workers.
+/// The request's images and texts as uploads.
 pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
-    let mut images = None;
-    let mut texts = None;
+    let mut inputs = Vec::with_capacity(request.inputs.0.len());
     let mut section = Section::new(binary);
     for input in request.inputs.0 {
-        if input.datatype != "BYTES" {
-            return Err(ApiError::Validation(format!("input {:?} must be BYTES, got {}", input.name, input.datatype)));
-        }
         let elements: Vec<Item> = match (input.data, input.parameters.binary_data_size) {
             (None, Some(size)) => {
                 let raw = section.take(&input.name, size)?;
@@ -134,12 +138,34 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
                 )))
             }
         };
-        let count = input.shape.0.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
-        if count != Some(elements.len() as i64) {
+        inputs.push(Input { name: input.name, datatype: input.datatype, shape: input.shape.0, elements });
+    }
+    section.finish()?;
+    uploads_of(inputs, config).await
+}
+
+/// The inputs' images and texts as uploads, checked (names, types, shapes, counts, sizes); base64
+/// is decoded off the async workers.
+pub async fn uploads_of(inputs: Vec<Input>, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
+    let mut images = None;
+    let mut texts = None;
+    for input in inputs {
+        if input.datatype != "BYTES" {
+            return Err(ApiError::Validation(format!("input {:?} must be BYTES, got {}", input.name, input.datatype)));
+        }
+        let elements = input.elements;
+        if elements.len() > MAX_ELEMENTS {
+            return Err(ApiError::Validation(format!(
+                "input {:?} holds more than {MAX_ELEMENTS} elements",
+                input.name
+            )));
+        }
+        let count = input.shape.iter().try_fold(1i64, |n, &d| if d < 0 { None } else { n.checked_mul(d) });
+        if input.shape.len() > MAX_DIMENSIONS || count != Some(elements.len() as i64) {
             return Err(ApiError::Validation(format!(
                 "input {:?}: shape {:?} does not hold {} elements",
                 input.name,
-                input.shape.0,
+                input.shape,
                 elements.len()
             )));
         }
@@ -151,7 +177,6 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
             }
         }
     }
-    section.finish()?;
     let images = images
         .ok_or_else(|| ApiError::Validation("missing the \"image\" input (BYTES, base64 of each image)".into()))?;
     let max_items = config.max_batch_items as usize;
@@ -201,39 +226,47 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
 pub fn requested_outputs(request: &InferRequest, top_k: usize, max_top_k: usize) -> Result<Vec<Requested>, ApiError> {
     let all_binary = request.parameters.binary_data_output.unwrap_or(false);
     let Some(Bounded(outputs)) = &request.outputs else {
-        return Ok(OUTPUTS
-            .iter()
-            .map(|name| Requested {
-                name: name.to_string(),
-                classification: (*name == "top_k").then_some(top_k),
-                binary: all_binary,
-            })
-            .collect());
+        return Ok(all_outputs(top_k, all_binary));
     };
     outputs
         .iter()
         .map(|o| {
-            if !OUTPUTS.contains(&o.name.as_str()) {
-                return Err(ApiError::Validation(format!("unknown output {:?}; outputs are {OUTPUTS:?}", o.name)));
-            }
-            let k = match &o.parameters.classification {
-                None => (o.name == "top_k").then_some(top_k),
-                Some(v) => match v.as_u64() {
-                    Some(k) if (1..=max_top_k as u64).contains(&k) => Some(k as usize),
-                    _ => {
-                        return Err(ApiError::Validation(format!(
-                            "\"classification\" must be 1 to {max_top_k}, got {v}"
-                        )))
-                    }
-                },
-            };
-            Ok(Requested {
-                name: o.name.clone(),
-                classification: k,
-                binary: o.parameters.binary_data.unwrap_or(all_binary),
-            })
+            let classification =
+                o.parameters.classification.as_ref().map(|v| (v.as_u64(), v as &dyn std::fmt::Display));
+            let binary = o.parameters.binary_data.unwrap_or(all_binary);
+            requested(&o.name, classification, binary, top_k, max_top_k)
         })
         .collect()
+}
+
+/// Every output, `top_k` with the default N.
+pub fn all_outputs(top_k: usize, binary: bool) -> Vec<Requested> {
+    OUTPUTS
+        .iter()
+        .map(|name| Requested { name: name.to_string(), classification: (*name == "top_k").then_some(top_k), binary })
+        .collect()
+}
+
+/// One requested output, checked: a known name, and a classification count (as given: the count
+/// if it is a whole number, and how it was written) within 1..=max_top_k.
+pub fn requested(
+    name: &str,
+    classification: Option<(Option<u64>, &dyn std::fmt::Display)>,
+    binary: bool,
+    top_k: usize,
+    max_top_k: usize,
+) -> Result<Requested, ApiError> {
+    if !OUTPUTS.contains(&name) {
+        return Err(ApiError::Validation(format!("unknown output {name:?}; outputs are {OUTPUTS:?}")));
+    }
+    let classification = match classification {
+        None => (name == "top_k").then_some(top_k),
+        Some((Some(k), _)) if (1..=max_top_k as u64).contains(&k) => Some(k as usize),
+        Some((_, given)) => {
+            return Err(ApiError::Validation(format!("\"classification\" must be 1 to {max_top_k}, got {given}")))
+        }
+    };
+    Ok(Requested { name: name.to_string(), classification, binary })
 }
 
 pub fn output(name: &str, classification: Option<usize>, outcomes: &[Outcome], rows: usize) -> Value {

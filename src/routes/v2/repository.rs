@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::ModelPath;
 use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::model::{VersionEntry, STABLE};
+use crate::model::{ProtocolTotals, VersionEntry, STABLE};
 use crate::predictor::Predictor;
 
 #[derive(Deserialize, Default)]
@@ -31,18 +31,34 @@ pub async fn index(_admin: Admin, body: web::Bytes, predictor: web::Data<Predict
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Validation(format!("the body must be {{\"ready\": bool}}: {e}")))?
     };
+    let rows: Vec<Value> = index_rows(&predictor, request.ready)
+        .into_iter()
+        .map(|r| json!({ "name": r.name, "version": r.version, "state": r.state, "reason": r.reason }))
+        .collect();
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// A version in the repository index, over HTTP or gRPC.
+pub struct IndexRow {
+    pub name: String,
+    pub version: String,
+    pub state: &'static str,
+    pub reason: String,
+}
+
+/// Every version of every model (only the ready ones if `ready_only`).
+pub fn index_rows(predictor: &Predictor, ready_only: bool) -> Vec<IndexRow> {
     let snapshot = predictor.table().snapshot();
-    let rows: Vec<Value> = snapshot
+    snapshot
         .models
         .iter()
         .flat_map(|(name, entry)| entry.versions.iter().map(move |(version, slot)| (name, version, slot)))
-        .filter(|(_, _, slot)| !request.ready || slot.model.is_some())
+        .filter(|(_, _, slot)| !ready_only || slot.model.is_some())
         .map(|(name, version, slot)| {
             let (state, reason) = protocol_state(slot);
-            json!({ "name": name, "version": version, "state": state, "reason": reason })
+            IndexRow { name: name.clone(), version: version.clone(), state, reason }
         })
-        .collect();
-    Ok(HttpResponse::Ok().json(rows))
+        .collect()
 }
 
 fn protocol_state(slot: &VersionEntry) -> (&'static str, String) {
@@ -137,23 +153,40 @@ pub async fn model_stats(
 }
 
 fn stats_rows(predictor: &Predictor, name: Option<&str>, version: Option<&str>) -> Vec<Value> {
+    stats_of(predictor, name, version)
+        .into_iter()
+        .map(|row| {
+            json!({
+                "name": row.name,
+                "version": row.version,
+                "last_inference": row.last_inference,
+                "inference_count": row.totals.success.count,
+                // Every image runs through its own forward pass: no batching merges executions.
+                "execution_count": row.totals.compute_infer.count,
+                "inference_stats": row.totals,
+                "batch_stats": [],
+            })
+        })
+        .collect()
+}
+
+/// A loaded version's statistics, over HTTP or gRPC.
+pub struct StatsRow {
+    pub name: String,
+    pub version: String,
+    pub last_inference: u64,
+    pub totals: ProtocolTotals,
+}
+
+/// The loaded versions' statistics: every model's, or one model's, or one version's.
+pub fn stats_of(predictor: &Predictor, name: Option<&str>, version: Option<&str>) -> Vec<StatsRow> {
     let snapshot = predictor.table().snapshot();
     let mut rows = Vec::new();
     for (model_name, entry) in snapshot.models.iter().filter(|(n, _)| name.is_none_or(|name| name == *n)) {
         for (v, slot) in entry.versions.iter().filter(|(v, _)| version.is_none_or(|version| version == *v)) {
             let Some(model) = &slot.model else { continue };
             let (totals, last_inference) = model.stats.protocol_totals();
-            let count = totals.success.count;
-            rows.push(json!({
-                "name": model_name,
-                "version": v,
-                "last_inference": last_inference,
-                "inference_count": count,
-                // Every image runs through its own forward pass: no batching merges executions.
-                "execution_count": totals.compute_infer.count,
-                "inference_stats": totals,
-                "batch_stats": [],
-            }));
+            rows.push(StatsRow { name: model_name.clone(), version: v.clone(), last_inference, totals });
         }
     }
     rows
