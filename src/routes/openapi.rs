@@ -71,7 +71,7 @@ use super::{
         docs,
         docs_page,
     ),
-    components(schemas(PredictForm, PredictJson, BatchForm)),
+    components(schemas(PredictForm, PredictJson, BatchForm, super::deploy::Scope, crate::history::Role)),
     modifiers(&BearerAuth),
 )]
 pub struct ApiDoc;

@@ -42,8 +42,14 @@ pub fn apply(document: &mut Value, config: &Config) {
     if let Some(batch) = document.pointer_mut("/components/schemas/BatchForm/properties") {
         batch["image"]["minItems"] = json!(1);
         batch["image"]["maxItems"] = json!(config.max_batch_items);
-        batch["text"]["maxItems"] = json!(config.max_batch_items);
-        batch["text"]["items"]["maxLength"] = json!(chars);
+        // One `text` field or several (multipart repeats a field for a list): a string or an array.
+        batch["text"] = json!({
+            "type": ["string", "array", "null"],
+            "maxLength": chars,
+            "items": {"type": "string", "maxLength": chars},
+            "maxItems": config.max_batch_items,
+            "description": "Texts pair with images by position (first text, first image); optional",
+        });
     }
 }
 

@@ -22,7 +22,9 @@ async fn schemathesis_finds_no_failure_against_the_openapi_document() {
         .arg("--config-file")
         .arg(repo_path("tests/schemathesis.toml"))
         .args(["run", &format!("{}/openapi.json", app.address)])
-        .args(["--checks", "all", "--max-examples", "15", "--workers", "2", "--generation-deterministic"])
+        // One worker: two threads of hypothesis trip over CPython 3.11's `ast` (a SystemError, "AST
+        // constructor recursion depth mismatch", seen here), which schemathesis reports as errors.
+        .args(["--checks", "all", "--max-examples", "15", "--workers", "1", "--generation-deterministic"])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}"), "--exclude-path-regex", CHANGES_STATE])
         .env("NO_COLOR", "1")
         .kill_on_drop(true)

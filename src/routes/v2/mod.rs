@@ -240,6 +240,7 @@ pub async fn version_ready(
 /// Inference on a version (or an alias): as `POST /v2/models/{name}/infer`.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), request_body = InferRequest, responses(
     (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
+    (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
     (status = 413, description = "Body or an image too large", body = crate::error::ErrorBody),

@@ -21,7 +21,7 @@ struct IndexRequest {
 /// Every version of every model: `[{name, version, state, reason}]`, the state in Triton's words
 /// (READY, UNAVAILABLE, LOADING, UNLOADING).
 #[utoipa::path(post, path = "/v2/repository/index", tag = "v2", security(("admin_token" = [])), responses(
-    (status = 200, description = "`[{name, version, state, reason}]`", body = Object),
+    (status = 200, description = "Every version of every model, with its state", body = Vec<IndexRow>),
     (status = 400, description = "Malformed body", body = crate::error::ErrorBody),
 ))]
 pub async fn index(_admin: Admin, body: web::Bytes, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
@@ -31,18 +31,18 @@ pub async fn index(_admin: Admin, body: web::Bytes, predictor: web::Data<Predict
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Validation(format!("the body must be {{\"ready\": bool}}: {e}")))?
     };
-    let rows: Vec<Value> = index_rows(&predictor, request.ready)
-        .into_iter()
-        .map(|r| json!({ "name": r.name, "version": r.version, "state": r.state, "reason": r.reason }))
-        .collect();
-    Ok(HttpResponse::Ok().json(rows))
+    Ok(HttpResponse::Ok().json(index_rows(&predictor, request.ready)))
 }
 
 /// A version in the repository index, over HTTP or gRPC.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct IndexRow {
     pub name: String,
     pub version: String,
+    /// READY, UNAVAILABLE, LOADING or UNLOADING
+    #[schema(value_type = String)]
     pub state: &'static str,
+    /// Why a version is UNAVAILABLE; empty otherwise
     pub reason: String,
 }
 
