@@ -18,6 +18,8 @@ if ! docker info >/dev/null 2>&1 || ! command -v docker-compose >/dev/null; then
   exit 1
 fi
 
+free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
+echo "compose-test: ${free_mb} MB free for the release build, the base images and the server's image (about 3 GB)"
 scripts/image.sh
 stable=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')
 new=$(ls models/food | grep -v "^\." | grep -vx "$stable" | head -1)

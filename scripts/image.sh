@@ -38,3 +38,5 @@ STABLE_VERSION=${STABLE_VERSION:-$(python3 -c 'import json; print(json.load(open
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" --build-arg STABLE_VERSION="$STABLE_VERSION" -t "$IMAGE" -f Dockerfile "$stage" >/dev/null
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")
 echo "image: $IMAGE $((size / 1000000)) MB, serving $STABLE_VERSION (base $BASE; libraries $(du -sm "$stage/lib" | cut -f1) MB, models $(du -sm "$stage/models" | cut -f1) MB, binary $(du -sm "$stage/food-api" | cut -f1) MB)"
+# The image holds it now; the staging copy is as large.
+rm -rf "$stage"
