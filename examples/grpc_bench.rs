@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use food_api::routes::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use food_api::routes::grpc::proto::model_infer_request::InferInputTensor;
 use food_api::routes::grpc::proto::ModelInferRequest;
 
 #[tokio::main(flavor = "current_thread")]
@@ -39,20 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if uncached {
                     image.extend_from_slice(format!("bench {run} {task} {counter}").as_bytes());
                 }
-                // A BYTES tensor's raw data: the element's 4-byte little-endian length, then it.
-                let mut raw = (image.len() as u32).to_le_bytes().to_vec();
-                raw.extend_from_slice(&image);
-                let request = ModelInferRequest {
-                    model_name: "food".into(),
-                    inputs: vec![InferInputTensor {
-                        name: "image".into(),
-                        datatype: "BYTES".into(),
-                        shape: vec![1],
-                        ..Default::default()
-                    }],
-                    raw_input_contents: vec![raw.into()],
-                    ..Default::default()
-                };
+                let request = ModelInferRequest::with_image("food", &image);
                 let sent = Instant::now();
                 match client.model_infer(request).await {
                     Ok(_) => latencies.push(sent.elapsed().as_secs_f64() * 1e3),

@@ -3,7 +3,6 @@
 //! still answers), one memory budget, one set of metrics. tritonclient.grpc's own run is in
 //! clients.rs.
 use food_api::routes::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
-use food_api::routes::grpc::proto::model_infer_request::InferInputTensor;
 use food_api::routes::grpc::proto::{ModelInferRequest, ModelStatisticsRequest, ServerReadyRequest};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -21,21 +20,8 @@ async fn spawn_with_grpc(
     (app, GrpcInferenceServiceClient::connect(url).await.unwrap())
 }
 
-/// An infer request with the image as a BYTES tensor's raw data (length-prefixed).
 fn infer_request(image: &[u8]) -> ModelInferRequest {
-    let mut raw = (image.len() as u32).to_le_bytes().to_vec();
-    raw.extend_from_slice(image);
-    ModelInferRequest {
-        model_name: "food".into(),
-        inputs: vec![InferInputTensor {
-            name: "image".into(),
-            datatype: "BYTES".into(),
-            shape: vec![1],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![raw.into()],
-        ..Default::default()
-    }
+    ModelInferRequest::with_image("food", image)
 }
 
 #[tokio::test]

@@ -17,6 +17,28 @@ pub mod proto {
     tonic::include_proto!("inference");
 }
 
+impl proto::ModelInferRequest {
+    /// An infer request for `model` with one image as the `image` BYTES tensor's raw data (its
+    /// 4-byte little-endian length, then its bytes), as tritonclient.grpc sends it: for Rust
+    /// callers, the benchmark and the tests.
+    pub fn with_image(model: &str, image: &[u8]) -> Self {
+        let mut raw = (image.len() as u32).to_le_bytes().to_vec();
+        raw.extend_from_slice(image);
+        let tensor = proto::model_infer_request::InferInputTensor {
+            name: "image".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            ..Default::default()
+        };
+        Self {
+            model_name: model.into(),
+            inputs: vec![tensor],
+            raw_input_contents: vec![raw.into()],
+            ..Default::default()
+        }
+    }
+}
+
 /// The gRPC code for what REST answers with a status, and the same public message.
 pub fn status(error: ApiError) -> Status {
     let code = match error.status_code().as_u16() {
