@@ -138,6 +138,9 @@ impl Application {
                 // A path segment that does not parse (a job id that is not a number) names nothing
                 // here: a 404, in the JSON error shape like every other (actix answers text/plain).
                 .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::NotFound(e.to_string()).into()))
+                .service(Endpoint::at("/").get(routes::page))
+                .service(Endpoint::at("/app.js").get(routes::script))
+                .service(Endpoint::at("/app.css").get(routes::style))
                 .service(Endpoint::at("/predict").post(routes::predict))
                 .service(Endpoint::at("/predict/batch").post(routes::predict_batch))
                 .service(Endpoint::at("/classes").get(routes::classes))
@@ -322,6 +325,6 @@ fn cors(origins: &[String]) -> Cors {
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(
-        "no such route; see GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, /v2 (Open Inference Protocol) and GET /docs/".into(),
+        "no such route; see GET / (a page to try it), GET /health, GET /classes, GET /system_status, GET /metrics, POST /predict, POST /predict/batch, POST /reload_model, /v2 (Open Inference Protocol) and GET /docs/".into(),
     ))
 }

@@ -13,7 +13,7 @@ use utoipa_swagger_ui::Config;
 use crate::error::{ApiError, ErrorBody};
 
 use super::{
-    bundles, classes, compare, deploy, health, history, metrics, models, predict, predict_batch, reload, routing,
+    bundles, classes, compare, deploy, health, history, metrics, models, page, predict, predict_batch, reload, routing,
     system_status, v2,
 };
 
@@ -70,6 +70,9 @@ use super::{
         openapi_json,
         docs,
         docs_page,
+        page::page,
+        page::script,
+        page::style,
     ),
     components(schemas(PredictForm, PredictJson, BatchForm, super::deploy::Scope, crate::history::Role)),
     modifiers(&BearerAuth),

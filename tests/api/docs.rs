@@ -4,7 +4,10 @@ use serde_json::Value;
 
 use crate::helpers::{error_of, spawn_app};
 
-const ROUTES: [(&str, &str); 45] = [
+const ROUTES: [(&str, &str); 48] = [
+    ("/", "get"),
+    ("/app.js", "get"),
+    ("/app.css", "get"),
     ("/predict", "post"),
     ("/predict/batch", "post"),
     ("/classes", "get"),
