@@ -89,6 +89,17 @@ pub(super) fn routed(
     req: &HttpRequest,
 ) -> Result<(Arc<LoadedModel>, Call), ApiError> {
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (model, route, key) = route_by(predictor, name, header)?;
+    Ok((model, call_of(req, route, key.as_deref())))
+}
+
+/// The version for a request whose headers (HTTP's, or gRPC's metadata) `header` reads: its
+/// `X-Model-Version` pin, else the routing policy; with the sticky key the policy used, if any.
+pub(super) fn route_by(
+    predictor: &Predictor,
+    name: Option<&str>,
+    header: impl Fn(&str) -> Option<String>,
+) -> Result<(Arc<LoadedModel>, Route, Option<String>), ApiError> {
     let pin = header(MODEL_VERSION);
     // The key the policy read, if any: the history keeps its hash.
     let key = std::cell::RefCell::new(None);
@@ -98,7 +109,7 @@ pub(super) fn routed(
         value
     })?;
     let key = key.into_inner().filter(|_| route == Route::Sticky);
-    Ok((model, call_of(req, route, key.as_deref())))
+    Ok((model, route, key))
 }
 
 /// The request as the history records it: its id, route pattern, and why its version answered.

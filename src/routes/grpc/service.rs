@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{LoadedModel, Route};
 use crate::predictor::{Call, Outcome, Predictor};
-use crate::routes::predict::{items_in_flight, predict_one, MODEL_VERSION};
+use crate::routes::predict::{items_in_flight, predict_one, route_by};
 use crate::routes::v2::binary::{bytes_elements, to_binary};
 use crate::routes::v2::protocol::{self, Input, Item, Requested, MAX_ELEMENTS};
 use crate::routes::v2::repository::{index_rows, stats_of};
@@ -67,13 +67,7 @@ impl Inference {
         if !version.is_empty() {
             return Ok((self.predictor.resolve(name, Some(version))?, call(Route::Pinned, None)));
         }
-        let key = std::cell::RefCell::new(None);
-        let (model, route) = self.predictor.route(name, value(MODEL_VERSION).as_deref(), |header| {
-            let v = value(header);
-            key.replace(v.clone());
-            v
-        })?;
-        let sticky = key.into_inner().filter(|_| route == Route::Sticky);
+        let (model, route, sticky) = route_by(&self.predictor, name, value)?;
         Ok((model, call(route, sticky)))
     }
 
