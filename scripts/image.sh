@@ -1,20 +1,31 @@
 #!/usr/bin/env bash
 # Builds the server's image (default tag food-api:latest; IMAGE=... for another) from the release
 # binary, the libraries it loads that the base lacks, and the model repository (models/).
+# With --onnx, the ONNX-only image (default tag food-api:onnx): the binary built without libtorch
+# (`--no-default-features`), ONNX Runtime as its only runtime library, and models-onnx/ (Lite0 and
+# the text encoder as ONNX).
 # BASE=debian:bookworm-slim where a registry is reachable; by default the local base that
 # scripts/base-images.sh builds from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-IMAGE=${IMAGE:-food-api:latest}
+case "${1:-}" in
+  --onnx) flavour=onnx features=(--no-default-features) repository=models-onnx ;;
+  "") flavour=torch features=() repository=models ;;
+  *) echo "usage: scripts/image.sh [--onnx]" >&2; exit 2 ;;
+esac
+IMAGE=${IMAGE:-food-api:$([ $flavour = onnx ] && echo onnx || echo latest)}
 BASE=${BASE:-food-api-base:bookworm}
 [ "$BASE" = food-api-base:bookworm ] && scripts/base-images.sh
-[ -d models/food ] || { echo "image: no models/food: run scripts/setup.sh first" >&2; exit 1; }
+[ -d $repository/food ] || { echo "image: no $repository/food: run scripts/setup.sh first" >&2; exit 1; }
 
-cargo build --release --locked
-stage=target/image
+cargo build --release --locked "${features[@]}"
+stage=target/image-$flavour
 rm -rf "$stage" && mkdir -p "$stage/lib" "$stage/models"
 cp target/release/food-api "$stage/"
+# target/release/food-api is the default build's (scripts, tests and the README run it): put it
+# back. Both builds' artifacts stay in target/, so this only relinks when it was built before.
+[ $flavour = onnx ] && cargo build --release --locked
 # What the binary links that is not Debian's own (libtorch_cpu, libc10, their libgomp): ldd
 # resolves them through the binary's rpath into .venv. libtorch_cuda is not linked (it is opened
 # only on a machine with a GPU), so none of the wheel's CUDA libraries come along.
@@ -25,14 +36,16 @@ cp -L .venv/libonnxruntime.so "$stage/lib/libonnxruntime.so"
 # Symbols are for debuggers, not for serving: libtorch_cpu's alone are 70 MB.
 strip --strip-unneeded "$stage"/lib/*.so* "$stage/food-api"
 # The versions only: no .staging-* leftovers, no state (that is data/, per replica).
-for version in models/food/*/; do
+for version in $repository/food/*/; do
   case "$(basename "$version")" in .*) continue ;; esac
   mkdir -p "$stage/models/food" && cp -a "$version" "$stage/models/food/"
 done
 
-# The image serves the version checkpoints/ holds (the README's Lite0), not the newest by name.
-STABLE_VERSION=${STABLE_VERSION:-$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')}
-[ -d "models/food/$STABLE_VERSION" ] || { echo "image: models/food/$STABLE_VERSION is missing" >&2; exit 1; }
+# The image serves the version checkpoints/ holds (the README's Lite0), not the newest by name;
+# the ONNX image its ONNX export.
+lite0=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')
+STABLE_VERSION=${STABLE_VERSION:-$lite0$([ $flavour = onnx ] && echo -onnx)}
+[ -d "$repository/food/$STABLE_VERSION" ] || { echo "image: $repository/food/$STABLE_VERSION is missing" >&2; exit 1; }
 
 # Docker 28's BuildKit refuses a base that exists only locally (moby/moby#49542): the classic builder.
 DOCKER_BUILDKIT=0 docker build -q --build-arg BASE="$BASE" --build-arg STABLE_VERSION="$STABLE_VERSION" -t "$IMAGE" -f Dockerfile "$stage" >/dev/null

@@ -10,6 +10,9 @@ echo "test: cargo fmt --check"
 cargo fmt --check
 echo "test: cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
+# The build without libtorch (the ONNX image's) has code of its own behind cfg: lint it too.
+echo "test: cargo clippy --no-default-features --lib --bins -- -D warnings"
+cargo clippy --no-default-features --lib --bins --quiet -- -D warnings
 cargo test --no-fail-fast "$@"
 # The container images and the compose cluster, for real (Docker Engine needed: without it this
 # fails, saying so, unless FOOD_API_SKIP_DOCKER_TESTS=1). Not when only some tests were asked for.

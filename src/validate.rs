@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::model::Device;
 use serde_json::json;
-use tch::Device;
 
 use crate::model::{Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, CLASS_MAPPING_FILE};
 

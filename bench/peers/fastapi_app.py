@@ -8,6 +8,12 @@ the same answers. Nothing here is tuned: it is the baseline, not a straw man eit
 `async def` calling torch inline, as such apps usually are; each worker has torch's default threads).
 
   FOOD_API_DIR=. uvicorn bench.peers.fastapi_app:app --workers 4 --port 8100
+
+Tuned, as a careful Python user would run it on 2 cores (bench/run.py's "fastapi-tuned"): as many
+workers as cores, each with one intra-op thread (FOOD_API_PEER_THREADS=1: workers then never fight
+over cores), and, with FOOD_API_PEER_BACKEND=onnx, the image model on onnxruntime (the same ONNX
+file the server's ONNX backend loads, graph optimisations on, sequential execution). uvicorn's
+asyncio transports already set TCP_NODELAY.
 """
 
 import functools
@@ -37,9 +43,25 @@ MAPPING = json.loads((ROOT / "class_mapping.json").read_text())
 CLASSES = sorted(MAPPING.items(), key=lambda kv: kv[1])  # (label, index), in index order
 TEXT_WEIGHT = float(os.environ.get("FOOD_API_TEXT_WEIGHT", "1.0"))
 CACHE_SIZE = 100
+THREADS = int(os.environ.get("FOOD_API_PEER_THREADS", "0"))  # 0: torch's default (every core)
+BACKEND = os.environ.get("FOOD_API_PEER_BACKEND", "torchscript")
 
 torch.set_grad_enabled(False)
-model = torch.jit.load(str(MODEL_DIR / MANIFEST["weights"]))
+if THREADS:
+    torch.set_num_threads(THREADS)
+if BACKEND == "onnx":
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = THREADS or os.cpu_count()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(str(MODEL_DIR / "efficientnet_lite0.onnx"), options,
+                                           providers=["CPUExecutionProvider"])
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+else:
+    model = torch.jit.load(str(MODEL_DIR / MANIFEST["weights"]))
 encoder = torch.jit.load(str(MODEL_DIR / TEXT["weights"]))
 tokenizer = Tokenizer.from_file(str(MODEL_DIR / TEXT["tokenizer"]))
 tokenizer.no_padding()

@@ -1,20 +1,20 @@
 //! A model folder turned into a validated, warmed-up image model (TorchScript on libtorch, or ONNX
 //! on ONNX Runtime, as the manifest's `format` says) and text encoder.
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-use tch::{CModule, Device, Kind, Tensor};
-
 use super::onnx::{OnnxImageModel, Slot};
 use super::prediction::softmax;
 use super::stats::VersionStats;
 use super::text::TextModel;
-use super::{ClassMapping, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout, MANIFEST_FILE};
+use super::{
+    no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout,
+    MANIFEST_FILE,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Where a model comes from; read again on every reload.
 #[derive(Debug, Clone)]
@@ -40,7 +40,8 @@ pub enum Work {
 
 /// The runtime the image model is served on.
 enum ImageModel {
-    TorchScript(CModule),
+    #[cfg(feature = "torch")]
+    TorchScript(tch::CModule),
     Onnx(OnnxImageModel),
 }
 
@@ -106,7 +107,7 @@ impl LoadedModel {
     /// Loads, validates and warms up. Runs libtorch: call it off the async workers.
     pub fn load(paths: &ModelPaths, device: Device, layout: ThreadLayout, generation: u64) -> Result<Self, LoadError> {
         let started = Instant::now();
-        let _no_grad = tch::no_grad_guard();
+        let _no_grad = no_grad();
         // Every file is read once and parsed from the bytes that were hashed, so the reported
         // hashes are those of what is served.
         let manifest_path = paths.model_dir.join(MANIFEST_FILE);
@@ -119,12 +120,20 @@ impl LoadedModel {
         let (weights_file, weights) = hashed(&weights_path)?;
         let image = match manifest.format.as_str() {
             "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
-            _ => ImageModel::TorchScript(CModule::load_data_on_device(&mut Cursor::new(weights), device).map_err(
-                |e| LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e))),
-            )?),
+            #[cfg(feature = "torch")]
+            _ => ImageModel::TorchScript(
+                tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
+                    LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
+                })?,
+            ),
+            // The manifest's check refuses TorchScript in a build without libtorch.
+            #[cfg(not(feature = "torch"))]
+            other => {
+                return Err(LoadError::new(&weights_path, format!("format {other:?} is not served by this build")))
+            }
         };
 
-        let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device)?;
+        let (text, text_files) = TextModel::load(&paths.model_dir, &manifest, &classes, device, layout)?;
         let mut files = vec![manifest_file, weights_file, mapping_file];
         files.extend(text_files);
         let id = ModelId {
@@ -169,6 +178,7 @@ impl LoadedModel {
         let input = self.synthetic_image();
         let slots: Vec<Slot> = match &self.image {
             ImageModel::Onnx(onnx) => onnx.slots().collect(),
+            #[cfg(feature = "torch")]
             ImageModel::TorchScript(_) => vec![Slot { thread: 0, alone: false }],
         };
         for _ in 0..WARMUP_RUNS {
@@ -187,7 +197,7 @@ impl LoadedModel {
         const TIMED: usize = 3;
         let input = self.synthetic_image();
         let block = |slot: Slot, threads: usize, times: &mut Vec<f64>| -> Result<(), String> {
-            tch::set_num_threads(threads as i32);
+            set_torch_threads(threads);
             // One untimed run: OpenMP's pool grows to the new count on the first.
             for run in 0..=TIMED {
                 let started = Instant::now();
@@ -203,7 +213,7 @@ impl LoadedModel {
             block(Slot { thread: 0, alone: true }, layout.torch.alone, &mut alone)?;
             block(Slot { thread: 0, alone: false }, layout.torch.shared, &mut shared)
         });
-        tch::set_num_threads(layout.torch.shared as i32);
+        set_torch_threads(layout.torch.shared);
         measured?;
         let median = |mut times: Vec<f64>| {
             times.sort_by(f64::total_cmp);
@@ -240,18 +250,19 @@ impl LoadedModel {
         Ok(())
     }
 
-    /// Call with gradients off (`tch::no_grad_guard`): the inference thread holds one. The error
-    /// is the first line of the runtime's message.
+    /// Call with gradients off (`no_grad`): the inference thread holds one. The error is the first
+    /// line of the runtime's message.
     pub fn run(&self, work: &Work, slot: Slot) -> Result<Vec<f32>, String> {
         match work {
             Work::Image(chw) => self.forward(chw, slot),
-            Work::Text(ids) => self.text.embed(ids).map_err(|e| first_line(&e)),
+            Work::Text(ids) => self.text.embed(ids, slot),
         }
     }
 
     /// The runtime serving the image model, as the manifest names it.
     pub fn backend(&self) -> &'static str {
         match self.image {
+            #[cfg(feature = "torch")]
             ImageModel::TorchScript(_) => "torchscript",
             ImageModel::Onnx(_) => "onnx",
         }
@@ -261,6 +272,7 @@ impl LoadedModel {
     fn forward(&self, chw: &[f32], slot: Slot) -> Result<Vec<f32>, String> {
         let size = self.manifest.input_size as usize;
         let logits = match &self.image {
+            #[cfg(feature = "torch")]
             ImageModel::TorchScript(module) => {
                 torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?
             }
@@ -270,7 +282,14 @@ impl LoadedModel {
     }
 }
 
-fn torchscript_logits(module: &CModule, chw: &[f32], size: usize, device: Device) -> Result<Vec<f32>, tch::TchError> {
+#[cfg(feature = "torch")]
+fn torchscript_logits(
+    module: &tch::CModule,
+    chw: &[f32],
+    size: usize,
+    device: Device,
+) -> Result<Vec<f32>, tch::TchError> {
+    use tch::{Kind, Tensor};
     let size = size as i64;
     let input = Tensor::f_from_slice(chw)?.f_view([1, 3, size, size])?.f_to_device(device)?;
     let logits = module.forward_ts(&[input])?;

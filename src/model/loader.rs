@@ -14,7 +14,7 @@ impl Loader {
         let (jobs, queue) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
         std::thread::Builder::new().name("model-loader".into()).spawn(move || {
             // OpenMP's thread count is per calling thread: set where the warm-ups run.
-            tch::set_num_threads(torch_threads as i32);
+            super::set_torch_threads(torch_threads);
             for job in queue {
                 // A panic inside libtorch fails that load, not every later one.
                 if catch_unwind(AssertUnwindSafe(job)).is_err() {

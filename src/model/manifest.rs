@@ -14,8 +14,7 @@ const FORMATS: [&str; 2] = ["torchscript", "onnx"];
 pub struct Manifest {
     pub name: String,
     pub version: String,
-    /// The image model's runtime: "torchscript" (libtorch) or "onnx" (ONNX Runtime). The text
-    /// encoder is TorchScript either way.
+    /// The image model's runtime: "torchscript" (libtorch) or "onnx" (ONNX Runtime).
     pub format: String,
     /// File name of the weights, inside the model folder.
     pub weights: String,
@@ -33,7 +32,11 @@ pub struct Manifest {
 pub struct TextEncoderManifest {
     pub name: String,
     pub version: String,
-    /// TorchScript: (input_ids, attention_mask) int64 [N, L] -> L2-normalised embeddings [N, dim].
+    /// The encoder's runtime, as for the image model; "torchscript" when absent (manifests written
+    /// before the encoder had an ONNX export).
+    #[serde(default = "torchscript")]
+    pub format: String,
+    /// (input_ids, attention_mask) int64 [N, L] -> L2-normalised embeddings [N, dim].
     pub weights: String,
     pub tokenizer: String,
     pub dim: i64,
@@ -43,6 +46,10 @@ pub struct TextEncoderManifest {
     pub label_template: String,
     /// Softmax temperature over text-to-label cosine similarities.
     pub temperature: f32,
+}
+
+fn torchscript() -> String {
+    "torchscript".into()
 }
 
 impl Manifest {
@@ -55,10 +62,17 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if !FORMATS.contains(&self.format.as_str()) {
-            return Err(format!("format {:?} is not supported (one of {FORMATS:?})", self.format));
-        }
         let text = &self.text_encoder;
+        for (what, format) in [("format", &self.format), ("text_encoder.format", &text.format)] {
+            if !FORMATS.contains(&format.as_str()) {
+                return Err(format!("{what} {format:?} is not supported (one of {FORMATS:?})"));
+            }
+            if format == "torchscript" && !cfg!(feature = "torch") {
+                return Err(format!(
+                    "{what} is \"torchscript\", but this build has no libtorch: it serves ONNX models only"
+                ));
+            }
+        }
         for file in [&self.weights, &text.weights, &text.tokenizer] {
             if Path::new(file).file_name() != Some(file.as_ref()) {
                 return Err(format!("{file:?} must be a file name inside the model folder"));

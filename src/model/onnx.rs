@@ -5,9 +5,10 @@
 //!
 //! A session's intra-op thread count is fixed when it is made, and `Session::run` takes
 //! `&mut self`, so each inference thread gets its own session with its share of the cores, plus
-//! one session on every core for a request that is alone (`TorchThreads`).
+//! one session on every core for a request that is alone (`TorchThreads`). The text encoder may be
+//! ONNX too (its manifest's `format`), which is what a build without libtorch serves.
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -28,15 +29,17 @@ pub struct Slot {
     pub alone: bool,
 }
 
-pub struct OnnxImageModel {
-    /// One per inference thread, each with `TorchThreads::shared` intra-op threads.
+/// Sessions of one ONNX file: one per inference thread, each with `TorchThreads::shared` intra-op
+/// threads, and, where asked, one on every core for a request that is alone.
+pub struct SessionPool {
     shared: Vec<Mutex<Session>>,
-    /// With `TorchThreads::alone` threads; None when that is the same count as `shared`.
+    /// With `TorchThreads::alone` threads; None when not asked or the same count as `shared`.
     alone: Option<Mutex<Session>>,
 }
 
-impl OnnxImageModel {
-    pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout) -> Result<Self, LoadError> {
+impl SessionPool {
+    /// `with_alone`: also a session on every core (each session holds its own copy of the weights).
+    pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
         let session = |threads: usize| {
             new_session(environment, bytes, threads)
@@ -45,7 +48,9 @@ impl OnnxImageModel {
         };
         let shared =
             (0..layout.inference_threads.max(1)).map(|_| session(layout.torch.shared)).collect::<Result<_, _>>()?;
-        let alone = (layout.torch.alone != layout.torch.shared).then(|| session(layout.torch.alone)).transpose()?;
+        let alone = (with_alone && layout.torch.alone != layout.torch.shared)
+            .then(|| session(layout.torch.alone))
+            .transpose()?;
         Ok(Self { shared, alone })
     }
 
@@ -55,16 +60,32 @@ impl OnnxImageModel {
         (0..self.shared.len()).map(|thread| Slot { thread, alone: false }).chain(alone)
     }
 
+    /// The session `slot` may run on: the lone request's, unless a request that gave up is still
+    /// running on it, else the inference thread's own.
+    pub fn session(&self, slot: Slot) -> Result<MutexGuard<'_, Session>, String> {
+        if let Some(session) = self.alone.as_ref().filter(|_| slot.alone).and_then(|s| s.try_lock().ok()) {
+            return Ok(session);
+        }
+        self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())
+    }
+}
+
+pub struct OnnxImageModel {
+    sessions: SessionPool,
+}
+
+impl OnnxImageModel {
+    pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout) -> Result<Self, LoadError> {
+        Ok(Self { sessions: SessionPool::load(path, bytes, layout, true)? })
+    }
+
+    pub fn slots(&self) -> impl Iterator<Item = Slot> + '_ {
+        self.sessions.slots()
+    }
+
     /// Logits `[1, N]` of one CHW image, flattened.
     pub fn logits(&self, chw: &[f32], size: usize, slot: Slot) -> Result<Vec<f32>, String> {
-        // The lone request's session, unless a request that gave up is still running on it.
-        let alone = self.alone.as_ref().filter(|_| slot.alone).and_then(|s| s.try_lock().ok());
-        let mut session = match alone {
-            Some(session) => session,
-            None => {
-                self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())?
-            }
-        };
+        let mut session = self.sessions.session(slot)?;
         let input = TensorRef::from_array_view(([1usize, 3, size, size], chw)).map_err(|e| e.to_string())?;
         let outputs = session.run(ort::inputs![input]).map_err(|e| e.to_string())?;
         let (shape, logits) = outputs[0].try_extract_tensor::<f32>().map_err(|e| format!("output 0: {e}"))?;
@@ -72,6 +93,29 @@ impl OnnxImageModel {
             return Err(format!("expected logits [1, N], got {:?}", &shape[..]));
         }
         Ok(logits.to_vec())
+    }
+}
+
+/// The sentence encoder as ONNX: (input_ids, attention_mask) int64 [1, L] -> embedding [1, dim].
+/// No session on every core: a text's forward pass is a few milliseconds, and each session would
+/// hold another 90 MB copy of the weights.
+pub struct OnnxTextModel {
+    sessions: SessionPool,
+}
+
+impl OnnxTextModel {
+    pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout) -> Result<Self, LoadError> {
+        Ok(Self { sessions: SessionPool::load(path, bytes, layout, false)? })
+    }
+
+    pub fn embed(&self, ids: &[i64], slot: Slot) -> Result<Vec<f32>, String> {
+        let mask = vec![1i64; ids.len()];
+        let mut session = self.sessions.session(slot)?;
+        let input_ids = TensorRef::from_array_view(([1usize, ids.len()], ids)).map_err(|e| e.to_string())?;
+        let attention_mask = TensorRef::from_array_view(([1usize, ids.len()], &mask[..])).map_err(|e| e.to_string())?;
+        let outputs = session.run(ort::inputs![input_ids, attention_mask]).map_err(|e| e.to_string())?;
+        let (_, embedding) = outputs[0].try_extract_tensor::<f32>().map_err(|e| format!("output 0: {e}"))?;
+        Ok(embedding.to_vec())
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use super::Device;
 use arc_swap::ArcSwap;
 use serde::Serialize;
-use tch::Device;
 
 use super::audit::{AuditLog, Deployment};
 use super::loader::Loader;

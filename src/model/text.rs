@@ -1,16 +1,25 @@
 //! The text side of a model bundle: tokenizer, sentence encoder and the embeddings of the labels.
 use std::path::Path;
 
-use tch::{CModule, Device, Tensor};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::loaded::{first_line, hashed};
-use super::{ClassMapping, LoadError, Manifest, ModelFile, TextEncoderManifest};
+use super::loaded::hashed;
+use super::onnx::OnnxTextModel;
+use super::{ClassMapping, Device, LoadError, Manifest, ModelFile, Slot, TextEncoderManifest, ThreadLayout};
+
+/// The runtime the encoder is served on, as its manifest's `format` says.
+enum Encoder {
+    #[cfg(feature = "torch")]
+    TorchScript {
+        module: tch::CModule,
+        device: Device,
+    },
+    Onnx(OnnxTextModel),
+}
 
 pub struct TextModel {
-    module: CModule,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     /// One L2-normalised embedding per class, in `ClassMapping::entries` order; computed once per load.
     label_embeddings: Vec<Vec<f32>>,
     pub manifest: TextEncoderManifest,
@@ -23,6 +32,7 @@ impl TextModel {
         manifest: &Manifest,
         classes: &ClassMapping,
         device: Device,
+        layout: ThreadLayout,
     ) -> Result<(Self, Vec<ModelFile>), LoadError> {
         let tokenizer_path = manifest.tokenizer_path(dir);
         let (tokenizer_file, tokenizer_bytes) = hashed(&tokenizer_path)?;
@@ -35,18 +45,35 @@ impl TextModel {
 
         let weights_path = manifest.text_weights_path(dir);
         let (weights_file, weights) = hashed(&weights_path)?;
-        let module = CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
-            LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
-        })?;
+        let encoder = match manifest.text_encoder.format.as_str() {
+            "onnx" => Encoder::Onnx(OnnxTextModel::load(&weights_path, &weights, layout)?),
+            #[cfg(feature = "torch")]
+            _ => Encoder::TorchScript {
+                module: tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
+                    let reason = super::loaded::first_line(&e);
+                    LoadError::new(&weights_path, format!("not a loadable TorchScript module: {reason}"))
+                })?,
+                device,
+            },
+            // The manifest's check refuses TorchScript in a build without libtorch.
+            #[cfg(not(feature = "torch"))]
+            other => {
+                return Err(LoadError::new(&weights_path, format!("format {other:?} is not served by this build")))
+            }
+        };
+        #[cfg(not(feature = "torch"))]
+        let _ = device;
 
         let mut text =
-            Self { module, tokenizer, device, label_embeddings: Vec::new(), manifest: manifest.text_encoder.clone() };
+            Self { encoder, tokenizer, label_embeddings: Vec::new(), manifest: manifest.text_encoder.clone() };
         let invalid = |reason: String| LoadError::new(&weights_path, reason);
         for class in classes.entries() {
             let prompt = text.manifest.label_template.replace("{}", &class.label);
             let ids = text.tokenize(&prompt).map_err(|e| LoadError::new(&tokenizer_path, e))?;
-            let embedding =
-                text.embed(&ids).map_err(|e| invalid(format!("encoding the labels failed: {}", first_line(&e))))?;
+            // On the loader thread: the first inference thread's session.
+            let embedding = text
+                .embed(&ids, Slot { thread: 0, alone: false })
+                .map_err(|e| invalid(format!("encoding the labels failed: {e}")))?;
             if embedding.len() != text.manifest.dim as usize || embedding.iter().any(|x| !x.is_finite()) {
                 return Err(invalid(format!(
                     "encoder gives {} values (finite: {}), the manifest says dim = {}",
@@ -66,17 +93,39 @@ impl TextModel {
         Ok(encoding.get_ids().iter().map(|&id| id as i64).collect())
     }
 
-    /// The sentence embedding of one tokenized text. Call with gradients off.
-    pub fn embed(&self, ids: &[i64]) -> Result<Vec<f32>, tch::TchError> {
-        let len = ids.len() as i64;
-        let input_ids = Tensor::f_from_slice(ids)?.f_view([1, len])?.f_to_device(self.device)?;
-        let attention_mask = Tensor::f_ones([1, len], (tch::Kind::Int64, self.device))?;
-        let embedding = self.module.forward_ts(&[input_ids, attention_mask])?;
-        Vec::<f32>::try_from(&embedding.f_view([-1])?.f_to_device(Device::Cpu)?)
+    /// The sentence embedding of one tokenized text, on `slot`'s session where the encoder is
+    /// ONNX. Call with gradients off. The error is the first line of the runtime's message.
+    pub fn embed(&self, ids: &[i64], slot: Slot) -> Result<Vec<f32>, String> {
+        match &self.encoder {
+            #[cfg(feature = "torch")]
+            Encoder::TorchScript { module, device } => {
+                torchscript_embedding(module, ids, *device).map_err(|e| super::loaded::first_line(&e))
+            }
+            Encoder::Onnx(onnx) => onnx.embed(ids, slot).map_err(|e| super::loaded::first_line(&e)),
+        }
+    }
+
+    /// The encoder's runtime, as the manifest names it.
+    pub fn backend(&self) -> &'static str {
+        match self.encoder {
+            #[cfg(feature = "torch")]
+            Encoder::TorchScript { .. } => "torchscript",
+            Encoder::Onnx(_) => "onnx",
+        }
     }
 
     /// Cosine similarity of a text embedding to each label (both sides are L2-normalised).
     pub fn similarities(&self, embedding: &[f32]) -> Vec<f32> {
         self.label_embeddings.iter().map(|label| label.iter().zip(embedding).map(|(a, b)| a * b).sum()).collect()
     }
+}
+
+#[cfg(feature = "torch")]
+fn torchscript_embedding(module: &tch::CModule, ids: &[i64], device: Device) -> Result<Vec<f32>, tch::TchError> {
+    use tch::Tensor;
+    let len = ids.len() as i64;
+    let input_ids = Tensor::f_from_slice(ids)?.f_view([1, len])?.f_to_device(device)?;
+    let attention_mask = Tensor::f_ones([1, len], (tch::Kind::Int64, device))?;
+    let embedding = module.forward_ts(&[input_ids, attention_mask])?;
+    Vec::<f32>::try_from(&embedding.f_view([-1])?.f_to_device(Device::Cpu)?)
 }

@@ -215,7 +215,7 @@ fn next_job(queues: &mut Queues, waiter: &tokio::runtime::Runtime, since_shadow:
 }
 
 fn run(jobs: &Mutex<Queues>, thread: usize, torch: TorchThreads, in_use: impl Fn() -> usize, stats: &WorkerStats) {
-    let _no_grad = tch::no_grad_guard();
+    let _no_grad = super::no_grad();
     // Only to wait on two channels at once: no I/O, no timers, this thread only.
     let Ok(waiter) = tokio::runtime::Builder::new_current_thread().build() else { return };
     let (mut current, mut since_shadow) = (0, 0);
@@ -236,7 +236,7 @@ fn run(jobs: &Mutex<Queues>, thread: usize, torch: TorchThreads, in_use: impl Fn
         let alone = job.lane == Lane::Primary && job.model.alone_pays && torch.for_load(in_use()) == torch.alone;
         let wanted = if alone { torch.alone } else { torch.shared };
         if wanted != current {
-            tch::set_num_threads(wanted as i32);
+            super::set_torch_threads(wanted);
             current = wanted;
         }
         let slot = Slot { thread, alone };

@@ -84,6 +84,7 @@ pub async fn system_status(
             "text_encoder": {
                 "name": model.text.manifest.name,
                 "version": model.text.manifest.version,
+                "format": model.text.backend(),
                 "dim": model.text.manifest.dim,
                 "max_tokens": model.text.manifest.max_tokens,
                 "weight": config.text_weight,

@@ -113,9 +113,14 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
 }
 
 fn copy_model_files(dir: &Path) {
-    for file in
-        ["manifest.json", "efficientnet_lite0.pt", "efficientnet_lite0.onnx", "minilm_l6_v2.pt", "tokenizer.json"]
-    {
+    for file in [
+        "manifest.json",
+        "efficientnet_lite0.pt",
+        "efficientnet_lite0.onnx",
+        "minilm_l6_v2.pt",
+        "minilm_l6_v2.onnx",
+        "tokenizer.json",
+    ] {
         std::fs::copy(repo_path("checkpoints").join(file), dir.join(file)).unwrap();
     }
     std::fs::copy(repo_path("class_mapping.json"), dir.join("class_mapping.json")).unwrap();
@@ -139,11 +144,26 @@ pub async fn spawn_app_on_model_copy_with(mut config: Config, prepare: impl FnOn
 }
 
 /// Points the manifest in `dir` at the ONNX export of the same image model.
+pub fn use_onnx_image(dir: &Path) {
+    edit_manifest(dir, |manifest| {
+        manifest["format"] = "onnx".into();
+        manifest["weights"] = "efficientnet_lite0.onnx".into();
+    });
+}
+
+/// The image model and the text encoder both ONNX: what the build without libtorch serves.
 pub fn use_onnx(dir: &Path) {
+    use_onnx_image(dir);
+    edit_manifest(dir, |manifest| {
+        manifest["text_encoder"]["format"] = "onnx".into();
+        manifest["text_encoder"]["weights"] = "minilm_l6_v2.onnx".into();
+    });
+}
+
+fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut Value)) {
     let path = dir.join("manifest.json");
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    manifest["format"] = "onnx".into();
-    manifest["weights"] = "efficientnet_lite0.onnx".into();
+    edit(&mut manifest);
     std::fs::write(path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
 }
 

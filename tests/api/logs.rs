@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::sample;
+use crate::helpers::{repository_in, sample};
 
 /// The server process, killed and reaped however the test ends: a failed assertion leaves nothing
 /// running.
@@ -22,6 +22,8 @@ impl Drop for Server {
 
 #[tokio::test]
 async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its_id() {
+    // Its own repository and data folder: the repo's are the developer's (and other tests read them).
+    let dirs = tempfile::tempdir().unwrap();
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_food-api"))
             .args([
@@ -36,6 +38,10 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
                 "--admin-token",
                 "s3cret-token",
             ])
+            .arg("--model-repository")
+            .arg(repository_in(dirs.path()))
+            .arg("--data-dir")
+            .arg(dirs.path().join("data"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())

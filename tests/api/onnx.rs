@@ -1,11 +1,13 @@
 //! The ONNX Runtime backend: a manifest with `"format": "onnx"` serves the answers the TorchScript
-//! model gives, a hot reload can switch between the two, and a broken ONNX file never replaces a
-//! good model.
+//! model gives (image model alone, or with the text encoder too, as the build without libtorch
+//! serves), a hot reload can switch between the two, and a broken ONNX file never replaces a good
+//! model.
 use futures_util::future::join_all;
 use serde_json::Value;
 
 use crate::helpers::{
-    error_of, sample, spawn_app, spawn_app_on_model_copy, spawn_app_on_model_copy_with, test_config, use_onnx, TestApp,
+    error_of, sample, spawn_app, spawn_app_on_model_copy, spawn_app_on_model_copy_with, test_config, use_onnx,
+    use_onnx_image, TestApp,
 };
 
 const PHOTOS: [&str; 5] = ["apple.jpg", "cat.png", "coffee.png", "fruits.jpg", "orange.jpg"];
@@ -41,12 +43,22 @@ async fn answers(app: &TestApp, text: Option<&str>) -> Vec<Value> {
 
 #[tokio::test]
 async fn an_onnx_manifest_gives_the_torchscript_answers_on_every_sample_photo() {
-    let (torch, onnx) = (spawn_app().await, spawn_app_on_model_copy_with(test_config(), use_onnx).await);
-    assert_eq!(onnx.get_json("/system_status").await["model"]["format"], "onnx");
+    let torch = spawn_app().await;
     assert_eq!(torch.get_json("/system_status").await["model"]["format"], "torchscript");
-    for text in [None, Some("a pile of oranges")] {
-        for ((photo, t), o) in PHOTOS.iter().zip(answers(&torch, text).await).zip(answers(&onnx, text).await) {
-            assert_same_answer(photo, &t, &o);
+    let (image_only, all) = (
+        spawn_app_on_model_copy_with(test_config(), use_onnx_image).await,
+        spawn_app_on_model_copy_with(test_config(), use_onnx).await,
+    );
+    for (onnx, text_format) in [(image_only, "torchscript"), (all, "onnx")] {
+        let status = onnx.get_json("/system_status").await;
+        assert_eq!(
+            (status["model"]["format"].as_str(), status["model"]["text_encoder"]["format"].as_str()),
+            (Some("onnx"), Some(text_format))
+        );
+        for text in [None, Some("a pile of oranges"), Some("coffee with milk, no sugar")] {
+            for ((photo, t), o) in PHOTOS.iter().zip(answers(&torch, text).await).zip(answers(&onnx, text).await) {
+                assert_same_answer(photo, &t, &o);
+            }
         }
     }
 }

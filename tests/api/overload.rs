@@ -3,10 +3,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use food_api::config::OverloadStatus;
+use food_api::model::Device;
 use food_api::model::{InferError, InferenceWorker, Lane, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
 use futures_util::future::join_all;
 use futures_util::poll;
-use tch::Device;
 
 use crate::helpers::{repo_path, sample, spawn_app_with, test_config};
 

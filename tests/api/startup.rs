@@ -2,7 +2,7 @@ use std::process::Command;
 
 use food_api::startup::Application;
 
-use crate::helpers::test_config;
+use crate::helpers::{repository_in, test_config};
 
 #[test]
 fn the_binary_exits_non_zero_naming_the_missing_file_and_the_fix() {
@@ -42,8 +42,14 @@ fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
+    // Its own repository and data folder: the repo's are the developer's (and other tests read them).
+    let dirs = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
         .args(["--port", "0", "--workers", "1", "--torch-threads", "1", "--shutdown-grace-seconds", "5"])
+        .arg("--model-repository")
+        .arg(repository_in(dirs.path()))
+        .arg("--data-dir")
+        .arg(dirs.path().join("data"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
