@@ -2,7 +2,7 @@ use std::process::Command;
 
 use food_api::startup::Application;
 
-use crate::helpers::{repository_in, test_config};
+use crate::helpers::{config_in, repository_in};
 
 #[test]
 fn the_binary_exits_non_zero_naming_the_missing_file_and_the_fix() {
@@ -30,7 +30,7 @@ async fn start_up_with_a_corrupt_class_mapping_fails_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let mapping = dir.path().join("class_mapping.json");
     std::fs::write(&mapping, "{not json").unwrap();
-    let mut config = test_config();
+    let mut config = config_in(dir.path());
     config.class_mapping = mapping;
     let err = Application::build(config).await.err().expect("start-up fails");
     let message = format!("{err:#}");
