@@ -4,6 +4,11 @@
 //!
 //!   cargo bench --bench model_limit                 # after scripts/setup.sh; both backends
 //!   cargo bench --bench model_limit -- onnx         # one backend (torchscript or onnx)
+//!   cargo bench --bench model_limit -- lone         # only a lone request's forward pass
+//!
+//! Then a lone request's forward pass (batch 1) back to back and after 50 and 200 ms of idle
+//! time, for each intra-op thread count (and, on ONNX Runtime, with its pool threads spinning or
+//! not): what sparse traffic pays over the figure a busy server sees.
 //!
 //! Every shape is warmed up first: TorchScript's profiling executor makes the first calls of a
 //! new input shape 5-50x slower, and ONNX Runtime plans its memory on the first call.
@@ -51,6 +56,16 @@ impl Backend {
     }
 
     fn runner<'m>(self, module: Option<&'m CModule>, environment: Option<&Environment>, intra: usize) -> Runner<'m> {
+        self.runner_spinning(module, environment, intra, false)
+    }
+
+    fn runner_spinning<'m>(
+        self,
+        module: Option<&'m CModule>,
+        environment: Option<&Environment>,
+        intra: usize,
+        spinning: bool,
+    ) -> Runner<'m> {
         match self {
             Backend::TorchScript => {
                 // OpenMP's thread count belongs to the calling thread.
@@ -61,8 +76,8 @@ impl Backend {
                 let path = checkpoint("efficientnet_lite0.onnx");
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
-                let session =
-                    onnx_session(environment.expect("ONNX Runtime"), &bytes, intra).expect("an ONNX Runtime session");
+                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning)
+                    .expect("an ONNX Runtime session");
                 Runner::Onnx(session)
             }
         }
@@ -154,15 +169,76 @@ fn limit(backend: Backend, environment: Option<&Environment>, cores: usize) {
     }
 }
 
+/// Median and 90th percentile, in ms.
+fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2] * 1e3, times[times.len() * 9 / 10] * 1e3)
+}
+
+/// A lone request's forward pass, on a thread of its own as the server's inference threads are:
+/// back to back, then each after `gap` of idle time.
+fn lone(backend: Backend, module: Option<&CModule>, environment: Option<&Environment>, intra: usize, spinning: bool) {
+    const RUNS: usize = 25;
+    let input: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
+    let figures = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let _no_grad = tch::no_grad_guard();
+                let mut runner = backend.runner_spinning(module, environment, intra, spinning);
+                for _ in 0..WARMUP {
+                    runner.forward(&input, 1);
+                }
+                [0u64, 50, 200].map(|gap| {
+                    let times = (0..RUNS)
+                        .map(|_| {
+                            std::thread::sleep(Duration::from_millis(gap));
+                            let started = Instant::now();
+                            runner.forward(&input, 1);
+                            started.elapsed().as_secs_f64()
+                        })
+                        .collect();
+                    (gap, percentiles(times))
+                })
+            })
+            .join()
+            .expect("bench thread")
+    });
+    let spin = match (backend, spinning) {
+        (Backend::Onnx, true) => ", pool spinning",
+        (Backend::Onnx, false) => ", pool not spinning",
+        _ => "",
+    };
+    let shown: Vec<String> = figures
+        .iter()
+        .map(|(gap, (p50, p90))| {
+            let when = if *gap == 0 { "back to back".to_string() } else { format!("after {gap} ms idle") };
+            format!("{when} {p50:.1} ms (p90 {p90:.1})")
+        })
+        .collect();
+    println!("lone {} {intra} threads{spin}: {}", backend.name(), shown.join(", "));
+}
+
 fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let only_lone = wanted.iter().any(|w| w == "lone");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     for backend in [Backend::TorchScript, Backend::Onnx] {
-        if !wanted.is_empty() && !wanted.iter().any(|w| w == backend.name()) {
+        if wanted.iter().any(|w| w != "lone") && !wanted.iter().any(|w| w == backend.name()) {
             continue;
         }
         // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).
         let environment = (backend == Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
-        limit(backend, environment, cores);
+        if !only_lone {
+            limit(backend, environment, cores);
+        }
+        let module = (backend == Backend::TorchScript).then(|| {
+            CModule::load_on_device(checkpoint("efficientnet_lite0.pt"), Device::Cpu).expect("the TorchScript module")
+        });
+        for intra in [1, cores] {
+            lone(backend, module.as_ref(), environment, intra, false);
+            if backend == Backend::Onnx && intra > 1 {
+                lone(backend, module.as_ref(), environment, intra, true);
+            }
+        }
     }
 }

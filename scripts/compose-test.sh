@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The images and the compose cluster (deploy/compose) for real: builds the images
 # (scripts/base-images.sh, then scripts/image.sh and scripts/image.sh --onnx), checks that both
-# images answer alike (tests/compose/check_images.py), then tests/compose/check_compose.py brings it up under its own project name
-# on a free loopback port, checks it through nginx (shared cache across replicas, a replica killed
+# images answer alike (tests/compose/check_images.py), then tests/compose/check_compose.py brings
+# the cluster up under its own project name on a free loopback port, checks it through nginx (shared cache across replicas, a replica killed
 # under load, Redis stopped and back, a rollout under load) and takes it down. Run by scripts/test.sh.
 # Needs a Docker Engine and docker-compose: without them it fails, saying so, unless
 # FOOD_API_SKIP_DOCKER_TESTS=1 says to skip it (and it says it skipped).

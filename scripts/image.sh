@@ -10,11 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
-  --onnx) flavour=onnx features=(--no-default-features) repository=models-onnx ;;
-  "") flavour=torch features=() repository=models ;;
+  --onnx) flavour=onnx features=(--no-default-features) repository=models-onnx tag=onnx suffix=-onnx ;;
+  "") flavour=torch features=() repository=models tag=latest suffix= ;;
   *) echo "usage: scripts/image.sh [--onnx]" >&2; exit 2 ;;
 esac
-IMAGE=${IMAGE:-food-api:$([ $flavour = onnx ] && echo onnx || echo latest)}
+IMAGE=${IMAGE:-food-api:$tag}
 BASE=${BASE:-food-api-base:bookworm}
 [ "$BASE" = food-api-base:bookworm ] && scripts/base-images.sh
 [ -d $repository/food ] || { echo "image: no $repository/food: run scripts/setup.sh first" >&2; exit 1; }
@@ -25,11 +25,12 @@ rm -rf "$stage" && mkdir -p "$stage/lib" "$stage/models"
 cp target/release/food-api "$stage/"
 # target/release/food-api is the default build's (scripts, tests and the README run it): put it
 # back. Both builds' artifacts stay in target/, so this only relinks when it was built before.
-[ $flavour = onnx ] && cargo build --release --locked
-# What the binary links that is not Debian's own (libtorch_cpu, libc10, their libgomp): ldd
-# resolves them through the binary's rpath into .venv. libtorch_cuda is not linked (it is opened
-# only on a machine with a GPU), so none of the wheel's CUDA libraries come along.
-ldd target/release/food-api | awk '$3 ~ /^\// {print $3}' | grep -Ev '^/(usr/)?lib/' | while read -r lib; do
+if [ $flavour = onnx ]; then cargo build --release --locked; fi
+# What the binary links that is not Debian's own (libtorch_cpu, libc10, their libgomp, and the two
+# small CUDA libraries libtorch_cpu itself links, libcudart and libcupti: 5 MB): ldd resolves them
+# through the binary's rpath into .venv. libtorch_cuda is not linked (it is opened only on a
+# machine with a GPU), so the wheel's large CUDA libraries stay out. The ONNX build links none.
+ldd "$stage/food-api" | awk '$3 ~ /^\// {print $3}' | { grep -Ev '^/(usr/)?lib/' || true; } | while read -r lib; do
   cp -L "$lib" "$stage/lib/"
 done
 cp -L .venv/libonnxruntime.so "$stage/lib/libonnxruntime.so"
@@ -44,7 +45,7 @@ done
 # The image serves the version checkpoints/ holds (the README's Lite0), not the newest by name;
 # the ONNX image its ONNX export.
 lite0=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')
-STABLE_VERSION=${STABLE_VERSION:-$lite0$([ $flavour = onnx ] && echo -onnx)}
+STABLE_VERSION=${STABLE_VERSION:-$lite0$suffix}
 [ -d "$repository/food/$STABLE_VERSION" ] || { echo "image: $repository/food/$STABLE_VERSION is missing" >&2; exit 1; }
 
 # Docker 28's BuildKit refuses a base that exists only locally (moby/moby#49542): the classic builder.

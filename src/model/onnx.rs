@@ -42,7 +42,7 @@ impl SessionPool {
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
         let session = |threads: usize| {
-            new_session(environment, bytes, threads)
+            new_session(environment, bytes, threads, false)
                 .map(Mutex::new)
                 .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
         };
@@ -119,13 +119,14 @@ impl OnnxTextModel {
     }
 }
 
-/// A session as the server makes them (benches/model_limit.rs measures the same).
-pub fn new_session(environment: &Environment, bytes: &[u8], threads: usize) -> ort::Result<Session> {
+/// A session as the server makes them (benches/model_limit.rs measures the same). `spinning`:
+/// whether its pool threads spin for a while before they sleep; the server's do not, since a
+/// spinning pool thread takes the core another inference thread is running on.
+pub fn new_session(environment: &Environment, bytes: &[u8], threads: usize, spinning: bool) -> ort::Result<Session> {
     Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(threads.max(1))?
-        // Spinning pool threads would take the core another inference thread is running on.
-        .with_intra_op_spinning(false)?
+        .with_intra_op_spinning(spinning)?
         .commit_from_memory(bytes)
 }
 
