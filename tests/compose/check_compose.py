@@ -16,7 +16,6 @@ Prints the figures; exits non-zero listing what failed. Takes the cluster down a
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,20 +25,9 @@ from pathlib import Path
 
 import requests
 
+from checks import check, failures, free_port
+
 PROJECT = "food-api-test"
-failures = []
-
-
-def check(condition: bool, what: str) -> None:
-    print(("ok   " if condition else "FAIL ") + what, flush=True)
-    if not condition:
-        failures.append(what)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

@@ -14,7 +14,6 @@ Prints each image's size and time to healthy; exits non-zero listing what failed
 containers at the end.
 """
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -22,21 +21,10 @@ from pathlib import Path
 
 import requests
 
-failures = []
+from checks import check, failures, free_port
+
 PHOTOS = ["apple.jpg", "cat.png", "coffee.png", "fruits.jpg", "orange.jpg"]
 TEXTS = [None, "a pile of oranges", "coffee with milk, no sugar"]
-
-
-def check(condition: bool, what: str) -> None:
-    print(("ok   " if condition else "FAIL ") + what, flush=True)
-    if not condition:
-        failures.append(what)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def docker(*args: str) -> str:
