@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
 use super::onnx::{OnnxImageModel, Slot};
 use super::prediction::softmax;
 use super::stats::VersionStats;
@@ -13,8 +16,6 @@ use super::{
     no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout,
     MANIFEST_FILE,
 };
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// Where a model comes from; read again on every reload.
 #[derive(Debug, Clone)]
