@@ -150,6 +150,33 @@ def wrk(url: str, images: list[Path], mode: str, concurrency: int, seconds: floa
     return result
 
 
+def sparse(url: str, images: list[Path], gap_s: float, count: int) -> dict:
+    """Sparse traffic: one request at a time, each `gap_s` after the last answer, each a new photo
+    (uncached) on a new connection: what a lone request pays after idle time (issue 20)."""
+    import http.client
+    import urllib.parse
+
+    target, boundary, times = urllib.parse.urlsplit(url), "foodapibenchsparse", []
+    for i in range(count):
+        photo = images[i % len(images)].read_bytes() + f"sparse-{time.time_ns()}".encode()
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"p.jpg\"\r\n"
+                f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + (
+                f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\n{TEXT}\r\n"
+                f"--{boundary}--\r\n").encode()
+        time.sleep(gap_s)
+        started = time.perf_counter()
+        conn = http.client.HTTPConnection(target.hostname, target.port, timeout=60)
+        conn.request("POST", target.path, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = conn.getresponse()
+        response.read()
+        times.append((time.perf_counter() - started) * 1e3)
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"sparse request answered {response.status}")
+    times.sort()
+    return {"gap_ms": gap_s * 1e3, "p50_ms": times[len(times) // 2], "p90_ms": times[len(times) * 9 // 10]}
+
+
 def measure(server: Server, path: str, images: list[Path], args, style="multipart", field="image") -> list[dict]:
     url = server.url + path
     log(f"{server.name}: ready after {server.ready_after:.1f} s; warming up")
@@ -167,8 +194,16 @@ def measure(server: Server, path: str, images: list[Path], args, style="multipar
                 f"p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, cache hits {r['cache_hits']}, "
                 f"socket errors {r['socket_errors']}")
             rows.append(r)
+    if style == "multipart":
+        # A lone request back to back (no gap) and after 200 ms of idle time, as sparse traffic.
+        for gap in (0.0, 0.2):
+            server.wait_idle()
+            r = sparse(url, images, gap, args.sparse_count)
+            log(f"{server.name} sparse, {r['gap_ms']:.0f} ms apart: p50 {r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms")
+            server.sparse = getattr(server, "sparse", []) + [r]
     for r in rows:
         r["peak_rss_mb"] = server.peak_rss / 2**20
+        r["sparse"] = getattr(server, "sparse", [])
     return rows
 
 
@@ -357,6 +392,14 @@ def report(limit, rows, labels, args) -> str:
         lines.append(f"| {r['server']} | {r['mode']} | {r['concurrency']} | {r['req_per_s']:.1f} | {r['p50_ms']:.2f} | "
                      f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {x_tuned} | {r['peak_rss_mb']:.0f} |")
     lines.append("")
+    lines += ["Sparse traffic (one request at a time, a new photo each, latency seen by the client):", "",
+              "| server | back to back p50 ms | p90 ms | after 200 ms idle p50 ms | p90 ms |", "|---|---:|---:|---:|---:|"]
+    for server in servers:
+        first = next(r for r in rows if r["server"] == server)
+        if len(first.get("sparse", [])) == 2:
+            b, i = first["sparse"]
+            lines.append(f"| {server} | {b['p50_ms']:.1f} | {b['p90_ms']:.1f} | {i['p50_ms']:.1f} | {i['p90_ms']:.1f} |")
+    lines.append("")
     if labels:
         lines.append("Answers (top label per photo): " + "; ".join(f"{s}: {', '.join(l)}" for s, l in labels.items()))
         lines.append("")
@@ -396,6 +439,7 @@ def main() -> None:
     parser.add_argument("--fastapi-workers", default="4,2,1", help="uvicorn --workers values to run (4 is the seed's)")
     args = parser.parse_args()
     args.seconds, args.cached_seconds, args.warmup, args.limit_seconds = (5, 4, 3, 1) if args.quick else (15, 8, 5, 4)
+    args.sparse_count = 20 if args.quick else 50
     only = set(args.only.split(","))
     (ROOT / "bench" / "results").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-images-"))

@@ -175,70 +175,75 @@ fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
     (times[times.len() / 2] * 1e3, times[times.len() * 9 / 10] * 1e3)
 }
 
-/// A lone request's forward pass, on a thread of its own as the server's inference threads are:
-/// back to back, then each after `gap` of idle time.
-fn lone(backend: Backend, module: Option<&CModule>, environment: Option<&Environment>, intra: usize, spinning: bool) {
-    const RUNS: usize = 25;
+/// A lone request's forward pass (batch 1) on a thread of its own, as the server's inference
+/// threads are: back to back, then each after 50 and 200 ms of idle time. Every variant runs in
+/// turn within each round, so a VM's drift falls on all of them alike.
+fn lone(variants: &mut [(String, Runner<'_>, usize)]) {
+    const RUNS: usize = 30;
     let input: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
-    let figures = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let _no_grad = tch::no_grad_guard();
-                let mut runner = backend.runner_spinning(module, environment, intra, spinning);
-                for _ in 0..WARMUP {
-                    runner.forward(&input, 1);
-                }
-                [0u64, 50, 200].map(|gap| {
-                    let times = (0..RUNS)
-                        .map(|_| {
-                            std::thread::sleep(Duration::from_millis(gap));
-                            let started = Instant::now();
-                            runner.forward(&input, 1);
-                            started.elapsed().as_secs_f64()
-                        })
-                        .collect();
-                    (gap, percentiles(times))
-                })
-            })
-            .join()
-            .expect("bench thread")
-    });
-    let spin = match (backend, spinning) {
-        (Backend::Onnx, true) => ", pool spinning",
-        (Backend::Onnx, false) => ", pool not spinning",
-        _ => "",
+    let _no_grad = tch::no_grad_guard();
+    let forward = |runner: &mut Runner<'_>, intra: usize| {
+        // OpenMP's thread count belongs to the calling thread, which all variants share here.
+        tch::set_num_threads(intra as i32);
+        let started = Instant::now();
+        runner.forward(&input, 1);
+        started.elapsed().as_secs_f64()
     };
-    let shown: Vec<String> = figures
-        .iter()
-        .map(|(gap, (p50, p90))| {
-            let when = if *gap == 0 { "back to back".to_string() } else { format!("after {gap} ms idle") };
-            format!("{when} {p50:.1} ms (p90 {p90:.1})")
-        })
-        .collect();
-    println!("lone {} {intra} threads{spin}: {}", backend.name(), shown.join(", "));
+    for (_, runner, intra) in variants.iter_mut() {
+        for _ in 0..WARMUP {
+            forward(runner, *intra);
+        }
+    }
+    for gap in [0u64, 50, 200] {
+        let mut times = vec![Vec::new(); variants.len()];
+        for _ in 0..RUNS {
+            for (times, (_, runner, intra)) in times.iter_mut().zip(variants.iter_mut()) {
+                // Back to back, the last pass (another variant's) has just ended on this thread.
+                std::thread::sleep(Duration::from_millis(gap));
+                times.push(forward(runner, *intra));
+            }
+        }
+        let when = if gap == 0 { "back to back".to_string() } else { format!("after {gap} ms idle") };
+        for (times, (name, _, _)) in times.into_iter().zip(variants.iter()) {
+            let (p50, p90) = percentiles(times);
+            println!("lone {name}, {when}: {p50:.1} ms (p90 {p90:.1})");
+        }
+    }
 }
 
 fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let only_lone = wanted.iter().any(|w| w == "lone");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for backend in [Backend::TorchScript, Backend::Onnx] {
-        if wanted.iter().any(|w| w != "lone") && !wanted.iter().any(|w| w == backend.name()) {
-            continue;
-        }
-        // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).
-        let environment = (backend == Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
-        if !only_lone {
+    let included = |backend: Backend| wanted.iter().all(|w| w == "lone") || wanted.iter().any(|w| w == backend.name());
+    let environment = included(Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
+    if !only_lone {
+        for backend in [Backend::TorchScript, Backend::Onnx].into_iter().filter(|&b| included(b)) {
+            // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).
             limit(backend, environment, cores);
         }
-        let module = (backend == Backend::TorchScript).then(|| {
-            CModule::load_on_device(checkpoint("efficientnet_lite0.pt"), Device::Cpu).expect("the TorchScript module")
-        });
-        for intra in [1, cores] {
-            lone(backend, module.as_ref(), environment, intra, false);
-            if backend == Backend::Onnx && intra > 1 {
-                lone(backend, module.as_ref(), environment, intra, true);
-            }
+    }
+    let module = included(Backend::TorchScript).then(|| {
+        CModule::load_on_device(checkpoint("efficientnet_lite0.pt"), Device::Cpu).expect("the TorchScript module")
+    });
+    let mut variants = Vec::new();
+    for intra in [1, cores] {
+        if let Some(module) = &module {
+            variants.push((format!("torchscript {intra} threads"), Runner::Torch(module), intra));
+        }
+        // Spinning only matters where the session has a pool (more than one intra-op thread).
+        let spins: &[bool] = if environment.is_none() {
+            &[]
+        } else if intra > 1 {
+            &[false, true]
+        } else {
+            &[false]
+        };
+        for &spinning in spins {
+            let spin = if spinning { "pool spinning" } else { "pool not spinning" };
+            let runner = Backend::Onnx.runner_spinning(None, environment, intra, spinning);
+            variants.push((format!("onnx {intra} threads, {spin}"), runner, intra));
         }
     }
+    lone(&mut variants);
 }

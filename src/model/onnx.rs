@@ -41,15 +41,22 @@ impl SessionPool {
     /// `with_alone`: also a session on every core (each session holds its own copy of the weights).
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
-        let session = |threads: usize| {
-            new_session(environment, bytes, threads, false)
+        let session = |threads: usize, spinning: bool| {
+            new_session(environment, bytes, threads, spinning)
                 .map(Mutex::new)
                 .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
         };
-        let shared =
-            (0..layout.inference_threads.max(1)).map(|_| session(layout.torch.shared)).collect::<Result<_, _>>()?;
+        // Only the lone request's session spins: its pool thread would otherwise sleep between the
+        // model's ~60 parallel steps and be woken for each, which after idle time made its two
+        // threads no faster than one (benches/model_limit.rs -- lone: 12.6 vs 8.3 ms here). It
+        // runs only when no other request is in, so the core it spins on is idle anyway; the
+        // shared sessions do not, as a spinning pool thread would take the other inference
+        // thread's core under load.
+        let shared = (0..layout.inference_threads.max(1))
+            .map(|_| session(layout.torch.shared, false))
+            .collect::<Result<_, _>>()?;
         let alone = (with_alone && layout.torch.alone != layout.torch.shared)
-            .then(|| session(layout.torch.alone))
+            .then(|| session(layout.torch.alone, true))
             .transpose()?;
         Ok(Self { shared, alone })
     }
@@ -120,13 +127,15 @@ impl OnnxTextModel {
 }
 
 /// A session as the server makes them (benches/model_limit.rs measures the same). `spinning`:
-/// whether its pool threads spin for a while before they sleep; the server's do not, since a
-/// spinning pool thread takes the core another inference thread is running on.
+/// whether its pool threads spin for a while before they sleep (`SessionPool::load` says which).
 pub fn new_session(environment: &Environment, bytes: &[u8], threads: usize, spinning: bool) -> ort::Result<Session> {
     Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(threads.max(1))?
         .with_intra_op_spinning(spinning)?
+        // Spinning within a run, not after it: the pool sleeps as soon as the run returns instead
+        // of spinning on a core the next request's decoding (or wrk) could use.
+        .with_config_entry("session.force_spinning_stop", "1")?
         .commit_from_memory(bytes)
 }
 
