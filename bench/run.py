@@ -400,6 +400,16 @@ def report(limit, rows, labels, args) -> str:
             b, i = first["sparse"]
             lines.append(f"| {server} | {b['p50_ms']:.1f} | {b['p90_ms']:.1f} | {i['p50_ms']:.1f} | {i['p90_ms']:.1f} |")
     lines.append("")
+    # Cost: what one instance costs per hour over the answers it gives in that hour at full load
+    # (uncached, concurrency 16). A reader's own price goes in --price-per-hour.
+    lines += [f"Cost per 1,000 uncached predictions at full load, at ${args.price_per_hour:g} per instance-hour "
+              f"(--price-per-hour):", ""]
+    for server in servers:
+        r = row(server, "uncached", 16)
+        if r:
+            per_1000 = args.price_per_hour / (r["req_per_s"] * 3600) * 1000
+            lines.append(f"- {server}: {r['req_per_s']:.1f} req/s -> ${per_1000:.5f} per 1,000")
+    lines.append("")
     if labels:
         lines.append("Answers (top label per photo): " + "; ".join(f"{s}: {', '.join(l)}" for s, l in labels.items()))
         lines.append("")
@@ -436,6 +446,8 @@ def main() -> None:
     parser.add_argument("--ours-formats", default="torchscript,onnx",
                         help="model formats to serve; onnx runs the default layout on the ONNX export")
     parser.add_argument("--ours-args", default="", help="more flags for this server, e.g. \"--torch-threads 1\"")
+    parser.add_argument("--price-per-hour", type=float, default=0.10,
+                        help="one instance's price in $ per hour, for the cost lines (BENCHMARKS.md says which)")
     parser.add_argument("--fastapi-workers", default="4,2,1", help="uvicorn --workers values to run (4 is the seed's)")
     args = parser.parse_args()
     args.seconds, args.cached_seconds, args.warmup, args.limit_seconds = (5, 4, 3, 1) if args.quick else (15, 8, 5, 4)

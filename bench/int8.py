@@ -1,0 +1,121 @@
+"""Issue 20's int8 lever, measured on its own: the ONNX export quantized statically (ONNX Runtime's
+`quantize_static`, per-channel int8 weights, uint8 activations), timed against the float file
+and judged the way a new version is judged before it may serve (top-1 agreement with the float
+model at least 99% on labelled photos, accuracy not lower).
+
+  .venv/bin/python bench/int8.py          # after scripts/setup.sh; prints one line per figure
+
+Photos: calibration and judgement both use what the repository holds (the sample photos and
+sample/labelled, each also mirrored, turned 15 degrees and cropped to three quarters: 68 inputs);
+no registry package here ships labelled food photos. The quantized file is written to
+target/int8/ and never served: it does not pass the judgement (BENCHMARKS.md, "Levers").
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOAT = ROOT / "checkpoints" / "efficientnet_lite0.onnx"
+OUT = ROOT / "target" / "int8"
+
+
+def preprocess(img: Image.Image, manifest: dict) -> np.ndarray:
+    """scripts/reference.py's pipeline on an already opened image, batch of one."""
+    img = img.convert("RGB")
+    w, h = img.size
+    short = manifest["resize_shorter_side"]
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    img = img.resize(size, Image.BILINEAR)
+    crop = manifest["input_size"]
+    left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
+    x = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
+    x = (x - np.array(manifest["mean"], dtype=np.float32)) / np.array(manifest["std"], dtype=np.float32)
+    return x.transpose(2, 0, 1)[None].copy()
+
+
+def inputs(manifest: dict) -> tuple[list[np.ndarray], list[str | None]]:
+    """Every photo and three variants of it, with the label where sample/labelled gives one."""
+    labels = json.loads((ROOT / "sample" / "labelled" / "labels.json").read_text())
+    photos = sorted(p for d in (ROOT / "sample", ROOT / "sample" / "labelled") for p in d.iterdir()
+                    if p.suffix in (".jpg", ".png"))
+    xs, ys = [], []
+    for path in photos:
+        img = Image.open(path)
+        crop = img.crop((0, 0, img.width * 3 // 4, img.height * 3 // 4))
+        for variant in (img, ImageOps.mirror(img), img.rotate(15), crop):
+            xs.append(preprocess(variant, manifest))
+            ys.append(labels.get(path.name) if path.parent.name == "labelled" else None)
+    return xs, ys
+
+
+def ms_per_pass(path: Path, x: np.ndarray, threads: int, seconds: float = 4.0) -> float:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    for _ in range(5):
+        session.run(None, {name: x})
+    started, n = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        session.run(None, {name: x})
+        n += 1
+    return (time.perf_counter() - started) / n * 1e3
+
+
+def main() -> None:
+    manifest = json.loads((ROOT / "checkpoints" / "manifest.json").read_text())
+    mapping = json.loads((ROOT / "class_mapping.json").read_text())
+    food, names = list(mapping.values()), list(mapping.keys())
+    xs, ys = inputs(manifest)
+    OUT.mkdir(parents=True, exist_ok=True)
+    float_session = ort.InferenceSession(str(FLOAT), providers=["CPUExecutionProvider"])
+    name = float_session.get_inputs()[0].name
+
+    class Calibration(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(xs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {name: x}
+
+    quant_pre_process(str(FLOAT), str(OUT / "pre.onnx"))
+    quantized = OUT / "efficientnet_lite0.int8.onnx"
+    quantize_static(str(OUT / "pre.onnx"), str(quantized), Calibration(), quant_format=QuantFormat.QOperator,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    int8_session = ort.InferenceSession(str(quantized), providers=["CPUExecutionProvider"])
+
+    # The served label is the likeliest of the food classes (class_mapping.json).
+    def served(session, x):
+        return names[int(np.argmax(session.run(None, {name: x})[0][0][food]))]
+
+    agree = right_float = right_int8 = labelled = 0
+    for x, y in zip(xs, ys):
+        a, b = served(float_session, x), served(int8_session, x)
+        agree += a == b
+        if y is not None:
+            labelled += 1
+            right_float += a == y
+            right_int8 += b == y
+    print(f"int8 agreement with float (served label): {agree}/{len(xs)} = {agree / len(xs):.1%} (needs 99%)")
+    print(f"accuracy on the labelled photos and variants: float {right_float}/{labelled}, int8 {right_int8}/{labelled}")
+    print(f"file size: float {FLOAT.stat().st_size / 2**20:.1f} MB, int8 {quantized.stat().st_size / 2**20:.1f} MB")
+    # Alternating rounds, so a VM's drift falls on both.
+    for threads in (1, 2):
+        f, q = [], []
+        for _ in range(3):
+            f.append(ms_per_pass(FLOAT, xs[0], threads))
+            q.append(ms_per_pass(quantized, xs[0], threads))
+        f, q = sorted(f)[1], sorted(q)[1]
+        print(f"{threads} intra-op thread(s): float {f:.2f} ms, int8 {q:.2f} ms per pass (batch 1): {f / q:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
