@@ -12,6 +12,7 @@ target/int8/ and never served: it does not pass the judgement (BENCHMARKS.md, "L
 """
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,22 +23,10 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from PIL import Image, ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from reference import preprocess_image  # noqa: E402  the reference pipeline, the same as the server's
 FLOAT = ROOT / "checkpoints" / "efficientnet_lite0.onnx"
 OUT = ROOT / "target" / "int8"
-
-
-def preprocess(img: Image.Image, manifest: dict) -> np.ndarray:
-    """scripts/reference.py's pipeline on an already opened image, batch of one."""
-    img = img.convert("RGB")
-    w, h = img.size
-    short = manifest["resize_shorter_side"]
-    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    img = img.resize(size, Image.BILINEAR)
-    crop = manifest["input_size"]
-    left, top = int(round((size[0] - crop) / 2.0)), int(round((size[1] - crop) / 2.0))
-    x = np.asarray(img.crop((left, top, left + crop, top + crop)), dtype=np.float32) / 255.0
-    x = (x - np.array(manifest["mean"], dtype=np.float32)) / np.array(manifest["std"], dtype=np.float32)
-    return x.transpose(2, 0, 1)[None].copy()
 
 
 def inputs(manifest: dict) -> tuple[list[np.ndarray], list[str | None]]:
@@ -50,7 +39,7 @@ def inputs(manifest: dict) -> tuple[list[np.ndarray], list[str | None]]:
         img = Image.open(path)
         crop = img.crop((0, 0, img.width * 3 // 4, img.height * 3 // 4))
         for variant in (img, ImageOps.mirror(img), img.rotate(15), crop):
-            xs.append(preprocess(variant, manifest))
+            xs.append(preprocess_image(variant, manifest)[None].copy())
             ys.append(labels.get(path.name) if path.parent.name == "labelled" else None)
     return xs, ys
 

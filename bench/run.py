@@ -194,16 +194,17 @@ def measure(server: Server, path: str, images: list[Path], args, style="multipar
                 f"p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, cache hits {r['cache_hits']}, "
                 f"socket errors {r['socket_errors']}")
             rows.append(r)
+    sparse_rows = []
     if style == "multipart":
         # A lone request back to back (no gap) and after 200 ms of idle time, as sparse traffic.
         for gap in (0.0, 0.2):
             server.wait_idle()
             r = sparse(url, images, gap, args.sparse_count)
             log(f"{server.name} sparse, {r['gap_ms']:.0f} ms apart: p50 {r['p50_ms']:.1f} ms, p90 {r['p90_ms']:.1f} ms")
-            server.sparse = getattr(server, "sparse", []) + [r]
+            sparse_rows.append(r)
     for r in rows:
         r["peak_rss_mb"] = server.peak_rss / 2**20
-        r["sparse"] = getattr(server, "sparse", [])
+        r["sparse"] = sparse_rows
     return rows
 
 

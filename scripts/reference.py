@@ -18,7 +18,12 @@ from PIL import Image
 
 def preprocess(path: Path, manifest: dict) -> np.ndarray:
     """decode -> RGB -> shorter side to `resize` (bilinear) -> centre crop -> (x/255 - mean) / std."""
-    img = Image.open(path).convert("RGB")
+    return preprocess_image(Image.open(path), manifest)
+
+
+def preprocess_image(img: Image.Image, manifest: dict) -> np.ndarray:
+    """`preprocess` on an image already opened (bench/int8.py feeds it transformed variants)."""
+    img = img.convert("RGB")
     w, h = img.size
     short = manifest["resize_shorter_side"]
     if w <= h:

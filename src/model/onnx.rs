@@ -48,7 +48,8 @@ impl SessionPool {
         };
         // Only the lone request's session spins: its pool thread would otherwise sleep between the
         // model's ~60 parallel steps and be woken for each, which after idle time made its two
-        // threads no faster than one (benches/model_limit.rs -- lone: 12.6 vs 8.3 ms here). It
+        // threads no faster than one (benches/model_limit.rs -- lone: 12.6 vs 8.3 ms here, measured
+        // before force_spinning_stop; a later round with it, 15.4 vs 14.5 ms: to recheck). It
         // runs only when no other request is in, so the core it spins on is idle anyway; the
         // shared sessions do not, as a spinning pool thread would take the other inference
         // thread's core under load.
