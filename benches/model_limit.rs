@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use food_api::model::{onnx_runtime, onnx_session};
+use food_api::model::{onnx_runtime, onnx_session, Spinning};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -56,7 +56,7 @@ impl Backend {
     }
 
     fn runner<'m>(self, module: Option<&'m CModule>, environment: Option<&Environment>, intra: usize) -> Runner<'m> {
-        self.runner_spinning(module, environment, intra, false)
+        self.runner_spinning(module, environment, intra, Spinning::Off)
     }
 
     fn runner_spinning<'m>(
@@ -64,7 +64,7 @@ impl Backend {
         module: Option<&'m CModule>,
         environment: Option<&Environment>,
         intra: usize,
-        spinning: bool,
+        spinning: Spinning,
     ) -> Runner<'m> {
         match self {
             Backend::TorchScript => {
@@ -232,15 +232,19 @@ fn main() {
             variants.push((format!("torchscript {intra} threads"), Runner::Torch(module), intra));
         }
         // Spinning only matters where the session has a pool (more than one intra-op thread).
-        let spins: &[bool] = if environment.is_none() {
+        let spins: &[Spinning] = if environment.is_none() {
             &[]
         } else if intra > 1 {
-            &[false, true]
+            &[Spinning::Off, Spinning::WithinRun, Spinning::Always]
         } else {
-            &[false]
+            &[Spinning::Off]
         };
         for &spinning in spins {
-            let spin = if spinning { "pool spinning" } else { "pool not spinning" };
+            let spin = match spinning {
+                Spinning::Off => "pool not spinning",
+                Spinning::WithinRun => "pool spinning within a run (the server's)",
+                Spinning::Always => "pool spinning after a run too",
+            };
             let runner = Backend::Onnx.runner_spinning(None, environment, intra, spinning);
             variants.push((format!("onnx {intra} threads, {spin}"), runner, intra));
         }

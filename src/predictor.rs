@@ -379,7 +379,7 @@ impl Predictor {
                     busy => ImageError::Busy(busy),
                 })
             };
-            let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, reserve)?;
+            let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, spec.jpeg_at_least(), reserve)?;
             to_model_input(&rgb, &spec)
         })
         .await

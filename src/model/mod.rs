@@ -29,7 +29,7 @@ pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
 pub use manifest::{Manifest, TextEncoderManifest, MANIFEST_FILE};
 pub use mapping::{ClassEntry, ClassMapping};
-pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot};
+pub use onnx::{new_session as onnx_session, runtime as onnx_runtime, Slot, Spinning};
 pub use prediction::{class_probabilities, combine, softmax, ClassScore, Prediction};
 pub use repository::{fingerprint as fingerprint_files, valid_name, CLASS_MAPPING_FILE};
 pub use routing::{CanaryAbort, Route, RoutingPolicy, ShadowPolicy, Share};

@@ -41,7 +41,7 @@ impl SessionPool {
     /// `with_alone`: also a session on every core (each session holds its own copy of the weights).
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
-        let session = |threads: usize, spinning: bool| {
+        let session = |threads: usize, spinning: Spinning| {
             new_session(environment, bytes, threads, spinning)
                 .map(Mutex::new)
                 .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
@@ -54,10 +54,10 @@ impl SessionPool {
         // shared sessions do not, as a spinning pool thread would take the other inference
         // thread's core under load.
         let shared = (0..layout.inference_threads.max(1))
-            .map(|_| session(layout.torch.shared, false))
+            .map(|_| session(layout.torch.shared, Spinning::Off))
             .collect::<Result<_, _>>()?;
         let alone = (with_alone && layout.torch.alone != layout.torch.shared)
-            .then(|| session(layout.torch.alone, true))
+            .then(|| session(layout.torch.alone, Spinning::WithinRun))
             .transpose()?;
         Ok(Self { shared, alone })
     }
@@ -127,17 +127,34 @@ impl OnnxTextModel {
     }
 }
 
-/// A session as the server makes them (benches/model_limit.rs measures the same). `spinning`:
-/// whether its pool threads spin for a while before they sleep (`SessionPool::load` says which).
-pub fn new_session(environment: &Environment, bytes: &[u8], threads: usize, spinning: bool) -> ort::Result<Session> {
-    Session::builder(environment)?
+/// How a session's intra-op pool threads wait for their next piece of work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spinning {
+    /// They sleep at once and are woken for each parallel step.
+    Off,
+    /// They spin for a while before sleeping, but only within a run: when it returns they sleep,
+    /// instead of spinning on a core the next request's decoding (or wrk) could use.
+    WithinRun,
+    /// ONNX Runtime's default: they spin after a run too (benches/model_limit.rs compares).
+    Always,
+}
+
+/// A session as the server makes them (benches/model_limit.rs measures the same).
+pub fn new_session(
+    environment: &Environment,
+    bytes: &[u8],
+    threads: usize,
+    spinning: Spinning,
+) -> ort::Result<Session> {
+    let builder = Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(threads.max(1))?
-        .with_intra_op_spinning(spinning)?
-        // Spinning within a run, not after it: the pool sleeps as soon as the run returns instead
-        // of spinning on a core the next request's decoding (or wrk) could use.
-        .with_config_entry("session.force_spinning_stop", "1")?
-        .commit_from_memory(bytes)
+        .with_intra_op_spinning(spinning != Spinning::Off)?;
+    let mut builder = match spinning {
+        Spinning::WithinRun => builder.with_config_entry("session.force_spinning_stop", "1")?,
+        Spinning::Off | Spinning::Always => builder,
+    };
+    builder.commit_from_memory(bytes)
 }
 
 /// Loads ONNX Runtime once per process; a failure is kept and reported on every later load.

@@ -36,6 +36,15 @@ pub struct InputSpec {
     pub resize_shorter_side: u32,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// Whether a JPEG at least twice `resize_shorter_side` may be decoded smaller (`decode_rgb`).
+    pub jpeg_dct_scaling: bool,
+}
+
+impl InputSpec {
+    /// What `decode_rgb` may shrink a JPEG to: its shorter side at least this, when the model asks.
+    pub fn jpeg_at_least(&self) -> Option<u32> {
+        self.jpeg_dct_scaling.then_some(self.resize_shorter_side)
+    }
 }
 
 const SUPPORTED: [ImageFormat; 6] =
@@ -66,10 +75,14 @@ const DECODER_SLACK_BYTES: u64 = 16 << 20;
 /// handed back with the image (a memory reservation, say, to hold until the image is done with).
 /// The decoder's own allocations are limited to that much too: a GIF frame larger than the
 /// screen its header declares is refused, not allocated.
+///
+/// `jpeg_at_least`: a JPEG may come out at 1/2, 1/4 or 1/8 of its size, its shorter side still at
+/// least this (`decode_jpeg_scaled`); None decodes every pixel.
 pub fn decode_rgb<R>(
     bytes: &[u8],
     format: ImageFormat,
     max_pixels: u64,
+    jpeg_at_least: Option<u32>,
     reserve: impl FnOnce(u64) -> Result<R, ImageError>,
 ) -> Result<(RgbImage, R), ImageError> {
     let invalid = |e: image::ImageError| match e {
@@ -96,6 +109,15 @@ pub fn decode_rgb<R>(
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let peak = peak_bytes(width, height, decoder.color_type(), format, orientation);
     let reservation = reserve(peak)?;
+    let scaled = match jpeg_at_least.and_then(|side| dct_divisor(width, height, side)) {
+        Some(divisor) if format == ImageFormat::Jpeg => decode_jpeg_scaled(bytes, divisor),
+        _ => None,
+    };
+    if let Some(rgb) = scaled {
+        let mut image = DynamicImage::ImageRgb8(rgb);
+        image.apply_orientation(orientation);
+        return Ok((image.into_rgb8(), reservation));
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
@@ -104,6 +126,43 @@ pub fn decode_rgb<R>(
     let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
     image.apply_orientation(orientation);
     Ok((image.into_rgb8(), reservation))
+}
+
+/// The largest of 8, 4 and 2 that divides a `width` x `height` image with its shorter side still
+/// at least `at_least`; None when even halving would take it below.
+fn dct_divisor(width: u32, height: u32, at_least: u32) -> Option<u32> {
+    let shorter = width.min(height);
+    [8, 4, 2].into_iter().find(|&divisor| shorter.div_ceil(divisor) >= at_least.max(1))
+}
+
+/// A JPEG decoded at 1/`divisor` of its size by libjpeg-turbo's scaled inverse DCT (libjpeg's
+/// `scale_denom`, PIL's `draft`): each 8x8 block becomes 4x4, 2x2 or 1x1 pixels, so a 12 MP phone
+/// photo costs little more than its entropy decoding (BENCHMARKS.md). At 1/8 a pixel is its
+/// block's mean, a box filter; pixels differ from a full decode and resize by resampling, which is
+/// why a manifest asks for it and a version that turns it on is judged as a new version.
+/// None for what it does not turn into RGB (CMYK) or refuses: the full decode then runs, and its
+/// error is the one a client sees. Its peak is within `peak_bytes`' (a progressive JPEG's
+/// coefficients at full size, the pixels at the reduced one).
+fn decode_jpeg_scaled(bytes: &[u8], divisor: u32) -> Option<RgbImage> {
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
+    let mut decompressor = Decompressor::new().ok()?;
+    let header = decompressor.read_header(bytes).ok()?;
+    if !matches!(header.colorspace, Colorspace::YCbCr | Colorspace::RGB | Colorspace::Gray) {
+        return None;
+    }
+    let factor = ScalingFactor::new(1, usize::try_from(divisor).ok()?);
+    decompressor.set_scaling_factor(factor).ok()?;
+    let scaled = header.scaled(factor);
+    let mut pixels = vec![0u8; 3 * scaled.width * scaled.height];
+    let output = Image {
+        pixels: &mut pixels[..],
+        width: scaled.width,
+        pitch: 3 * scaled.width,
+        height: scaled.height,
+        format: PixelFormat::RGB,
+    };
+    decompressor.decompress(bytes, output).ok()?;
+    RgbImage::from_raw(u32::try_from(scaled.width).ok()?, u32::try_from(scaled.height).ok()?, pixels)
 }
 
 /// The most a decode holds at once: the decoded pixels; a progressive JPEG's coefficients (two

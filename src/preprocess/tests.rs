@@ -16,7 +16,7 @@ struct Fixture {
 }
 
 fn spec() -> InputSpec {
-    InputSpec { input_size: 224, resize_shorter_side: 256, mean: [0.5; 3], std: [0.5; 3] }
+    InputSpec { input_size: 224, resize_shorter_side: 256, mean: [0.5; 3], std: [0.5; 3], jpeg_dct_scaling: false }
 }
 
 fn repo_file(path: &str) -> std::path::PathBuf {
@@ -25,7 +25,7 @@ fn repo_file(path: &str) -> std::path::PathBuf {
 
 /// A decode with no memory budget to draw from.
 fn decode(bytes: &[u8], format: image::ImageFormat, max_pixels: u64) -> Result<RgbImage, ImageError> {
-    decode_rgb(bytes, format, max_pixels, |_| Ok(())).map(|(rgb, ())| rgb)
+    decode_rgb(bytes, format, max_pixels, None, |_| Ok(())).map(|(rgb, ())| rgb)
 }
 
 fn preprocess(bytes: &[u8]) -> Vec<f32> {
@@ -147,4 +147,85 @@ fn a_crop_as_large_as_the_resized_side_or_larger_stays_inside_the_image() {
             assert_eq!(chw.len(), 3 * 224 * 224);
         }
     }
+}
+
+/// sample/apple.jpg enlarged to `width` x `height` and saved as a JPEG: a phone photo's size.
+fn large_jpeg(width: u32, height: u32, grey: bool) -> Vec<u8> {
+    let apple = image::open(repo_file("sample/apple.jpg")).unwrap();
+    let large = apple.resize_exact(width, height, image::imageops::FilterType::Triangle);
+    let large = if grey { image::DynamicImage::ImageLuma8(large.to_luma8()) } else { large };
+    let mut bytes = Vec::new();
+    large.write_to(&mut std::io::Cursor::new(&mut bytes), ImageFormat::Jpeg).unwrap();
+    bytes
+}
+
+/// `jpeg` with an EXIF segment saying `orientation` (6: turn 90 degrees clockwise to show).
+fn with_exif_orientation(jpeg: &[u8], orientation: u8) -> Vec<u8> {
+    // Big-endian TIFF: header, one IFD entry (0x0112, SHORT, count 1, value), no next IFD.
+    let tiff = [b'M', b'M', 0, 42, 0, 0, 0, 8, 0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, orientation, 0, 0, 0, 0, 0, 0];
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn scaled_decode(bytes: &[u8], at_least: u32) -> RgbImage {
+    decode_rgb(bytes, ImageFormat::Jpeg, u64::MAX, Some(at_least), |_| Ok(())).map(|(rgb, ())| rgb).unwrap()
+}
+
+#[test]
+fn the_dct_divisor_keeps_the_shorter_side_at_least_the_resize() {
+    assert_eq!(dct_divisor(4032, 3024, 256), Some(8), "a 12 MP phone photo: 504x378");
+    assert_eq!(dct_divisor(2048, 2048, 256), Some(8));
+    assert_eq!(dct_divisor(2047, 3000, 256), Some(8), "decoded sizes round up: 2047 / 8 gives 256 pixels");
+    assert_eq!(dct_divisor(2040, 3000, 256), Some(4), "2040 / 8 is 255");
+    assert_eq!(dct_divisor(600, 512, 256), Some(2));
+    assert_eq!(dct_divisor(510, 4000, 256), None, "halving would go below the resize");
+}
+
+#[test]
+fn a_large_jpeg_is_decoded_smaller_only_when_asked_and_gives_nearly_the_same_input() {
+    let bytes = large_jpeg(2100, 1600, false);
+    let full = decode(&bytes, ImageFormat::Jpeg, u64::MAX).unwrap();
+    assert_eq!(full.dimensions(), (2100, 1600));
+    let scaled = scaled_decode(&bytes, 256);
+    assert_eq!(scaled.dimensions(), (525, 400), "1/4: 1/8 would make the shorter side 200");
+
+    let spec = InputSpec { jpeg_dct_scaling: true, ..spec() };
+    let (a, b) = (to_model_input(&full, &spec).unwrap(), to_model_input(&scaled, &spec).unwrap());
+    let diffs: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).collect();
+    let mean = diffs.iter().sum::<f32>() / diffs.len() as f32;
+    // In normalised units (2.0 = black to white): about one 8-bit step on average.
+    assert!(mean < 0.02, "mean difference {mean}");
+    assert!(diffs.iter().all(|d| *d < 0.5), "max difference {}", diffs.iter().fold(0f32, |m, d| m.max(*d)));
+}
+
+#[test]
+fn a_scaled_grey_jpeg_becomes_rgb_and_a_scaled_one_is_turned_upright() {
+    let grey = scaled_decode(&large_jpeg(1024, 1024, true), 256);
+    assert_eq!(grey.dimensions(), (256, 256));
+    assert!(grey.pixels().all(|p| p[0] == p[1] && p[1] == p[2]));
+
+    // Stored 2048 wide and 1024 high, shown turned: 1024 wide.
+    let turned = with_exif_orientation(&large_jpeg(2048, 1024, false), 6);
+    assert_eq!(decode(&turned, ImageFormat::Jpeg, u64::MAX).unwrap().dimensions(), (1024, 2048));
+    assert_eq!(scaled_decode(&turned, 256).dimensions(), (256, 512));
+}
+
+#[test]
+fn small_jpegs_cmyk_and_other_formats_decode_in_full_when_scaling_is_asked() {
+    let orange = std::fs::read(repo_file("sample/orange.jpg")).unwrap();
+    assert_eq!(scaled_decode(&orange, 257).dimensions(), (512, 512), "halving would go below 257");
+    assert_eq!(scaled_decode(&orange, 256).dimensions(), (256, 256), "halving to exactly 256 is allowed");
+    let png = std::fs::read(repo_file("sample/coffee.png")).unwrap();
+    let (rgb, ()) = decode_rgb(&png, ImageFormat::Png, u64::MAX, Some(100), |_| Ok(())).unwrap();
+    assert_eq!(rgb.dimensions(), (600, 400));
+    // CMYK: jpeg-decoder gives CMYK pixels, so the full decode (which converts them) runs.
+    let cmyk = std::fs::read(repo_file("tests/fixtures/orange_cmyk.jpg")).unwrap();
+    let (w, h) = decode(&cmyk, ImageFormat::Jpeg, u64::MAX).unwrap().dimensions();
+    assert_eq!(scaled_decode(&cmyk, 1).dimensions(), (w, h));
 }

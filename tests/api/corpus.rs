@@ -223,6 +223,6 @@ async fn a_client_that_stalls_mid_body_gets_408() {
 #[test]
 fn an_exif_rotated_jpeg_is_decoded_upright() {
     let bytes = std::fs::read(repo_path("tests/fixtures/orange_exif_rotated.jpg")).unwrap();
-    let (rgb, ()) = food_api::preprocess::decode_rgb(&bytes, ImageFormat::Jpeg, u64::MAX, |_| Ok(())).unwrap();
+    let (rgb, ()) = food_api::preprocess::decode_rgb(&bytes, ImageFormat::Jpeg, u64::MAX, None, |_| Ok(())).unwrap();
     assert_eq!(rgb.dimensions(), (256, 128), "stored 128x256, shown 256x128");
 }

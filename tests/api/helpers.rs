@@ -160,7 +160,7 @@ pub fn use_onnx(dir: &Path) {
     });
 }
 
-fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut Value)) {
+pub fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut Value)) {
     let path = dir.join("manifest.json");
     let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     edit(&mut manifest);
