@@ -46,13 +46,12 @@ impl SessionPool {
                 .map(Mutex::new)
                 .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
         };
-        // Only the lone request's session spins: its pool thread would otherwise sleep between the
-        // model's ~60 parallel steps and be woken for each, which after idle time made its two
-        // threads no faster than one (benches/model_limit.rs -- lone: 12.6 vs 8.3 ms here, measured
-        // before force_spinning_stop; a later round with it, 15.4 vs 14.5 ms: to recheck). It
-        // runs only when no other request is in, so the core it spins on is idle anyway; the
-        // shared sessions do not, as a spinning pool thread would take the other inference
-        // thread's core under load.
+        // Only the lone request's session spins, and only within a run: its pool thread would
+        // otherwise sleep between the model's ~60 parallel steps and be woken for each. It runs
+        // only when no other request is in, so the core it spins on is idle anyway; the shared
+        // sessions do not, as a spinning pool thread would take the other inference thread's core
+        // under load. The gain depends on the VM (benches/model_limit.rs -- lone): 12.6 -> 8.3 ms
+        // after idle on one, up to 0.7 ms at p50 (with a worse p90) on a faster one (BENCHMARKS.md).
         let shared = (0..layout.inference_threads.max(1))
             .map(|_| session(layout.torch.shared, Spinning::Off))
             .collect::<Result<_, _>>()?;
