@@ -14,7 +14,6 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +22,8 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import free_port, multipart  # noqa: E402
-from versions import BOUNDARY_TYPE, call  # noqa: E402
+from soak import multipart  # noqa: E402
+from versions import BOUNDARY_TYPE, call, start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,21 +67,9 @@ def main():
     print(f"compare set: {len(labels)} labelled photos, longer side {args.longer_side} px, "
           f"{min(sizes) // 1024}-{max(sizes) // 1024} KB")
 
-    port = free_port()
-    server = subprocess.Popen(
-        [str(ROOT / "target/release/food-api"), "--port", str(port), "--prediction-cache-size", "0",
-         "--model-repository", str(work / "models"), "--data-dir", str(work / "data"),
-         "--compare-sets", str(work / "sets")],
-        cwd=ROOT, env={**os.environ, "RUST_LOG": "warn", "FOOD_API_STABLE_VERSION": lite0.name},
-        stderr=subprocess.DEVNULL,
-    )
+    port, server = start_server(work, "--compare-sets", str(work / "sets"),
+                                env={"FOOD_API_STABLE_VERSION": lite0.name})
     try:
-        for _ in range(240):
-            try:
-                if call(port, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
         for version in (lite0.name, scaled):
             status, _, data = call(port, "POST", f"/models/food/versions/{version}/load")
             assert status == 200, (version, status, data[:300])

@@ -43,6 +43,24 @@ def timed(port, method, path, body=None, headers=None):
     return (time.perf_counter() - started) * 1e3
 
 
+def start_server(work, *extra, env=None):
+    """The release server on a free port, on `work`'s models/ and data/, uncached; returns once it
+    answers /health (up to 2 minutes): (port, process)."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(ROOT / "target/release/food-api"), "--port", str(port), "--prediction-cache-size", "0",
+         "--model-repository", str(work / "models"), "--data-dir", str(work / "data"), *extra],
+        cwd=ROOT, env={**os.environ, "RUST_LOG": "warn", **(env or {})}, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(240):
+        try:
+            if call(port, "GET", "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    return port, server
+
+
 def versions():
     found = []
     for folder in sorted((ROOT / "models/food").iterdir()):
@@ -75,20 +93,9 @@ def main():
         (work / "models/food" / folder.name).mkdir(parents=True)
         for file in folder.iterdir():
             os.link(file, work / "models/food" / folder.name / file.name)
-    port = free_port()
-    server = subprocess.Popen(
-        [str(ROOT / "target/release/food-api"), "--port", str(port), "--prediction-cache-size", "0",
-         "--model-repository", str(work / "models"), "--data-dir", str(work / "data")],
-        cwd=ROOT, env={**os.environ, "RUST_LOG": "warn"}, stderr=subprocess.DEVNULL,
-    )
+    port, server = start_server(work)
     failed = False
     try:
-        for _ in range(240):
-            try:
-                if call(port, "GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
         base = settled_rss(server.pid)
         print(f"RSS with {v0} (stable) loaded: {base / 1e6:.0f} MB")
         loaded, unloaded, load_ms = [], [], []
