@@ -7,23 +7,28 @@
 //! are about as large as a camera's (an enlarged photo alone compresses unrealistically well).
 //! Every variant runs in turn within each round, so a VM's drift falls on all of them alike.
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use food_api::model::Manifest;
 use food_api::preprocess::{decode_rgb, to_model_input, InputSpec};
 use image::{DynamicImage, ImageFormat, RgbImage};
 
 const ROUNDS: usize = 30;
-const SPEC: InputSpec = InputSpec {
-    input_size: 224,
-    resize_shorter_side: 256,
-    mean: [0.5, 0.5, 0.5],
-    std: [0.5, 0.5, 0.5],
-    jpeg_dct_scaling: true,
-};
+
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// The bundled model's preprocessing, from its manifest (run scripts/setup.sh first).
+fn bundled_spec() -> InputSpec {
+    let path = repo_file("checkpoints/manifest.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
+    Manifest::from_bytes(&path, &bytes).unwrap_or_else(|e| panic!("{e}")).input_spec()
+}
 
 fn orange() -> DynamicImage {
-    image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/orange.jpg")).expect("sample/orange.jpg")
+    image::open(repo_file("sample/orange.jpg")).expect("sample/orange.jpg")
 }
 
 /// The orange at `width` x `height`, each channel moved by up to +-`noise`, as a quality-90 JPEG.
@@ -40,10 +45,11 @@ fn photo(width: u32, height: u32, noise: u8) -> Vec<u8> {
     bytes
 }
 
-fn preprocess(bytes: &[u8], scaled: bool) -> Vec<f32> {
-    let at_least = scaled.then_some(SPEC.resize_shorter_side);
-    let (rgb, ()) = decode_rgb(bytes, ImageFormat::Jpeg, u64::MAX, at_least, |_| Ok(())).expect("decodes");
-    to_model_input(&rgb, &SPEC).expect("resizes")
+/// `spec` as it is, or with the scaled decode on.
+fn preprocess(bytes: &[u8], spec: &InputSpec, scaled: bool) -> Vec<f32> {
+    let spec = InputSpec { jpeg_dct_scaling: scaled, ..spec.clone() };
+    let (rgb, ()) = decode_rgb(bytes, ImageFormat::Jpeg, u64::MAX, spec.jpeg_at_least(), |_| Ok(())).expect("decodes");
+    to_model_input(&rgb, &spec).expect("resizes")
 }
 
 fn median_ms(mut times: Vec<f64>) -> f64 {
@@ -52,19 +58,20 @@ fn median_ms(mut times: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    let spec = bundled_spec();
     let photos = [
-        ("orange.jpg 512x512", std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("sample/orange.jpg")).unwrap()),
+        ("orange.jpg 512x512", std::fs::read(repo_file("sample/orange.jpg")).unwrap()),
         ("2000x1500 (3 MP)", photo(2000, 1500, 6)),
         ("4000x3000 (12 MP)", photo(4000, 3000, 6)),
     ];
     for (name, bytes) in &photos {
-        let (full, scaled) = (preprocess(bytes, false), preprocess(bytes, true));
+        let (full, scaled) = (preprocess(bytes, &spec, false), preprocess(bytes, &spec, true));
         let mean_diff = full.iter().zip(&scaled).map(|(a, b)| (a - b).abs()).sum::<f32>() / full.len() as f32;
         let mut times = [Vec::new(), Vec::new()];
         for _ in 0..ROUNDS {
             for (times, scaled) in times.iter_mut().zip([false, true]) {
                 let started = Instant::now();
-                std::hint::black_box(preprocess(bytes, scaled));
+                std::hint::black_box(preprocess(bytes, &spec, scaled));
                 times.push(started.elapsed().as_secs_f64());
             }
         }

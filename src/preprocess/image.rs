@@ -113,17 +113,17 @@ pub fn decode_rgb<R>(
         Some(divisor) if format == ImageFormat::Jpeg => decode_jpeg_scaled(bytes, divisor),
         _ => None,
     };
-    if let Some(rgb) = scaled {
-        let mut image = DynamicImage::ImageRgb8(rgb);
-        image.apply_orientation(orientation);
-        return Ok((image.into_rgb8(), reservation));
-    }
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(width);
-    limits.max_image_height = Some(height);
-    limits.max_alloc = Some(peak + DECODER_SLACK_BYTES);
-    decoder.set_limits(limits).map_err(invalid)?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(invalid)?;
+    let mut image = match scaled {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => {
+            let mut limits = image::Limits::default();
+            limits.max_image_width = Some(width);
+            limits.max_image_height = Some(height);
+            limits.max_alloc = Some(peak + DECODER_SLACK_BYTES);
+            decoder.set_limits(limits).map_err(invalid)?;
+            DynamicImage::from_decoder(decoder).map_err(invalid)?
+        }
+    };
     image.apply_orientation(orientation);
     Ok((image.into_rgb8(), reservation))
 }
