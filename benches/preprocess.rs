@@ -1,5 +1,7 @@
 //! Preprocessing's cost per photo size, a JPEG decoded in full against at reduced scale (the
-//! manifest's `jpeg_dct_scaling`), and how far apart the two model inputs are:
+//! manifest's `jpeg_dct_scaling`), and how far apart the two model inputs are; then, for the full
+//! decode, how the time splits between decoding and the rest (resize, crop and normalise), which
+//! bounds what fusing the resize with the normalisation could save:
 //!
 //!   cargo bench --bench preprocess
 //!
@@ -82,5 +84,20 @@ fn main() {
             bytes.len() / 1024,
             full_ms / scaled_ms
         );
+    }
+    for (name, bytes) in &photos {
+        let decode = || decode_rgb(bytes, ImageFormat::Jpeg, u64::MAX, None, |_| Ok(())).expect("decodes").0;
+        let rgb = decode();
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            let started = Instant::now();
+            std::hint::black_box(decode());
+            times[0].push(started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            std::hint::black_box(to_model_input(&rgb, &spec).expect("resizes"));
+            times[1].push(started.elapsed().as_secs_f64());
+        }
+        let [decode_ms, rest_ms] = times.map(median_ms);
+        println!("{name}, full decode: decoding {decode_ms:.3} ms, resize + crop + normalise {rest_ms:.3} ms");
     }
 }
