@@ -267,6 +267,7 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
         extra += ["--model-dir", str(onnx_model_dir(Path(args.work)))]
     # "food-api" is the default layout (one inference thread per core); "food-api-1t" the old one.
     name = ("food-api" if threads == 0 else f"food-api-{threads}t") + "".join(args.ours_args.split()).replace("--", " ").replace(" ", "-")
+    name = name.replace("/", "_")  # it names the log file: a path among the flags must not nest it
     name += "-onnx" if fmt == "onnx" else ""
     server = Server(name, [str(ROOT / "target/release/food-api"), "--port", str(port), "--inference-threads", str(threads), *extra],
                     f"http://127.0.0.1:{port}", lambda s: http_ok(s.url + "/health"), env={"RUST_LOG": "warn"})

@@ -25,6 +25,7 @@ SHA-256 of the source weights file.
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import os
@@ -71,9 +72,24 @@ def export_model(out_dir: Path) -> None:
     export_onnx(model, example, out_dir)
 
 
+class ChannelsLast(torch.nn.Module):
+    """The network with its weights in NHWC (channels-last), the layout oneDNN's convolutions run
+    fastest in, behind the same interface: a float NCHW batch in, logits out. bench/bf16.py:
+    1.17x (1 thread) and 1.27x (2 threads) per forward pass on an AVX-512 Xeon, logits within
+    1.1e-5 of the plain layout's, the same labels."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        # A copy: .to() converts a module in place, and the ONNX export takes the plain one.
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
 def save_torchscript(model, example, path: Path) -> None:
     with torch.no_grad():
-        traced = torch.jit.freeze(torch.jit.trace(model, example))
+        traced = torch.jit.freeze(torch.jit.trace(ChannelsLast(model).eval(), example))
         # optimize_for_inference is deliberately not used: its output does not reload.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     traced.save(str(tmp))
