@@ -52,16 +52,21 @@ pub fn lite2() -> String {
 pub fn repository_in(root: &Path) -> PathBuf {
     let repository = root.join("models");
     for (version, _) in exported_versions() {
-        let (from, to) = (repo_path("models/food").join(&version), repository.join("food").join(&version));
-        std::fs::create_dir_all(&to).unwrap();
-        for file in std::fs::read_dir(&from).unwrap().filter_map(Result::ok) {
-            let target = to.join(file.file_name());
-            if std::fs::hard_link(file.path(), &target).is_err() {
-                std::fs::copy(file.path(), &target).unwrap();
-            }
-        }
+        link_version(&repo_path("models/food").join(&version), &repository.join("food").join(&version));
     }
     repository
+}
+
+/// Puts the version folder `from` at `to`: hard links where the file system allows (version files
+/// are immutable), else copies.
+pub fn link_version(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in std::fs::read_dir(from).unwrap().map(Result::unwrap) {
+        let target = to.join(file.file_name());
+        if std::fs::hard_link(file.path(), &target).is_err() {
+            std::fs::copy(file.path(), &target).unwrap();
+        }
+    }
 }
 
 pub fn repo_path(path: &str) -> PathBuf {
