@@ -12,6 +12,7 @@ fn main() {
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
         println!("cargo:rustc-env=FOOD_API_LIBTORCH_LIB={lib_dir}");
+        onednn_fusion(std::path::Path::new(&lib_dir));
     }
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rustc-env=FOOD_API_ORT_DYLIB={manifest_dir}/.venv/libonnxruntime.so");
@@ -26,4 +27,22 @@ fn main() {
         .generate_default_stubs(true)
         .compile_fds(descriptors)
         .expect("the gRPC service's code is generated");
+}
+
+/// The oneDNN Graph fusion switch (src/model/onednn_fusion.cpp), compiled as torch-sys compiles
+/// libtch: the wheel's headers beside its lib/ folder, C++17, the wheel's C++11 ABI.
+fn onednn_fusion(lib_dir: &std::path::Path) {
+    println!("cargo:rerun-if-changed=src/model/onednn_fusion.cpp");
+    let include = lib_dir.parent().expect("libtorch's lib/ has a parent").join("include");
+    cc::Build::new()
+        .cpp(true)
+        .file("src/model/onednn_fusion.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
+        // libtorch's headers warn under C++17 (bit-field initialisers); they are not ours to fix.
+        .warnings(false)
+        .extra_warnings(false)
+        .compile("food_api_onednn_fusion");
 }

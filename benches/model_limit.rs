@@ -5,6 +5,7 @@
 //!   cargo bench --bench model_limit                 # after scripts/setup.sh; both backends
 //!   cargo bench --bench model_limit -- onnx         # one backend (torchscript or onnx)
 //!   cargo bench --bench model_limit -- lone         # only a lone request's forward pass
+//!   FOOD_API_NO_ONEDNN_FUSION=1 cargo bench ...     # TorchScript without oneDNN Graph fusion
 //!
 //! Then a lone request's forward pass (batch 1) back to back and after 50 and 200 ms of idle
 //! time, for each intra-op thread count (and, on ONNX Runtime, with its pool threads spinning or
@@ -15,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use food_api::model::{onnx_runtime, onnx_session, Spinning};
+use food_api::model::{enable_onednn_fusion, fusing, onnx_runtime, onnx_session, Spinning};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -89,6 +90,8 @@ impl Runner<'_> {
         match self {
             Runner::Torch(module) => {
                 let x = Tensor::from_slice(input).view([batch as i64, 3, SIZE as i64, SIZE as i64]);
+                // Fused by oneDNN Graph as the server's image forward pass is, unless turned off.
+                let _fusing = fusing();
                 let _ = module.forward_ts(&[x]).expect("forward");
             }
             Runner::Onnx(session) => {
@@ -217,6 +220,12 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let included = |backend: Backend| wanted.iter().all(|w| w == "lone") || wanted.iter().any(|w| w == backend.name());
     let environment = included(Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
+    // As the server: TorchScript fused by oneDNN Graph unless FOOD_API_NO_ONEDNN_FUSION is set.
+    let fused = std::env::var_os("FOOD_API_NO_ONEDNN_FUSION").is_none();
+    if fused {
+        enable_onednn_fusion();
+    }
+    println!("torchscript: oneDNN Graph fusion {}", if fused { "on (the server's default)" } else { "off" });
     if !only_lone {
         for backend in [Backend::TorchScript, Backend::Onnx].into_iter().filter(|&b| included(b)) {
             // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).

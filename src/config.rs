@@ -188,6 +188,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_TORCH_THREADS", default_value_t = 0)]
     pub torch_threads: usize,
 
+    /// Run TorchScript image models on libtorch's default executor instead of fusing them with
+    /// oneDNN Graph (faster per forward pass, answers within 1e-5; BENCHMARKS.md)
+    #[arg(long, env = "FOOD_API_NO_ONEDNN_FUSION")]
+    pub no_onednn_fusion: bool,
+
     /// Where the inference history goes: off, sqlite://<file> or postgres://user:password@host:port/db
     /// (replicas share one); default: sqlite in --data-dir (history.sqlite)
     #[arg(long, env = "FOOD_API_HISTORY_URL", hide_env_values = true)]

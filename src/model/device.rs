@@ -59,6 +59,65 @@ pub fn set_torch_threads(threads: usize) {
     let _ = threads;
 }
 
+/// Turns on oneDNN Graph fusion (src/model/onednn_fusion.cpp) for the process: from now on, graphs
+/// that a thread optimizes inside `fusing()` are fused. Idempotent; a no-op without libtorch.
+pub fn enable_onednn_fusion() {
+    #[cfg(feature = "torch")]
+    {
+        // SAFETY: registers a pass with libtorch's pass manager, once; takes and returns nothing.
+        unsafe { onednn::food_api_onednn_fusion_register() }
+        ONEDNN_FUSION.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(feature = "torch")]
+static ONEDNN_FUSION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `enable_onednn_fusion` was called, and how many graphs were fused since: the first
+/// optimisation of the image model's forward pass fuses one.
+pub fn onednn_fusion() -> (bool, u64) {
+    #[cfg(feature = "torch")]
+    {
+        // SAFETY: reads an atomic counter.
+        let fused = unsafe { onednn::food_api_onednn_fused_graphs() };
+        (ONEDNN_FUSION.load(std::sync::atomic::Ordering::Relaxed), fused)
+    }
+    #[cfg(not(feature = "torch"))]
+    (false, 0)
+}
+
+/// While the guard lives, TorchScript graphs the calling thread optimizes are fused, if
+/// `enable_onednn_fusion` was called; the image model's forward pass runs inside one.
+pub struct Fusing(());
+
+pub fn fusing() -> Fusing {
+    #[cfg(feature = "torch")]
+    // SAFETY: sets a thread-local flag.
+    unsafe {
+        onednn::food_api_onednn_fusion_here(true)
+    }
+    Fusing(())
+}
+
+impl Drop for Fusing {
+    fn drop(&mut self) {
+        #[cfg(feature = "torch")]
+        // SAFETY: as in `fusing`.
+        unsafe {
+            onednn::food_api_onednn_fusion_here(false)
+        }
+    }
+}
+
+#[cfg(feature = "torch")]
+mod onednn {
+    extern "C" {
+        pub fn food_api_onednn_fusion_register();
+        pub fn food_api_onednn_fusion_here(on: bool);
+        pub fn food_api_onednn_fused_graphs() -> u64;
+    }
+}
+
 /// Gradients off for as long as the guard lives (libtorch records them otherwise).
 pub struct NoGrad {
     #[cfg(feature = "torch")]

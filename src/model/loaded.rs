@@ -293,7 +293,10 @@ fn torchscript_logits(
     use tch::{Kind, Tensor};
     let size = size as i64;
     let input = Tensor::f_from_slice(chw)?.f_view([1, 3, size, size])?.f_to_device(device)?;
-    let logits = module.forward_ts(&[input])?;
+    let logits = {
+        let _fusing = super::fusing();
+        module.forward_ts(&[input])?
+    };
     if logits.dim() != 2 || logits.size()[0] != 1 {
         return Err(tch::TchError::Shape(format!("expected logits [1, N], got {:?}", logits.size())));
     }

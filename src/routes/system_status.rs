@@ -57,6 +57,7 @@ pub async fn system_status(
         (machine, process)
     };
     let requests = &metrics.requests;
+    let fusion = crate::model::onednn_fusion();
     Ok(HttpResponse::Ok().json(json!({
         "uptime_seconds": metrics.started_at.elapsed().as_secs_f64(),
         "machine": machine,
@@ -73,6 +74,9 @@ pub async fn system_status(
             // Whether a lone request does get `torch_threads_alone` (measured faster at load).
             "alone_pays": model.alone_pays,
             "torch_threads": config.torch_threads(),
+            // TorchScript image models fused by oneDNN Graph (--no-onednn-fusion turns it off),
+            // and the graphs fused so far in this process (the image models' first passes).
+            "onednn_fusion": { "on": fusion.0, "fused_graphs": fusion.1 },
             "classes": model.classes.len(),
             "input_size": model.manifest.input_size,
             "loaded_at_unix": model.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),

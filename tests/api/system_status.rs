@@ -19,6 +19,9 @@ async fn system_status_reports_machine_process_model_caches_and_requests() {
         (Some("torchscript"), Some(false)),
         "one thread either way: nothing to measure"
     );
+    let fusion = &model["onednn_fusion"];
+    assert_eq!(fusion["on"], true, "the default: {fusion}");
+    assert!(fusion["fused_graphs"].as_u64().unwrap() >= 1, "the image model's warm-up fused its graph: {fusion}");
     assert_eq!(model["classes"], 47);
     let files = model["files"].as_array().unwrap();
     assert_eq!(files.len(), 5, "manifest, weights, mapping, text encoder, tokenizer");
