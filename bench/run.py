@@ -278,14 +278,17 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
         server.stop()
 
 
-def fastapi(args, images, workers: int, tuned: str = "") -> tuple[list[dict], list[str]]:
+def fastapi(args, images, workers: int, tuned: str = "", fused: bool = False) -> tuple[list[dict], list[str]]:
     """tuned: "" (the seed's app as it was), or the backend of the tuned peer ("torchscript",
-    "onnx"): one worker per core, one intra-op thread each."""
+    "onnx"): one worker per core, one intra-op thread each. fused: the TorchScript peer also calls
+    torch.jit.enable_onednn_fusion(True), as this server fuses its image model."""
     port = free_port()
     env = {"FOOD_API_DIR": str(ROOT)}
     if tuned:
         workers = os.cpu_count()
         env |= {"FOOD_API_PEER_THREADS": "1", "FOOD_API_PEER_BACKEND": tuned}
+    if fused:
+        env["FOOD_API_PEER_ONEDNN_FUSION"] = "1"
     cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]
 
     def ready(s: Server) -> bool:  # every worker has loaded the models
@@ -293,7 +296,7 @@ def fastapi(args, images, workers: int, tuned: str = "") -> tuple[list[dict], li
         text = (ROOT / "bench" / "results" / f"{s.name}.log").read_text()
         return text.count("Application startup complete") >= workers
 
-    name = f"fastapi-tuned{'-onnx' if tuned == 'onnx' else ''}" if tuned else f"fastapi-{workers}w"
+    name = f"fastapi-tuned{'-onnx' if tuned == 'onnx' else ''}{'-fused' if fused else ''}" if tuned else f"fastapi-{workers}w"
     server = Server(name, cmd, f"http://127.0.0.1:{port}", ready, env=env)
     try:
         labels = answers(server.url + "/predict", images)
@@ -427,6 +430,11 @@ def report(limit, rows, labels, args) -> str:
             lines.append(f"- uncached c=16 vs the tuned FastAPI peer on {backend_of(server)} ({tuned}): "
                          f"{o16['req_per_s']:.1f} / {t16['req_per_s']:.1f} = **{o16['req_per_s'] / t16['req_per_s']:.2f}x** "
                          f"(target >= 2x); p99 {o16['p99_ms']:.0f} / {t16['p99_ms']:.0f} ms")
+        f16 = row("fastapi-tuned-fused", "uncached", 16) if backend_of(server) == "torchscript" else None
+        if f16:
+            lines.append(f"- the same peer with oneDNN Graph fusion on too (fastapi-tuned-fused): {o16['req_per_s']:.1f} / "
+                         f"{f16['req_per_s']:.1f} = **{o16['req_per_s'] / f16['req_per_s']:.2f}x**; p99 {o16['p99_ms']:.0f} / "
+                         f"{f16['p99_ms']:.0f} ms")
         if peer_best:
             p16 = row(peer_best, "uncached", 16)
             lines.append(f"- uncached c=16 vs FastAPI at its best ({peer_best}): **{o16['req_per_s'] / p16['req_per_s']:.2f}x** "
@@ -443,7 +451,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="5 s points instead of 15 s")
     parser.add_argument("--only", default="limit,ours,tuned,fastapi,torchserve",
-                        help="tuned: the tuned FastAPI peer on each of --ours-formats")
+                        help="tuned: the tuned FastAPI peer on each of --ours-formats, and on TorchScript with oneDNN fusion")
     parser.add_argument("--ours-threads", default="0,1", help="--inference-threads values to run on TorchScript (0: the default)")
     parser.add_argument("--ours-formats", default="torchscript,onnx",
                         help="model formats to serve; onnx runs the default layout on the ONNX export")
@@ -474,6 +482,8 @@ def main() -> None:
     if "tuned" in only:
         runs += [(f"fastapi-tuned{'-onnx' if b == 'onnx' else ''}", lambda b=b: fastapi(args, images, 0, b))
                  for b in ("torchscript", "onnx") if b in formats]
+        if "torchscript" in formats:
+            runs.append(("fastapi-tuned-fused", lambda: fastapi(args, images, 0, "torchscript", fused=True)))
     if "torchserve" in only:
         runs.append(("torchserve", lambda: torchserve(args, images)))
     for name, run in runs:

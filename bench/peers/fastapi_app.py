@@ -47,6 +47,10 @@ THREADS = int(os.environ.get("FOOD_API_PEER_THREADS", "0"))  # 0: torch's defaul
 BACKEND = os.environ.get("FOOD_API_PEER_BACKEND", "torchscript")
 
 torch.set_grad_enabled(False)
+# What the Rust server does to its TorchScript image model, for a peer that knows the switch too.
+# In Python it is process-wide: the sentence encoder is fused as well.
+if os.environ.get("FOOD_API_PEER_ONEDNN_FUSION") == "1":
+    torch.jit.enable_onednn_fusion(True)
 if THREADS:
     torch.set_num_threads(THREADS)
 if BACKEND == "onnx":
