@@ -189,7 +189,7 @@ pub struct Config {
     pub torch_threads: usize,
 
     /// Run TorchScript image models on libtorch's default executor instead of fusing them with
-    /// oneDNN Graph (faster per forward pass, answers within 1e-5; BENCHMARKS.md)
+    /// oneDNN Graph (CPU only: faster per forward pass, answers within 1e-5; BENCHMARKS.md)
     #[arg(long, env = "FOOD_API_NO_ONEDNN_FUSION")]
     pub no_onednn_fusion: bool,
 

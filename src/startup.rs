@@ -18,8 +18,8 @@ use crate::error::ApiError;
 use crate::history::{DeploymentRow, History};
 use crate::metrics::Metrics;
 use crate::model::{
-    device_name, enable_onednn_fusion, resolve_device, AuditSink, Deployment, InferenceWorker, ModelPaths, ModelTable,
-    TableSettings,
+    device_name, enable_onednn_fusion, resolve_device, AuditSink, Deployment, Device, InferenceWorker, ModelPaths,
+    ModelTable, TableSettings,
 };
 use crate::predictor::{Predictor, Recorder};
 use crate::routes::{self, Endpoint};
@@ -65,7 +65,8 @@ impl Application {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
         let layout = config.thread_layout();
-        if !config.no_onednn_fusion {
+        // oneDNN Graph compiles CPU kernels only; on a GPU, libtorch's default stays.
+        if !config.no_onednn_fusion && device == Device::Cpu {
             enable_onednn_fusion();
         }
         // First: the deployment log's entries from the table's restore go to the history too.
