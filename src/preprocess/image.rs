@@ -121,11 +121,33 @@ pub fn decode_rgb<R>(
             limits.max_image_height = Some(height);
             limits.max_alloc = Some(peak + DECODER_SLACK_BYTES);
             decoder.set_limits(limits).map_err(invalid)?;
-            DynamicImage::from_decoder(decoder).map_err(invalid)?
+            if decoder.color_type() == image::ColorType::Rgb8 {
+                // Most photos: decoded into a buffer of ours (`unzeroed`) rather than
+                // `from_decoder`'s zeroed one.
+                let mut pixels = unzeroed(usize::try_from(decoder.total_bytes()).unwrap_or(usize::MAX));
+                decoder.read_image(&mut pixels).map_err(invalid)?;
+                let rgb = RgbImage::from_raw(width, height, pixels);
+                DynamicImage::ImageRgb8(rgb.ok_or_else(|| ImageError::Internal("decoded size mismatch".into()))?)
+            } else {
+                DynamicImage::from_decoder(decoder).map_err(invalid)?
+            }
         }
     };
     image.apply_orientation(orientation);
     Ok((image.into_rgb8(), reservation))
+}
+
+/// A buffer of `len` bytes for a decoder or resizer to overwrite. Not `vec![0; len]`: a zeroed
+/// allocation of this size makes jemalloc hand back recycled pages to the kernel (madvise) so that
+/// they come back zeroed, and every one of them then faults in again on first write; filled
+/// here, the recycled pages are reused as they are. Served, that was about 360 page faults and
+/// 1 ms of CPU per 512 px photo (BENCHMARKS.md, round two). Clippy's advice here is that
+/// `vec![0; len]`; the unit test `preprocessing_again_does_not_fault_in_fresh_pages` holds it off.
+#[allow(clippy::slow_vector_initialization)]
+fn unzeroed(len: usize) -> Vec<u8> {
+    let mut buffer = Vec::with_capacity(len);
+    buffer.resize(len, 0);
+    buffer
 }
 
 /// The largest of 8, 4 and 2 that divides a `width` x `height` image with its shorter side still
@@ -255,7 +277,9 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, Imag
 
     let resize_failed = |e: &dyn std::fmt::Display| ImageError::Internal(format!("resizing: {e}"));
     let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| resize_failed(&e))?;
-    let mut dst = Image::new(spec.input_size, spec.input_size, PixelType::U8x3);
+    let side = spec.input_size as usize;
+    let mut dst = Image::from_vec_u8(spec.input_size, spec.input_size, unzeroed(side * side * 3), PixelType::U8x3)
+        .map_err(|e| resize_failed(&e))?;
     let options =
         ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(x, y, crop_w, crop_h);
     Resizer::new().resize(&src, &mut dst, &options).map_err(|e| resize_failed(&e))?;
@@ -264,12 +288,10 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, Imag
 
 /// HWC bytes -> CHW floats, (x / 255 - mean) / std.
 fn normalise(hwc: &[u8], spec: &InputSpec) -> Vec<f32> {
-    let plane = hwc.len() / 3;
-    let mut chw = vec![0f32; hwc.len()];
-    for (i, pixel) in hwc.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            chw[c * plane + i] = (pixel[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c];
-        }
+    // Plane by plane into spare capacity: no zeroed allocation to fill (see `unzeroed`).
+    let mut chw = Vec::with_capacity(hwc.len());
+    for c in 0..3 {
+        chw.extend(hwc.chunks_exact(3).map(|pixel| (pixel[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c]));
     }
     chw
 }
