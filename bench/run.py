@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -95,6 +96,10 @@ class Server:
     def tree_rss(self) -> int:
         return sum(int(fields[21]) for _, fields in self.tree()) * os.sysconf("SC_PAGE_SIZE")
 
+    def cpu_seconds(self) -> float:
+        """User and system time the server's processes have used so far."""
+        return sum(int(fields[11]) + int(fields[12]) for _, fields in self.tree()) / os.sysconf("SC_CLK_TCK")
+
     def wait_idle(self) -> None:
         """Until the tree uses under 5% of a core: requests the last wrk run left behind (wrk
         closes its connections mid-request) are finished or dropped before the next point starts."""
@@ -144,9 +149,14 @@ def wrk(url: str, images: list[Path], mode: str, concurrency: int, seconds: floa
            "BENCH_RUN": f"{time.time_ns()}", "BENCH_CONNECTION": connection,
            "BENCH_FIELD": field, "BENCH_TEXT": TEXT if style == "multipart" else ""}
     cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "60s", "-s", str(ROOT / "bench" / "predict.lua"), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(out.strip().splitlines()[-1])
     result["req_per_s"] = result["requests"] / result["duration_s"]
+    # The load client shares the server's cores: what it used is what the server could not.
+    wrk_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result["client_cpu_ms_per_req"] = wrk_cpu * 1e3 / max(result["requests"], 1)
     return result
 
 
@@ -188,11 +198,14 @@ def measure(server: Server, path: str, images: list[Path], args, style="multipar
             wrk(url, images, "cached", 4, 2, style, field)  # fill the cache
         for c in levels:
             server.wait_idle()
+            cpu = server.cpu_seconds()
             r = wrk(url, images, mode, c, seconds, style, field)
+            r["server_cpu_ms_per_req"] = (server.cpu_seconds() - cpu) * 1e3 / max(r["requests"], 1)
             r.update(server=server.name, mode=mode, concurrency=c)
             log(f"{server.name} {mode} c={c}: {r['req_per_s']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, "
                 f"p99 {r['p99_ms']:.1f} ms, statuses {r['statuses']}, cache hits {r['cache_hits']}, "
-                f"socket errors {r['socket_errors']}")
+                f"socket errors {r['socket_errors']}, CPU ms per request: server {r['server_cpu_ms_per_req']:.2f}, "
+                f"wrk {r['client_cpu_ms_per_req']:.2f}")
             rows.append(r)
     sparse_rows = []
     if style == "multipart":
@@ -239,7 +252,14 @@ def run_limit(args) -> dict:
 
 
 def backend_of(server: str) -> str:
-    return "onnx" if server.endswith("-onnx") else "torchscript"
+    """"int8" is ONNX Runtime on the set-up's int8 version (models-int8/), a model of its own."""
+    return next((b for b in ("onnx", "int8") if server.endswith(f"-{b}")), "torchscript")
+
+
+def int8_model() -> Path:
+    """The set-up's int8 version: a model directory as it stands (manifest, ONNX file, mapping)."""
+    manifest = json.loads((ROOT / "checkpoints" / "manifest.json").read_text())
+    return ROOT / "models-int8" / "food" / f"{manifest['version']}-int8"
 
 
 def onnx_model_dir(work: Path) -> Path:
@@ -265,10 +285,12 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
     extra = args.ours_args.split() + ["--data-dir", str(state / "data"), "--model-repository", str(state / "models")]
     if fmt == "onnx":
         extra += ["--model-dir", str(onnx_model_dir(Path(args.work)))]
+    elif fmt == "int8":
+        extra += ["--model-dir", str(int8_model())]
     # "food-api" is the default layout (one inference thread per core); "food-api-1t" the old one.
     name = ("food-api" if threads == 0 else f"food-api-{threads}t") + "".join(args.ours_args.split()).replace("--", " ").replace(" ", "-")
     name = name.replace("/", "_")  # it names the log file: a path among the flags must not nest it
-    name += "-onnx" if fmt == "onnx" else ""
+    name += f"-{fmt}" if fmt != "torchscript" else ""
     server = Server(name, [str(ROOT / "target/release/food-api"), "--port", str(port), "--inference-threads", str(threads), *extra],
                     f"http://127.0.0.1:{port}", lambda s: http_ok(s.url + "/health"), env={"RUST_LOG": "warn"})
     try:
@@ -280,13 +302,16 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
 
 def fastapi(args, images, workers: int, tuned: str = "", fused: bool = False) -> tuple[list[dict], list[str]]:
     """tuned: "" (the seed's app as it was), or the backend of the tuned peer ("torchscript",
-    "onnx"): one worker per core, one intra-op thread each. fused: the TorchScript peer also calls
+    "onnx", "int8": ONNX Runtime on the int8 version's file): one worker per core, one intra-op
+    thread each. fused: the TorchScript peer also calls
     torch.jit.enable_onednn_fusion(True), as this server fuses its image model."""
     port = free_port()
     env = {"FOOD_API_DIR": str(ROOT)}
     if tuned:
         workers = os.cpu_count()
-        env |= {"FOOD_API_PEER_THREADS": "1", "FOOD_API_PEER_BACKEND": tuned}
+        env |= {"FOOD_API_PEER_THREADS": "1", "FOOD_API_PEER_BACKEND": "onnx" if tuned == "int8" else tuned}
+    if tuned == "int8":
+        env["FOOD_API_PEER_ONNX_FILE"] = str(int8_model() / json.loads((int8_model() / "manifest.json").read_text())["weights"])
     if fused:
         env["FOOD_API_PEER_ONEDNN_FUSION"] = "1"
     cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]
@@ -296,7 +321,7 @@ def fastapi(args, images, workers: int, tuned: str = "", fused: bool = False) ->
         text = (ROOT / "bench" / "results" / f"{s.name}.log").read_text()
         return text.count("Application startup complete") >= workers
 
-    name = f"fastapi-tuned{'-onnx' if tuned == 'onnx' else ''}{'-fused' if fused else ''}" if tuned else f"fastapi-{workers}w"
+    name = f"fastapi-tuned{'' if tuned == 'torchscript' else '-' + tuned}{'-fused' if fused else ''}" if tuned else f"fastapi-{workers}w"
     server = Server(name, cmd, f"http://127.0.0.1:{port}", ready, env=env)
     try:
         labels = answers(server.url + "/predict", images)
@@ -368,11 +393,12 @@ def report(limit, rows, labels, args) -> str:
 
     servers = list(dict.fromkeys(r["server"] for r in rows))
     # Targets are judged on the default settings, what the README starts, on each backend.
-    ours = [s for s in servers if s in ("food-api", "food-api-onnx")]
+    ours = [s for s in servers if s in ("food-api", "food-api-onnx", "food-api-int8")]
     peers = [s for s in servers if s.startswith("fastapi") and not s.startswith("fastapi-tuned")]
 
     def tuned_peer(server):  # the tuned FastAPI peer on the same backend as `server`
-        name = "fastapi-tuned-onnx" if backend_of(server) == "onnx" else "fastapi-tuned"
+        backend = backend_of(server)
+        name = "fastapi-tuned" if backend == "torchscript" else f"fastapi-tuned-{backend}"
         return name if name in servers else None
 
     peer_best = max(peers, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
@@ -383,19 +409,23 @@ def report(limit, rows, labels, args) -> str:
         lines.append(f"Limit of {backend} (forward pass in-process): **{lim['images_per_s']:.1f} images/s** "
                      f"at batch {lim['batch']}, {lim['layout']}.")
     lines.append("")
-    lines += ["| server | mode | conc. | req/s | p50 ms | p99 ms | non-200 | x limit | x FastAPI best | x tuned peer | peak RSS MB |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    # CPU ms per request: the server's processes, and wrk's (on the same cores); with the cores
+    # busy, the two add up to about cores / req/s.
+    lines += ["| server | mode | conc. | req/s | p50 ms | p99 ms | non-200 | x limit | x FastAPI best | x tuned peer | peak RSS MB "
+              "| CPU ms/req server, wrk |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         peer = row(peer_best, r["mode"], r["concurrency"]) if peer_best else None
         tuned = tuned_peer(r["server"])
         tuned = row(tuned, r["mode"], r["concurrency"]) if tuned and r["server"].startswith("food-api") else None
         x_tuned = f"{r['req_per_s'] / tuned['req_per_s']:.2f}" if tuned else ""
         bad = sum(n for s, n in r["statuses"].items() if s != "200") + r["socket_errors"]
-        lim = limit.get(backend_of(r["server"])) if r["server"].startswith("food-api") else limit.get("torchscript")
+        lim = limit.get(backend_of(r["server"]))
         x_limit = f"{r['req_per_s'] / lim['images_per_s']:.2f}" if lim and r["mode"] == "uncached" else ""
         x_peer = f"{r['req_per_s'] / peer['req_per_s']:.2f}" if peer else ""
         lines.append(f"| {r['server']} | {r['mode']} | {r['concurrency']} | {r['req_per_s']:.1f} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {x_tuned} | {r['peak_rss_mb']:.0f} |")
+                     f"{r['p99_ms']:.2f} | {bad} | {x_limit} | {x_peer} | {x_tuned} | {r['peak_rss_mb']:.0f} "
+                     f"| {r.get('server_cpu_ms_per_req', 0):.2f}, {r.get('client_cpu_ms_per_req', 0):.2f} |")
     lines.append("")
     lines += ["Sparse traffic (one request at a time, a new photo each, latency seen by the client):", "",
               "| server | back to back p50 ms | p90 ms | after 200 ms idle p50 ms | p90 ms |", "|---|---:|---:|---:|---:|"]
@@ -454,7 +484,8 @@ def main() -> None:
                         help="tuned: the tuned FastAPI peer on each of --ours-formats, and on TorchScript with oneDNN fusion")
     parser.add_argument("--ours-threads", default="0,1", help="--inference-threads values to run on TorchScript (0: the default)")
     parser.add_argument("--ours-formats", default="torchscript,onnx",
-                        help="model formats to serve; onnx runs the default layout on the ONNX export")
+                        help="model formats to serve; onnx runs the default layout on the ONNX export, int8 on "
+                             "the set-up's int8 version (models-int8/; not in the default: another model)")
     parser.add_argument("--ours-args", default="", help="more flags for this server, e.g. \"--torch-threads 1\"")
     parser.add_argument("--price-per-hour", type=float, default=0.10,
                         help="one instance's price in $ per hour, for the cost lines (BENCHMARKS.md says which)")
@@ -475,13 +506,12 @@ def main() -> None:
     if "ours" in only and "torchscript" in formats:
         runs += [("food-api" if t == "0" else f"food-api-{t}t", lambda t=int(t): ours(args, images, t, "torchscript"))
                  for t in args.ours_threads.split(",")]
-    if "ours" in only and "onnx" in formats:
-        runs.append(("food-api-onnx", lambda: ours(args, images, 0, "onnx")))
+    runs += [(f"food-api-{f}", lambda f=f: ours(args, images, 0, f)) for f in ("onnx", "int8") if "ours" in only and f in formats]
     if "fastapi" in only:
         runs += [(f"fastapi-{w}w", lambda w=int(w): fastapi(args, images, w)) for w in args.fastapi_workers.split(",") if w]
     if "tuned" in only:
-        runs += [(f"fastapi-tuned{'-onnx' if b == 'onnx' else ''}", lambda b=b: fastapi(args, images, 0, b))
-                 for b in ("torchscript", "onnx") if b in formats]
+        runs += [(f"fastapi-tuned{'' if b == 'torchscript' else '-' + b}", lambda b=b: fastapi(args, images, 0, b))
+                 for b in ("torchscript", "onnx", "int8") if b in formats]
         if "torchscript" in formats:
             runs.append(("fastapi-tuned-fused", lambda: fastapi(args, images, 0, "torchscript", fused=True)))
     if "torchserve" in only:

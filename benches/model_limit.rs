@@ -1,9 +1,10 @@
 //! The limit a server cannot beat: the image model's own forward pass, in-process, on this CPU,
 //! for each backend the server has (libtorch on the TorchScript file, ONNX Runtime on the ONNX
-//! export). Prints images/s for each batch size and thread layout, then each backend's best.
+//! export), and ONNX Runtime on the set-up's int8 version (models-int8/, a model of its own).
+//! Prints images/s for each batch size and thread layout, then each backend's best.
 //!
-//!   cargo bench --bench model_limit                 # after scripts/setup.sh; both backends
-//!   cargo bench --bench model_limit -- onnx         # one backend (torchscript or onnx)
+//!   cargo bench --bench model_limit                 # after scripts/setup.sh; every backend
+//!   cargo bench --bench model_limit -- onnx         # one backend (torchscript, onnx or int8)
 //!   cargo bench --bench model_limit -- lone         # only a lone request's forward pass
 //!   FOOD_API_NO_ONEDNN_FUSION=1 cargo bench ...     # TorchScript without oneDNN Graph fusion
 //!
@@ -36,11 +37,21 @@ fn checkpoint(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints").join(file)
 }
 
+/// The int8 version scripts/export_model.py writes beside the float model's version.
+fn int8_file() -> PathBuf {
+    let manifest =
+        std::fs::read(checkpoint("manifest.json")).expect("checkpoints/manifest.json (run scripts/setup.sh)");
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("a JSON manifest");
+    let version = manifest["version"].as_str().expect("a version");
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models-int8/food/{version}-int8/efficientnet_lite0_int8.onnx"))
+}
+
 /// One backend's forward pass, made on the thread that runs it with `intra` intra-op threads.
 #[derive(Clone, Copy, PartialEq)]
 enum Backend {
     TorchScript,
     Onnx,
+    Int8,
 }
 
 enum Runner<'m> {
@@ -53,6 +64,7 @@ impl Backend {
         match self {
             Backend::TorchScript => "torchscript",
             Backend::Onnx => "onnx",
+            Backend::Int8 => "int8",
         }
     }
 
@@ -73,8 +85,8 @@ impl Backend {
                 tch::set_num_threads(intra as i32);
                 Runner::Torch(module.expect("the TorchScript module"))
             }
-            Backend::Onnx => {
-                let path = checkpoint("efficientnet_lite0.onnx");
+            Backend::Onnx | Backend::Int8 => {
+                let path = if self == Backend::Onnx { checkpoint("efficientnet_lite0.onnx") } else { int8_file() };
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
                 let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning)
@@ -219,7 +231,8 @@ fn main() {
     let only_lone = wanted.iter().any(|w| w == "lone");
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let included = |backend: Backend| wanted.iter().all(|w| w == "lone") || wanted.iter().any(|w| w == backend.name());
-    let environment = included(Backend::Onnx).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
+    let environment =
+        (included(Backend::Onnx) || included(Backend::Int8)).then(|| onnx_runtime().unwrap_or_else(|e| panic!("{e}")));
     // As the server: TorchScript fused by oneDNN Graph unless FOOD_API_NO_ONEDNN_FUSION is set.
     let fused = std::env::var_os("FOOD_API_NO_ONEDNN_FUSION").is_none();
     if fused {
@@ -227,7 +240,7 @@ fn main() {
     }
     println!("torchscript: oneDNN Graph fusion {}", if fused { "on (the server's default)" } else { "off" });
     if !only_lone {
-        for backend in [Backend::TorchScript, Backend::Onnx].into_iter().filter(|&b| included(b)) {
+        for backend in [Backend::TorchScript, Backend::Onnx, Backend::Int8].into_iter().filter(|&b| included(b)) {
             // The server's own loading of ONNX Runtime (ORT_DYLIB_PATH, else the one setup linked).
             limit(backend, environment, cores);
         }

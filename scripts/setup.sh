@@ -58,10 +58,10 @@ ln -sfn "$ort_lib" "$VENV/libonnxruntime.so"
 
 # Export again whenever what the export is made from changed (scripts or pinned packages).
 export_stamp=checkpoints/.export.sha256
-export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkpoints/manifest.json ] || [ ! -f class_mapping.json ] || [ ! -d models/food ] || [ ! -d models-onnx/food ] || [ ! -d models-bf16/food ]; then
-  echo "setup: exporting the models into checkpoints/, the versions into models/, the ONNX-only one into models-onnx/ and the bf16 one into models-bf16/"
-  "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json --repository models --onnx-repository models-onnx --bf16-repository models-bf16
+export_inputs=$(cat scripts/export_model.py scripts/text_encoder.py scripts/quantize.py scripts/reference.py "$REQUIREMENTS" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$export_stamp" 2>/dev/null)" != "$export_inputs" ] || [ ! -f checkpoints/manifest.json ] || [ ! -f class_mapping.json ] || [ ! -d models/food ] || [ ! -d models-onnx/food ] || [ ! -d models-bf16/food ] || [ ! -d models-int8/food ]; then
+  echo "setup: exporting the models into checkpoints/, the versions into models/, the ONNX-only one into models-onnx/, the bf16 one into models-bf16/ and the int8 one into models-int8/"
+  "$VENV/bin/python" -W ignore scripts/export_model.py --out checkpoints --class-mapping class_mapping.json --repository models --onnx-repository models-onnx --bf16-repository models-bf16 --int8-repository models-int8
   echo "$export_inputs" > "$export_stamp"
 fi
 

@@ -59,7 +59,9 @@ if BACKEND == "onnx":
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = THREADS or os.cpu_count()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = onnxruntime.InferenceSession(str(MODEL_DIR / "efficientnet_lite0.onnx"), options,
+    # FOOD_API_PEER_ONNX_FILE: another ONNX file of the same network (bench/run.py: the int8 version's).
+    onnx_file = os.environ.get("FOOD_API_PEER_ONNX_FILE", str(MODEL_DIR / "efficientnet_lite0.onnx"))
+    session = onnxruntime.InferenceSession(onnx_file, options,
                                            providers=["CPUExecutionProvider"])
 
     def model(x: torch.Tensor) -> torch.Tensor:
