@@ -175,7 +175,7 @@ fn decode_jpeg_scaled(bytes: &[u8], divisor: u32) -> Option<RgbImage> {
     let factor = ScalingFactor::new(1, usize::try_from(divisor).ok()?);
     decompressor.set_scaling_factor(factor).ok()?;
     let scaled = header.scaled(factor);
-    let mut pixels = vec![0u8; 3 * scaled.width * scaled.height];
+    let mut pixels = unzeroed(3 * scaled.width * scaled.height);
     let output = Image {
         pixels: &mut pixels[..],
         width: scaled.width,
