@@ -7,10 +7,10 @@ Choices, each measured in BENCHMARKS.md ("Levers"), on the repository's photos a
   ten times slower.
 - `reduce_range`: 7-bit weights. On x86 CPUs without VNNI, ONNX Runtime's int8 kernel adds pairs
   of u8 x s8 products in 16 bits, which saturates with 8-bit weights: the same file then gives
-  other answers than on a VNNI CPU (an AVX2-only VM agreed with the float model on 53 of 68
-  inputs). With 7 bits nothing saturates, so the answers do not depend on the CPU.
-- The stem convolution and the classifier stay float: 67/68 agreement instead of 66/68, for
-  about 2% of the speed.
+  other answers than on a VNNI CPU (most likely why an earlier VM agreed with the float model on
+  only 53 of 68 inputs). With 7 bits nothing saturates, so the answers do not depend on the CPU.
+- The stem convolution and the classifier stay float: 67/68 agreement instead of 66/68 with the
+  earlier calibration on all 68 inputs, at the same speed within noise.
 Calibration uses the photos in sample/ (not sample/labelled/, which compare judges with), each
 also mirrored, turned 15 degrees and cropped to three quarters: 20 inputs.
 """
