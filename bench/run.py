@@ -262,6 +262,12 @@ def int8_model() -> Path:
     return ROOT / "models-int8" / "food" / f"{manifest['version']}-int8"
 
 
+def int8_weights() -> Path:
+    """The int8 version's ONNX file, as its manifest names it."""
+    model = int8_model()
+    return model / json.loads((model / "manifest.json").read_text())["weights"]
+
+
 def onnx_model_dir(work: Path) -> Path:
     """The bundled model with its manifest switched to the ONNX export: what a user does to pick
     ONNX Runtime (README, "Model formats")."""
@@ -303,15 +309,15 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
 def fastapi(args, images, workers: int, tuned: str = "", fused: bool = False) -> tuple[list[dict], list[str]]:
     """tuned: "" (the seed's app as it was), or the backend of the tuned peer ("torchscript",
     "onnx", "int8": ONNX Runtime on the int8 version's file): one worker per core, one intra-op
-    thread each. fused: the TorchScript peer also calls
-    torch.jit.enable_onednn_fusion(True), as this server fuses its image model."""
+    thread each. fused: the TorchScript peer also calls torch.jit.enable_onednn_fusion(True), as
+    this server fuses its image model."""
     port = free_port()
     env = {"FOOD_API_DIR": str(ROOT)}
     if tuned:
         workers = os.cpu_count()
         env |= {"FOOD_API_PEER_THREADS": "1", "FOOD_API_PEER_BACKEND": "onnx" if tuned == "int8" else tuned}
     if tuned == "int8":
-        env["FOOD_API_PEER_ONNX_FILE"] = str(int8_model() / json.loads((int8_model() / "manifest.json").read_text())["weights"])
+        env["FOOD_API_PEER_ONNX_FILE"] = str(int8_weights())
     if fused:
         env["FOOD_API_PEER_ONEDNN_FUSION"] = "1"
     cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]

@@ -37,13 +37,17 @@ fn checkpoint(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints").join(file)
 }
 
-/// The int8 version scripts/export_model.py writes beside the float model's version.
+/// The ONNX file of the int8 version scripts/export_model.py writes beside the float model's
+/// version, as that version's manifest names it.
 fn int8_file() -> PathBuf {
-    let manifest =
-        std::fs::read(checkpoint("manifest.json")).expect("checkpoints/manifest.json (run scripts/setup.sh)");
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("a JSON manifest");
-    let version = manifest["version"].as_str().expect("a version");
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models-int8/food/{version}-int8/efficientnet_lite0_int8.onnx"))
+    let read = |path: PathBuf| -> serde_json::Value {
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let version = read(checkpoint("manifest.json"))["version"].as_str().expect("a version").to_string();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("models-int8/food/{version}-int8"));
+    let weights = read(dir.join("manifest.json"))["weights"].as_str().expect("the weights' file name").to_string();
+    dir.join(weights)
 }
 
 /// One backend's forward pass, made on the thread that runs it with `intra` intra-op threads.
