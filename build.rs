@@ -33,10 +33,14 @@ fn main() {
 /// libtch: the wheel's headers beside its lib/ folder, C++17, the wheel's C++11 ABI.
 fn onednn_fusion(lib_dir: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/model/onednn_fusion.cpp");
+    println!("cargo:rerun-if-changed=src/model/omp_affinity.cpp");
     let include = lib_dir.parent().expect("libtorch's lib/ has a parent").join("include");
     cc::Build::new()
         .cpp(true)
         .file("src/model/onednn_fusion.cpp")
+        // OpenMP's pragmas, against the wheel's own libgomp (the one libtorch runs its threads on).
+        .file("src/model/omp_affinity.cpp")
+        .flag("-fopenmp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -45,4 +49,6 @@ fn onednn_fusion(lib_dir: &std::path::Path) {
         .warnings(false)
         .extra_warnings(false)
         .compile("food_api_onednn_fusion");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }

@@ -201,6 +201,11 @@ fn lone(variants: &mut [(String, Runner<'_>, usize)]) {
     const RUNS: usize = 30;
     let input: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let _no_grad = tch::no_grad_guard();
+    // MODEL_LIMIT_BIND=1: this thread and its OpenMP team bound to cores, as the server's threads.
+    if std::env::var_os("MODEL_LIMIT_BIND").is_some() {
+        let cores = variants.iter().map(|v| v.2).max().unwrap_or(1);
+        println!("lone: OpenMP team bound to cores: {}", food_api::model::bind_torch_team(0, cores));
+    }
     let forward = |runner: &mut Runner<'_>, intra: usize| {
         // OpenMP's thread count belongs to the calling thread, which all variants share here.
         tch::set_num_threads(intra as i32);

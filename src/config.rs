@@ -193,6 +193,11 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_NO_ONEDNN_FUSION")]
     pub no_onednn_fusion: bool,
 
+    /// Leave libtorch's threads unbound (by default, where this process may use every CPU it
+    /// counts, each inference thread and its intra-op threads are bound to cores of their own)
+    #[arg(long, env = "FOOD_API_NO_THREAD_BINDING")]
+    pub no_thread_binding: bool,
+
     /// Where the inference history goes: off, sqlite://<file> or postgres://user:password@host:port/db
     /// (replicas share one); default: sqlite in --data-dir (history.sqlite)
     #[arg(long, env = "FOOD_API_HISTORY_URL", hide_env_values = true)]
@@ -389,12 +394,31 @@ impl Config {
     }
 
     pub fn thread_layout(&self) -> ThreadLayout {
-        ThreadLayout { inference_threads: self.inference_threads(), torch: self.torch_threads_layout() }
+        let bind = !self.no_thread_binding && owns_its_cpus();
+        ThreadLayout { inference_threads: self.inference_threads(), torch: self.torch_threads_layout(), bind }
     }
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Whether this process may run on as many CPUs as it counts cores. Not so in a container whose
+/// CPU quota is smaller than the machine: binding would crowd its threads onto a few of CPUs that
+/// others share, where the scheduler would otherwise spread them.
+fn owns_its_cpus() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data, filled in by sched_getaffinity for this thread.
+        let allowed = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
+                .then(|| libc::CPU_COUNT(&set) as usize)
+        };
+        allowed == Some(cores())
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 #[cfg(test)]

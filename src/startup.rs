@@ -64,7 +64,9 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let admin_token = config.admin_token()?;
         let device = resolve_device(config.device)?;
-        let layout = config.thread_layout();
+        let mut layout = config.thread_layout();
+        // Binding is about libtorch's CPU threads; a GPU's passes keep the scheduler's placement.
+        layout.bind &= device == Device::Cpu;
         // oneDNN Graph compiles CPU kernels only; on a GPU, libtorch's default stays.
         if !config.no_onednn_fusion && device == Device::Cpu {
             enable_onednn_fusion();

@@ -20,7 +20,7 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
         std::process::exit(2);
     };
     let paths = ModelPaths { class_mapping: folder.join(CLASS_MAPPING_FILE), model_dir: folder };
-    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
+    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 }, bind: false };
     match LoadedModel::load(&paths, Device::Cpu, layout, 0) {
         Ok(model) => {
             println!("{}", json!({ "ok": true, "fingerprint": model.id.fingerprint }));

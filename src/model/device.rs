@@ -59,6 +59,40 @@ pub fn set_torch_threads(threads: usize) {
     let _ = threads;
 }
 
+/// Binds the calling thread and the OpenMP team libtorch gives it for `threads` intra-op threads
+/// to cores (src/model/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
+/// may run on. True when every thread of the team was bound; false without libtorch.
+pub fn bind_torch_team(first: usize, threads: usize) -> bool {
+    #[cfg(feature = "torch")]
+    {
+        // SAFETY: runs one OpenMP region that sets each team thread's own affinity; plain ints.
+        let bound = unsafe { omp::food_api_bind_omp_team(first as i32, threads as i32) } == threads as i32;
+        if bound {
+            BOUND_TEAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        bound
+    }
+    #[cfg(not(feature = "torch"))]
+    {
+        let _ = (first, threads);
+        false
+    }
+}
+
+static BOUND_TEAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Threads whose team `bind_torch_team` bound so far: /system_status shows it.
+pub fn bound_torch_teams() -> usize {
+    BOUND_TEAMS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(feature = "torch")]
+mod omp {
+    extern "C" {
+        pub fn food_api_bind_omp_team(first: i32, threads: i32) -> i32;
+    }
+}
+
 /// Turns on oneDNN Graph fusion (src/model/onednn_fusion.cpp) for the process: from now on, graphs
 /// that a thread optimizes inside `fusing()` are fused. Idempotent; a no-op without libtorch.
 pub fn enable_onednn_fusion() {

@@ -80,6 +80,9 @@ pub struct WorkerStats {
 pub struct ThreadLayout {
     pub inference_threads: usize,
     pub torch: TorchThreads,
+    /// Bind each inference thread and its libtorch team to cores (`bind_torch_team`): inference
+    /// thread n to the n-th core, its team's other threads to the cores after it.
+    pub bind: bool,
 }
 
 /// Intra-op threads (libtorch's, or ONNX Runtime's per session) for one forward pass.
@@ -137,6 +140,11 @@ impl InferenceWorker {
             let (jobs, alive, stats, places) = (jobs.clone(), alive.clone(), stats.clone(), places.clone());
             alive.fetch_add(1, Ordering::SeqCst);
             std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || {
+                // A lone request's team, asleep since the last one, is otherwise woken onto this
+                // thread's own core: its pass after idle time took 2.3x as long (BENCHMARKS.md).
+                if layout.bind && !super::bind_torch_team(n, torch.alone.max(torch.shared)) {
+                    tracing::warn!(thread = n, "could not bind the inference thread's OpenMP team to cores");
+                }
                 // In use: places taken by requests waiting for or running on the model.
                 let in_use = || capacity - places.available_permits();
                 run(&jobs, n, torch, in_use, &stats);

@@ -74,6 +74,8 @@ pub async fn system_status(
             // Whether a lone request does get `torch_threads_alone` (measured faster at load).
             "alone_pays": model.alone_pays,
             "torch_threads": config.torch_threads(),
+            // Inference threads bound to cores with their libtorch team (--no-thread-binding).
+            "bound_inference_threads": crate::model::bound_torch_teams(),
             // TorchScript image models fused by oneDNN Graph (--no-onednn-fusion turns it off),
             // and the graphs fused so far in this process (the image models' first passes).
             "onednn_fusion": { "on": fusion.0, "fused_graphs": fusion.1 },

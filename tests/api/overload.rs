@@ -51,7 +51,7 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
 /// and 1 shadow place.
 async fn one_thread_worker() -> (Arc<LoadedModel>, InferenceWorker) {
     let paths = ModelPaths { model_dir: repo_path("checkpoints"), class_mapping: repo_path("class_mapping.json") };
-    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 } };
+    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 }, bind: false };
     let model = Arc::new(
         tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
     );
