@@ -12,7 +12,7 @@ fn main() {
     if let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{lib_dir}");
         println!("cargo:rustc-env=FOOD_API_LIBTORCH_LIB={lib_dir}");
-        onednn_fusion(std::path::Path::new(&lib_dir));
+        libtorch_glue(std::path::Path::new(&lib_dir));
     }
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     println!("cargo:rustc-env=FOOD_API_ORT_DYLIB={manifest_dir}/.venv/libonnxruntime.so");
@@ -29,9 +29,10 @@ fn main() {
         .expect("the gRPC service's code is generated");
 }
 
-/// The oneDNN Graph fusion switch (src/model/onednn_fusion.cpp), compiled as torch-sys compiles
-/// libtch: the wheel's headers beside its lib/ folder, C++17, the wheel's C++11 ABI.
-fn onednn_fusion(lib_dir: &std::path::Path) {
+/// The oneDNN Graph fusion switch (src/model/onednn_fusion.cpp) and the binding of OpenMP teams to
+/// cores (src/model/omp_affinity.cpp), compiled as torch-sys compiles libtch: the wheel's headers
+/// beside its lib/ folder, C++17, the wheel's C++11 ABI; linked to the wheel's own libgomp.
+fn libtorch_glue(lib_dir: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/model/onednn_fusion.cpp");
     println!("cargo:rerun-if-changed=src/model/omp_affinity.cpp");
     let include = lib_dir.parent().expect("libtorch's lib/ has a parent").join("include");

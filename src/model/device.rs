@@ -66,24 +66,13 @@ pub fn bind_torch_team(first: usize, threads: usize) -> bool {
     #[cfg(feature = "torch")]
     {
         // SAFETY: runs one OpenMP region that sets each team thread's own affinity; plain ints.
-        let bound = unsafe { omp::food_api_bind_omp_team(first as i32, threads as i32) } == threads as i32;
-        if bound {
-            BOUND_TEAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        bound
+        unsafe { omp::food_api_bind_omp_team(first as i32, threads as i32) == threads as i32 }
     }
     #[cfg(not(feature = "torch"))]
     {
         let _ = (first, threads);
         false
     }
-}
-
-static BOUND_TEAMS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Threads whose team `bind_torch_team` bound so far: /system_status shows it.
-pub fn bound_torch_teams() -> usize {
-    BOUND_TEAMS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 #[cfg(feature = "torch")]

@@ -42,8 +42,46 @@ pub enum Work {
 /// The runtime the image model is served on.
 enum ImageModel {
     #[cfg(feature = "torch")]
-    TorchScript(tch::CModule),
+    TorchScript(TorchScriptModel),
     Onnx(OnnxImageModel),
+}
+
+/// A TorchScript image model: once for passes that share the cores and, where oneDNN Graph fuses
+/// it and a lone request gets more threads, once more for that lone request. A fused graph keeps
+/// the thread count it was compiled under (its kernels ask OpenMP for that many threads whatever
+/// the caller's count later is: measured, CPU time per pass), so one compiled under the shared
+/// count would leave a lone request's other cores idle, and one compiled under all cores would
+/// oversubscribe them under load. The same bytes, loaded twice: about 20 MB more.
+#[cfg(feature = "torch")]
+struct TorchScriptModel {
+    shared: tch::CModule,
+    alone: Option<tch::CModule>,
+}
+
+#[cfg(feature = "torch")]
+impl TorchScriptModel {
+    fn load(bytes: &[u8], device: Device, layout: ThreadLayout) -> Result<Self, tch::TchError> {
+        let load = || tch::CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device);
+        let shared = load()?;
+        let twice = super::onednn_fusion().0 && device == Device::Cpu && layout.torch.alone != layout.torch.shared;
+        Ok(Self { shared, alone: if twice { Some(load()?) } else { None } })
+    }
+
+    fn for_slot(&self, slot: Slot) -> &tch::CModule {
+        match &self.alone {
+            Some(alone) if slot.alone => alone,
+            _ => &self.shared,
+        }
+    }
+
+    fn slots(&self) -> Vec<Slot> {
+        let shared = Slot { thread: 0, alone: false };
+        if self.alone.is_some() {
+            vec![shared, Slot { thread: 0, alone: true }]
+        } else {
+            vec![shared]
+        }
+    }
 }
 
 /// The image model and the text encoder that come and go together.
@@ -122,11 +160,9 @@ impl LoadedModel {
         let image = match manifest.format.as_str() {
             "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
             #[cfg(feature = "torch")]
-            _ => ImageModel::TorchScript(
-                tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
-                    LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
-                })?,
-            ),
+            _ => ImageModel::TorchScript(TorchScriptModel::load(&weights, device, layout).map_err(|e| {
+                LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
+            })?),
             // The manifest's check refuses TorchScript in a build without libtorch.
             #[cfg(not(feature = "torch"))]
             other => {
@@ -158,7 +194,7 @@ impl LoadedModel {
             last_used_ms: AtomicU64::new(process_ms()),
             _alive: Alive::new(),
         };
-        model.warm_up().map_err(|reason| LoadError::new(&weights_path, reason))?;
+        model.warm_up(layout).map_err(|reason| LoadError::new(&weights_path, reason))?;
         if layout.torch.alone != layout.torch.shared {
             model.alone_pays = model.alone_is_faster(layout).map_err(|reason| LoadError::new(&weights_path, reason))?;
         }
@@ -175,17 +211,20 @@ impl LoadedModel {
     }
 
     /// Runs a synthetic image through the model and checks the output's shape and values.
-    fn warm_up(&self) -> Result<(), String> {
+    /// Each slot under its own thread count: a TorchScript graph is fused and compiled for the count
+    /// it is first optimised under. The loader thread's count is `shared` before and after.
+    fn warm_up(&self, layout: ThreadLayout) -> Result<(), String> {
         let input = self.synthetic_image();
         let slots: Vec<Slot> = match &self.image {
             ImageModel::Onnx(onnx) => onnx.slots().collect(),
             #[cfg(feature = "torch")]
-            ImageModel::TorchScript(_) => vec![Slot { thread: 0, alone: false }],
+            ImageModel::TorchScript(torchscript) => torchscript.slots(),
         };
-        for _ in 0..WARMUP_RUNS {
-            for &slot in &slots {
-                self.check_warm_up(&input, slot)?;
-            }
+        for &slot in &slots {
+            set_torch_threads(if slot.alone { layout.torch.alone } else { layout.torch.shared });
+            let warmed = (0..WARMUP_RUNS).try_for_each(|_| self.check_warm_up(&input, slot));
+            set_torch_threads(layout.torch.shared);
+            warmed?;
         }
         Ok(())
     }
@@ -274,8 +313,8 @@ impl LoadedModel {
         let size = self.manifest.input_size as usize;
         let logits = match &self.image {
             #[cfg(feature = "torch")]
-            ImageModel::TorchScript(module) => {
-                torchscript_logits(module, chw, size, self.device).map_err(|e| first_line(&e))?
+            ImageModel::TorchScript(torchscript) => {
+                torchscript_logits(torchscript.for_slot(slot), chw, size, self.device).map_err(|e| first_line(&e))?
             }
             ImageModel::Onnx(onnx) => onnx.logits(chw, size, slot).map_err(|e| first_line(&e))?,
         };

@@ -73,6 +73,8 @@ pub struct WorkerStats {
     pub completed: AtomicU64,
     /// Jobs whose request had given up before the thread reached them: never run.
     pub skipped: AtomicU64,
+    /// Inference threads bound to cores with their libtorch team (`ThreadLayout::bind`).
+    pub bound: AtomicUsize,
 }
 
 /// How forward passes share the cores: `inference_threads` x `torch.shared` = cores under load.
@@ -136,20 +138,36 @@ impl InferenceWorker {
         let alive = Arc::new(AtomicUsize::new(0));
         let stats = Arc::new(WorkerStats::default());
         let places = Arc::new(Semaphore::new(capacity));
+        // Each thread says when it is placed, so that what /system_status reports is settled.
+        let (placed, all_placed) = std::sync::mpsc::channel();
         for n in 0..threads {
             let (jobs, alive, stats, places) = (jobs.clone(), alive.clone(), stats.clone(), places.clone());
+            let placed = placed.clone();
             alive.fetch_add(1, Ordering::SeqCst);
             std::thread::Builder::new().name(format!("inference-{n}")).spawn(move || {
                 // A lone request's team, asleep since the last one, is otherwise woken onto this
                 // thread's own core: its pass after idle time took 2.3x as long (BENCHMARKS.md).
-                if layout.bind && !super::bind_torch_team(n, torch.alone.max(torch.shared)) {
-                    tracing::warn!(thread = n, "could not bind the inference thread's OpenMP team to cores");
+                if layout.bind {
+                    if super::bind_torch_team(n, torch.alone.max(torch.shared)) {
+                        stats.bound.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        tracing::warn!(thread = n, "could not bind the inference thread's OpenMP team to cores");
+                    }
                 }
+                let _ = placed.send(());
+                drop(placed);
                 // In use: places taken by requests waiting for or running on the model.
                 let in_use = || capacity - places.available_permits();
                 run(&jobs, n, torch, in_use, &stats);
                 alive.fetch_sub(1, Ordering::SeqCst);
             })?;
+        }
+        drop(placed);
+        // A few ms at start. Ends early only if a thread died before it was placed.
+        for _ in 0..threads {
+            if all_placed.recv().is_err() {
+                break;
+            }
         }
         let shadow_places = Semaphore::new(shadow_capacity);
         Ok(Self { queue, shadow_queue, places, shadow_places, capacity, stats, alive, threads, full_is_429 })

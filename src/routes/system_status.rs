@@ -74,8 +74,6 @@ pub async fn system_status(
             // Whether a lone request does get `torch_threads_alone` (measured faster at load).
             "alone_pays": model.alone_pays,
             "torch_threads": config.torch_threads(),
-            // Inference threads bound to cores with their libtorch team (--no-thread-binding).
-            "bound_inference_threads": crate::model::bound_torch_teams(),
             // TorchScript image models fused by oneDNN Graph (--no-onednn-fusion turns it off),
             // and the graphs fused so far in this process (the image models' first passes).
             "onednn_fusion": { "on": fusion.0, "fused_graphs": fusion.1 },
@@ -108,6 +106,8 @@ pub async fn system_status(
             "capacity": config.queue_capacity,
             "completed": predictor.worker().stats().completed.load(Ordering::Relaxed),
             "skipped": predictor.worker().stats().skipped.load(Ordering::Relaxed),
+            // Inference threads bound to cores with their libtorch team (--no-thread-binding).
+            "threads_bound_to_cores": predictor.worker().stats().bound.load(Ordering::Relaxed),
         },
         "history": history_status(&predictor, admin.is_ok()),
         "requests": {

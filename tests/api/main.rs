@@ -34,5 +34,6 @@ mod shared_cache;
 mod startup;
 mod system_status;
 mod text;
+mod threads;
 mod v2;
 mod versions;
