@@ -93,7 +93,7 @@ impl Backend {
                 let path = if self == Backend::Onnx { checkpoint("efficientnet_lite0.onnx") } else { int8_file() };
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
-                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning)
+                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning, &[])
                     .expect("an ONNX Runtime session");
                 Runner::Onnx(session)
             }

@@ -407,18 +407,7 @@ fn cores() -> usize {
 /// CPU quota is smaller than the machine: binding would crowd its threads onto a few of CPUs that
 /// others share, where the scheduler would otherwise spread them.
 fn owns_its_cpus() -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: cpu_set_t is plain data, filled in by sched_getaffinity for this thread.
-        let allowed = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            (libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0)
-                .then(|| libc::CPU_COUNT(&set) as usize)
-        };
-        allowed == Some(cores())
-    }
-    #[cfg(not(target_os = "linux"))]
-    false
+    crate::model::allowed_cpus().len() == cores()
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use food_api::model::{
-    bind_torch_team, enable_onednn_fusion, no_grad, set_torch_threads, Device, LoadedModel, ModelPaths, Slot,
-    ThreadLayout, TorchThreads, Work,
+    allowed_cpus, bind_torch_team, enable_onednn_fusion, no_grad, onnx_runtime, onnx_session, set_torch_threads,
+    Device, LoadedModel, ModelPaths, Slot, Spinning, ThreadLayout, TorchThreads, Work,
 };
 
 fn repo_path(path: &str) -> std::path::PathBuf {
@@ -92,6 +92,27 @@ fn a_lone_request_runs_on_every_core_and_a_shared_pass_on_one() {
                 alone < 0.85 * shared,
                 "a lone request's pass must share its work with the other cores: this thread {alone:.1} ms for 30 passes against {shared:.1} ms alone on one"
             );
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn an_onnx_sessions_pool_thread_is_bound_to_the_cpu_it_is_given() {
+    // ONNX Runtime numbers CPUs from 1 (the server gives it its own numbers + 1): the last CPU this
+    // process may use, so that an off-by-one would name a CPU that is not there or another one.
+    let last = *allowed_cpus().last().expect("the CPUs this process may use");
+    const NAME: &str = "onnx-under-test";
+    std::thread::Builder::new()
+        .name(NAME.into())
+        .spawn(move || {
+            let bytes = std::fs::read(repo_path("checkpoints/efficientnet_lite0.onnx")).unwrap();
+            let environment = onnx_runtime().unwrap();
+            let _session = onnx_session(environment, &bytes, 2, Spinning::WithinRun, &[last]).unwrap();
+            // The session's pool thread, made by this thread, has its name.
+            let pool: Vec<String> = threads_named(NAME).into_values().map(|(_, cpus)| cpus).collect();
+            assert!(pool.contains(&last.to_string()), "a pool thread bound to CPU {last} alone: {pool:?}");
         })
         .unwrap()
         .join()

@@ -59,6 +59,23 @@ pub fn set_torch_threads(threads: usize) {
     let _ = threads;
 }
 
+/// The CPUs the calling thread may run on, in order (empty where that cannot be read).
+pub fn allowed_cpus() -> Vec<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data, filled in by sched_getaffinity for this thread.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+                return Vec::new();
+            }
+            (0..libc::CPU_SETSIZE as usize).filter(|&cpu| libc::CPU_ISSET(cpu, &set)).collect()
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    Vec::new()
+}
+
 /// Binds the calling thread and the OpenMP team libtorch gives it for `threads` intra-op threads
 /// to cores (src/model/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
 /// may run on. True when every thread of the team was bound; false without libtorch.

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use audit::{AuditSink, Deployment, KEPT as DEPLOYMENTS_KEPT};
 pub use device::{
-    bind_torch_team, device_name, enable_onednn_fusion, fusing, no_grad, onednn_fusion, resolve_device,
+    allowed_cpus, bind_torch_team, device_name, enable_onednn_fusion, fusing, no_grad, onednn_fusion, resolve_device,
     set_torch_threads, Device, DeviceChoice,
 };
 pub use identity::{Fingerprint, ModelId};

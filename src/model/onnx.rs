@@ -5,8 +5,8 @@
 //!
 //! A session's intra-op thread count is fixed when it is made, and `Session::run` takes
 //! `&mut self`, so each inference thread gets its own session with its share of the cores, plus
-//! one session on every core for a request that is alone (`TorchThreads`). The text encoder may be
-//! ONNX too (its manifest's `format`), which is what a build without libtorch serves.
+//! sessions on every core for a request that is alone (`TorchThreads`, `SessionPool`). The text
+//! encoder may be ONNX too (its manifest's `format`), which is what a build without libtorch serves.
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -30,19 +30,21 @@ pub struct Slot {
 }
 
 /// Sessions of one ONNX file: one per inference thread, each with `TorchThreads::shared` intra-op
-/// threads, and, where asked, one on every core for a request that is alone.
+/// threads, and, where asked, sessions on every core for a request that is alone.
 pub struct SessionPool {
     shared: Vec<Mutex<Session>>,
-    /// With `TorchThreads::alone` threads; None when not asked or the same count as `shared`.
-    alone: Option<Mutex<Session>>,
+    /// With `TorchThreads::alone` threads; empty when not asked or the same count as `shared`. Where
+    /// the inference threads are bound to cores (`ThreadLayout::bind`), one per inference thread,
+    /// its pool threads bound to the cores after that thread's; otherwise one, unbound.
+    alone: Vec<Mutex<Session>>,
 }
 
 impl SessionPool {
     /// `with_alone`: also a session on every core (each session holds its own copy of the weights).
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
-        let session = |threads: usize, spinning: Spinning| {
-            new_session(environment, bytes, threads, spinning)
+        let session = |threads: usize, spinning: Spinning, cpus: &[usize]| {
+            new_session(environment, bytes, threads, spinning, cpus)
                 .map(Mutex::new)
                 .map_err(|e| LoadError::new(path, format!("not a loadable ONNX model: {e}")))
         };
@@ -53,24 +55,42 @@ impl SessionPool {
         // under load. The gain depends on the VM (benches/model_limit.rs -- lone): 12.6 -> 8.3 ms
         // after idle on one, up to 0.7 ms at p50 (with a worse p90) on a faster one (BENCHMARKS.md).
         let shared = (0..layout.inference_threads.max(1))
-            .map(|_| session(layout.torch.shared, Spinning::Off))
+            .map(|_| session(layout.torch.shared, Spinning::Off, &[]))
             .collect::<Result<_, _>>()?;
-        let alone = (with_alone && layout.torch.alone != layout.torch.shared)
-            .then(|| session(layout.torch.alone, Spinning::WithinRun))
-            .transpose()?;
+        // Inference thread n runs on the n-th allowed CPU (worker.rs); its lone session's pool
+        // threads go to the next ones. Unbound, a pool thread woken after idle time may land on
+        // the calling thread's core, which a bound thread cannot leave: 4.4 -> 11.7 ms p50
+        // (BENCHMARKS.md, "The lone request on ONNX").
+        let cpus = if layout.bind { super::allowed_cpus() } else { Vec::new() };
+        let lone_sessions = if cpus.is_empty() { 1 } else { layout.inference_threads.max(1) };
+        let alone = if with_alone && layout.torch.alone != layout.torch.shared {
+            (0..lone_sessions)
+                .map(|n| {
+                    let pool: Vec<usize> = if cpus.is_empty() {
+                        Vec::new()
+                    } else {
+                        (1..layout.torch.alone).map(|t| cpus[(n + t) % cpus.len()]).collect()
+                    };
+                    session(layout.torch.alone, Spinning::WithinRun, &pool)
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         Ok(Self { shared, alone })
     }
 
     /// Every session, so that warm-ups reach them all.
     pub fn slots(&self) -> impl Iterator<Item = Slot> {
-        let alone = self.alone.as_ref().map(|_| Slot { thread: 0, alone: true });
+        let alone = (0..self.alone.len()).map(|thread| Slot { thread, alone: true });
         (0..self.shared.len()).map(|thread| Slot { thread, alone: false }).chain(alone)
     }
 
-    /// The session `slot` may run on: the lone request's, unless a request that gave up is still
-    /// running on it, else the inference thread's own.
+    /// The session `slot` may run on: the lone request's (this inference thread's, where each has
+    /// one), unless a request that gave up is still running on it, else the inference thread's own.
     pub fn session(&self, slot: Slot) -> Result<MutexGuard<'_, Session>, String> {
-        if let Some(session) = self.alone.as_ref().filter(|_| slot.alone).and_then(|s| s.try_lock().ok()) {
+        let alone = (slot.alone && !self.alone.is_empty()).then(|| &self.alone[slot.thread % self.alone.len()]);
+        if let Some(session) = alone.and_then(|s| s.try_lock().ok()) {
             return Ok(session);
         }
         self.shared[slot.thread % self.shared.len()].lock().map_err(|_| "session lock poisoned".to_string())
@@ -138,20 +158,30 @@ pub enum Spinning {
     Always,
 }
 
-/// A session as the server makes them (benches/model_limit.rs measures the same).
+/// A session as the server makes them (benches/model_limit.rs measures the same). `pool_cpus`:
+/// where given, the CPU each of the session's own pool threads (threads - 1: the caller is the
+/// first) is bound to.
 pub fn new_session(
     environment: &Environment,
     bytes: &[u8],
     threads: usize,
     spinning: Spinning,
+    pool_cpus: &[usize],
 ) -> ort::Result<Session> {
     let builder = Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::All)?
         .with_intra_threads(threads.max(1))?
         .with_intra_op_spinning(spinning != Spinning::Off)?;
-    let mut builder = match spinning {
+    let builder = match spinning {
         Spinning::WithinRun => builder.with_config_entry("session.force_spinning_stop", "1")?,
         Spinning::Off | Spinning::Always => builder,
+    };
+    let mut builder = if pool_cpus.is_empty() {
+        builder
+    } else {
+        // ONNX Runtime numbers logical processors from 1; ";" separates its pool threads.
+        let cpus: Vec<String> = pool_cpus.iter().map(|cpu| (cpu + 1).to_string()).collect();
+        builder.with_config_entry("session.intra_op_thread_affinities", cpus.join(";"))?
     };
     builder.commit_from_memory(bytes)
 }
