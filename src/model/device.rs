@@ -78,7 +78,8 @@ pub fn allowed_cpus() -> Vec<usize> {
 
 /// Binds the calling thread and the OpenMP team libtorch gives it for `threads` intra-op threads
 /// to cores (src/model/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
-/// may run on. True when every thread of the team was bound; false without libtorch.
+/// may run on. True when every thread of the team was bound. Without libtorch, only the calling
+/// thread, to the first-th CPU (ONNX Runtime's lone sessions bind their pool threads to the next).
 pub fn bind_torch_team(first: usize, threads: usize) -> bool {
     #[cfg(feature = "torch")]
     {
@@ -87,9 +88,28 @@ pub fn bind_torch_team(first: usize, threads: usize) -> bool {
     }
     #[cfg(not(feature = "torch"))]
     {
-        let _ = (first, threads);
-        false
+        let _ = threads;
+        bind_this_thread(first)
     }
+}
+
+#[cfg(not(feature = "torch"))]
+fn bind_this_thread(first: usize) -> bool {
+    let cpus = allowed_cpus();
+    if cpus.is_empty() {
+        return false;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) sets the calling thread's mask.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpus[first % cpus.len()], &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
 }
 
 #[cfg(feature = "torch")]

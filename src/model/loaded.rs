@@ -51,7 +51,7 @@ enum ImageModel {
 /// the thread count it was compiled under (its kernels ask OpenMP for that many threads whatever
 /// the caller's count later is: measured, CPU time per pass), so one compiled under the shared
 /// count would leave a lone request's other cores idle, and one compiled under all cores would
-/// oversubscribe them under load. The same bytes, loaded twice: about 20 MB more.
+/// oversubscribe them under load. The same bytes, loaded twice: RSS 359 -> 404 MB (BENCHMARKS.md).
 #[cfg(feature = "torch")]
 struct TorchScriptModel {
     shared: tch::CModule,
