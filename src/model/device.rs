@@ -83,8 +83,12 @@ pub fn allowed_cpus() -> Vec<usize> {
 pub fn bind_torch_team(first: usize, threads: usize) -> bool {
     #[cfg(feature = "torch")]
     {
-        // SAFETY: runs one OpenMP region that sets each team thread's own affinity; plain ints.
-        unsafe { omp::food_api_bind_omp_team(first as i32, threads as i32) == threads as i32 }
+        let cpus = allowed_cpus();
+        // SAFETY: runs one OpenMP region that sets each team thread's own affinity; reads `cpus`
+        // (pointer and length of a live Vec) only during the call.
+        unsafe {
+            omp::food_api_bind_omp_team(cpus.as_ptr(), cpus.len(), first as i32, threads as i32) == threads as i32
+        }
     }
     #[cfg(not(feature = "torch"))]
     {
@@ -115,7 +119,7 @@ fn bind_this_thread(first: usize) -> bool {
 #[cfg(feature = "torch")]
 mod omp {
     extern "C" {
-        pub fn food_api_bind_omp_team(first: i32, threads: i32) -> i32;
+        pub fn food_api_bind_omp_team(cpus: *const usize, n: usize, first: i32, threads: i32) -> i32;
     }
 }
 

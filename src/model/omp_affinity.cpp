@@ -1,6 +1,7 @@
-// Binds an inference thread and its OpenMP team to cores: team thread t to the (first + t)-th of
-// the CPUs the calling thread may run on. libgomp keeps a pool of team threads per calling thread
-// and reuses them in order, so binding them once, in a region of the team's size, lasts.
+// Binds an inference thread and its OpenMP team to cores: team thread t to cpus[(first + t) % n],
+// the CPUs as device.rs's allowed_cpus lists them (the ONNX sessions' pool threads follow the same
+// list). libgomp keeps a pool of team threads per calling thread and reuses them in order, so
+// binding them once, in a region of the team's size, lasts.
 //
 // Why: a lone request's two-thread pass after idle time ran 2.3x slower than back to back (19.7 vs
 // 8.4 ms, BENCHMARKS.md): the pool thread, asleep for long, is woken onto the calling thread's own
@@ -10,25 +11,17 @@
 #include <sched.h>
 
 #include <atomic>
-#include <vector>
+#include <cstddef>
 
-// Returns the number of team threads bound (threads when all were), or -1 when the calling
-// thread's CPUs could not be read.
-extern "C" int food_api_bind_omp_team(int first, int threads) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) return -1;
-  std::vector<int> cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed)) cpus.push_back(cpu);
-  }
-  if (cpus.empty()) return -1;
+// Returns the number of team threads bound (threads when all were).
+extern "C" int food_api_bind_omp_team(const size_t* cpus, size_t n, int first, int threads) {
+  if (n == 0) return 0;
   std::atomic<int> bound{0};
 #pragma omp parallel num_threads(threads)
   {
     cpu_set_t one;
     CPU_ZERO(&one);
-    CPU_SET(cpus[(first + omp_get_thread_num()) % cpus.size()], &one);
+    CPU_SET(cpus[(first + omp_get_thread_num()) % n], &one);
     if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) == 0) bound.fetch_add(1);
   }
   return bound.load();
