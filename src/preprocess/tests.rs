@@ -73,6 +73,20 @@ fn normalisation_maps_0_and_255_to_minus_one_and_one() {
 }
 
 #[test]
+fn normalisation_gives_the_formulas_floats_for_every_byte_in_every_channel() {
+    // The model's mean and std (ImageNet's), not 0.5: the table must hold each channel's own.
+    let spec = InputSpec { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], ..spec() };
+    let hwc: Vec<u8> = (0..=255u8).flat_map(|x| [x, 255 - x, x.wrapping_mul(7)]).collect();
+    let chw = normalise(&hwc, &spec);
+    for (i, pixel) in hwc.chunks_exact(3).enumerate() {
+        for c in 0..3 {
+            let expected = (pixel[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c];
+            assert_eq!(chw[c * 256 + i].to_bits(), expected.to_bits(), "channel {c}, byte {}", pixel[c]);
+        }
+    }
+}
+
+#[test]
 fn an_extreme_aspect_ratio_still_gives_one_model_input() {
     let image = image::RgbImage::from_pixel(10_000, 1, image::Rgb([200, 10, 10]));
     let chw = to_model_input(&image, &spec()).unwrap();
