@@ -3,8 +3,13 @@ use food_api::config::Config;
 use food_api::startup::Application;
 use food_api::telemetry::init_subscriber;
 
-#[actix_web::main]
-async fn main() {
+fn main() {
+    // Before any thread exists: every thread inherits the first one's CPUs (undo_openmp_pin).
+    let unpinned = food_api::model::undo_openmp_pin();
+    actix_web::rt::System::new().block_on(serve(unpinned));
+}
+
+async fn serve(unpinned: Option<String>) {
     // `food-api validate <folder>`: the child process that checks uploaded weights (src/validate.rs).
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "validate") {
@@ -20,6 +25,9 @@ async fn main() {
     }
     let config = Config::parse();
     init_subscriber(config.log_format);
+    if let Some(message) = unpinned {
+        tracing::warn!("{message}");
+    }
     tracing::info!(?config, "starting");
     let app = match Application::build(config).await {
         Ok(app) => app,

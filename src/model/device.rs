@@ -76,6 +76,56 @@ pub fn allowed_cpus() -> Vec<usize> {
     Vec::new()
 }
 
+/// OpenMP's binding variables, when the environment sets one: libgomp, loaded with libtorch,
+/// reads them before `main` runs (OMP_PROC_BIND other than false, OMP_PLACES, GOMP_CPU_AFFINITY).
+#[cfg(all(feature = "torch", target_os = "linux"))]
+fn openmp_binding_asked() -> Option<(&'static str, String)> {
+    ["OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY"].into_iter().find_map(|name| {
+        let value = std::env::var(name).ok()?;
+        let off = name == "OMP_PROC_BIND" && value.trim().eq_ignore_ascii_case("false");
+        (!off).then_some((name, value))
+    })
+}
+
+/// Undoes what OpenMP's binding variables do to this server. libgomp acts on them before `main`:
+/// it pins the process's first thread to one place, and every thread made after it inherits that
+/// pin, so the server counted one core and ran every thread on it (measured with
+/// OMP_PROC_BIND=true, which PyTorch tuning guides recommend: one inference thread, every thread
+/// on CPU 0, half the throughput on 2 cores, and no word of it). The server binds its own threads
+/// (`bind_torch_team`), so the first thread gets back every CPU the kernel allows it (its cpuset),
+/// which must happen before any other thread exists. Returns what was done, for the log.
+pub fn undo_openmp_pin() -> Option<String> {
+    #[cfg(all(feature = "torch", target_os = "linux"))]
+    {
+        let (name, value) = openmp_binding_asked()?;
+        let before = allowed_cpus();
+        // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) sets the calling thread's mask, and
+        // the kernel keeps only the CPUs of the set that this process's cpuset allows.
+        let widened = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for cpu in 0..libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu, &mut set);
+            }
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+        };
+        if !widened {
+            let error = std::io::Error::last_os_error();
+            return Some(format!(
+                "{name}={value} pinned the server to CPUs {before:?} ({error} widening it): unset {name}"
+            ));
+        }
+        let after = allowed_cpus();
+        (after != before).then(|| {
+            format!(
+                "{name}={value} made libgomp pin the server to CPUs {before:?}: widened back to {after:?}; \
+                 the server binds its own threads (--no-thread-binding turns that off): unset {name}"
+            )
+        })
+    }
+    #[cfg(not(all(feature = "torch", target_os = "linux")))]
+    None
+}
+
 /// Binds the calling thread and the OpenMP team libtorch gives it for `threads` intra-op threads
 /// to cores (src/model/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
 /// may run on. True when every thread of the team was bound. Without libtorch, only the calling

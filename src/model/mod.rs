@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub use audit::{AuditSink, Deployment, KEPT as DEPLOYMENTS_KEPT};
 pub use device::{
     allowed_cpus, bind_torch_team, device_name, enable_onednn_fusion, fusing, no_grad, onednn_fusion, resolve_device,
-    set_torch_threads, Device, DeviceChoice,
+    set_torch_threads, undo_openmp_pin, Device, DeviceChoice,
 };
 pub use identity::{Fingerprint, ModelId};
 pub use loaded::{models_alive, LoadedModel, ModelFile, ModelPaths, Work};
