@@ -1,4 +1,5 @@
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use food_api::config::Config;
 use food_api::startup::Application;
@@ -55,6 +56,22 @@ pub fn repository_in(root: &Path) -> PathBuf {
         link_version(&repo_path("models/food").join(&version), &repository.join("food").join(&version));
     }
     repository
+}
+
+/// The server's binary on port 0, with a repository and data folder of its own under `root` (the
+/// checkout's are the developer's), run from the checkout, logging at info to a piped stderr; the
+/// caller adds its flags and environment.
+pub fn server_command(root: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_food-api"));
+    command
+        .args(["--port", "0", "--model-repository"])
+        .arg(repository_in(root))
+        .arg("--data-dir")
+        .arg(root.join("data"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped());
+    command
 }
 
 /// Puts the version folder `from` at `to`: hard links where the file system allows (version files

@@ -1,13 +1,12 @@
 //! The binary's logs as JSON lines: settings once at start with the token redacted, then one line
 //! per request carrying the id that the response echoes in `X-Request-Id`.
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{repository_in, sample};
+use crate::helpers::{sample, server_command};
 
 /// The server process, killed and reaped however the test ends: a failed assertion leaves nothing
 /// running.
@@ -25,26 +24,8 @@ async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its
     // Its own repository and data folder: the repo's are the developer's (and other tests read them).
     let dirs = tempfile::tempdir().unwrap();
     let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_food-api"))
-            .args([
-                "--port",
-                "0",
-                "--workers",
-                "1",
-                "--torch-threads",
-                "1",
-                "--log-format",
-                "json",
-                "--admin-token",
-                "s3cret-token",
-            ])
-            .arg("--model-repository")
-            .arg(repository_in(dirs.path()))
-            .arg("--data-dir")
-            .arg(dirs.path().join("data"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
+        server_command(dirs.path())
+            .args(["--workers", "1", "--torch-threads", "1", "--log-format", "json", "--admin-token", "s3cret-token"])
             .spawn()
             .unwrap(),
     );

@@ -2,7 +2,7 @@ use std::process::Command;
 
 use food_api::startup::Application;
 
-use crate::helpers::{config_in, repository_in};
+use crate::helpers::{config_in, server_command};
 
 #[test]
 fn the_binary_exits_non_zero_naming_the_missing_file_and_the_fix() {
@@ -40,19 +40,11 @@ async fn start_up_with_a_corrupt_class_mapping_fails_naming_it() {
 #[test]
 fn sigterm_stops_the_server_cleanly_with_exit_code_0() {
     use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
 
     // Its own repository and data folder: the repo's are the developer's (and other tests read them).
     let dirs = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
-        .args(["--port", "0", "--workers", "1", "--torch-threads", "1", "--shutdown-grace-seconds", "5"])
-        .arg("--model-repository")
-        .arg(repository_in(dirs.path()))
-        .arg("--data-dir")
-        .arg(dirs.path().join("data"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
+    let mut child = server_command(dirs.path())
+        .args(["--workers", "1", "--torch-threads", "1", "--shutdown-grace-seconds", "5"])
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

@@ -2,9 +2,9 @@
 //! binding does to a forward pass, and which thread count a fused model runs with, is tested on
 //! its own in tests/threads.rs (it measures CPU time, which other tests' load would blur).
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use crate::helpers::{repository_in, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{server_command, spawn_app, spawn_app_with, test_config};
 
 #[tokio::test]
 async fn each_inference_thread_is_bound_to_a_core_unless_told_not_to() {
@@ -32,18 +32,7 @@ async fn openmp_binding_in_the_environment_does_not_confine_the_server_to_one_co
     let cores = std::thread::available_parallelism().unwrap().get();
     assert!(cores >= 2, "this test needs 2 CPUs to tell one core from all; this machine has {cores}");
     let dirs = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_food-api"))
-        .args(["--port", "0", "--workers", "1"])
-        .arg("--model-repository")
-        .arg(repository_in(dirs.path()))
-        .arg("--data-dir")
-        .arg(dirs.path().join("data"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_LOG", "info")
-        .env("OMP_PROC_BIND", "true")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = server_command(dirs.path()).args(["--workers", "1"]).env("OMP_PROC_BIND", "true").spawn().unwrap();
     // A watchdog, not a wait: should the server never get ready, it is killed and the test fails.
     let pid = child.id().to_string();
     std::thread::spawn(move || {
