@@ -7,10 +7,12 @@
 //!   cargo bench --bench model_limit -- onnx         # one backend (torchscript, onnx or int8)
 //!   cargo bench --bench model_limit -- lone         # only a lone request's forward pass
 //!   FOOD_API_NO_ONEDNN_FUSION=1 cargo bench ...     # TorchScript without oneDNN Graph fusion
+//!   MODEL_LIMIT_BIND=0 cargo bench ...              # a lone pass's threads left to the scheduler
 //!
 //! Then a lone request's forward pass (batch 1) back to back and after 50 and 200 ms of idle
 //! time, for each intra-op thread count (and, on ONNX Runtime, with its pool threads spinning or
-//! not): what sparse traffic pays over the figure a busy server sees.
+//! not): what sparse traffic pays over the figure a busy server sees. As in the server, the thread
+//! and its OpenMP team are bound to cores, and an ONNX session's pool thread to the next core.
 //!
 //! Every shape is warmed up first: TorchScript's profiling executor makes the first calls of a
 //! new input shape 5-50x slower, and ONNX Runtime plans its memory on the first call.
@@ -73,7 +75,7 @@ impl Backend {
     }
 
     fn runner<'m>(self, module: Option<&'m CModule>, environment: Option<&Environment>, intra: usize) -> Runner<'m> {
-        self.runner_spinning(module, environment, intra, Spinning::Off)
+        self.runner_spinning(module, environment, intra, Spinning::Off, &[])
     }
 
     fn runner_spinning<'m>(
@@ -82,6 +84,7 @@ impl Backend {
         environment: Option<&Environment>,
         intra: usize,
         spinning: Spinning,
+        pool_cpus: &[usize],
     ) -> Runner<'m> {
         match self {
             Backend::TorchScript => {
@@ -93,7 +96,7 @@ impl Backend {
                 let path = if self == Backend::Onnx { checkpoint("efficientnet_lite0.onnx") } else { int8_file() };
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
-                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning, &[])
+                let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning, pool_cpus)
                     .expect("an ONNX Runtime session");
                 Runner::Onnx(session)
             }
@@ -197,12 +200,11 @@ fn percentiles(mut times: Vec<f64>) -> (f64, f64) {
 /// A lone request's forward pass (batch 1) on a thread of its own, as the server's inference
 /// threads are: back to back, then each after 50 and 200 ms of idle time. Every variant runs in
 /// turn within each round, so a VM's drift falls on all of them alike.
-fn lone(variants: &mut [(String, Runner<'_>, usize)]) {
+fn lone(variants: &mut [(String, Runner<'_>, usize)], bind: bool) {
     const RUNS: usize = 30;
     let input: Vec<f32> = (0..3 * SIZE * SIZE).map(|i| ((i % 251) as f32 / 125.0) - 1.0).collect();
     let _no_grad = tch::no_grad_guard();
-    // MODEL_LIMIT_BIND=1: this thread and its OpenMP team bound to cores, as the server's threads.
-    if std::env::var_os("MODEL_LIMIT_BIND").is_some() {
+    if bind {
         let cores = variants.iter().map(|v| v.2).max().unwrap_or(1);
         println!("lone: OpenMP team bound to cores: {}", food_api::model::bind_torch_team(0, cores));
     }
@@ -257,6 +259,12 @@ fn main() {
     let module = included(Backend::TorchScript).then(|| {
         CModule::load_on_device(checkpoint("efficientnet_lite0.pt"), Device::Cpu).expect("the TorchScript module")
     });
+    // As the server's first inference thread (unless MODEL_LIMIT_BIND=0): this thread and its
+    // OpenMP team on the first cores, a lone ONNX session's pool thread on the next (its sessions
+    // are made here, so where they bind is decided here; an unbound pool thread woke on the bound
+    // caller's core and made a pass after idle time 2.6x as long, BENCHMARKS.md).
+    let bind = std::env::var("MODEL_LIMIT_BIND").map_or(true, |v| v != "0");
+    let cpus = food_api::model::allowed_cpus();
     let mut variants = Vec::new();
     for intra in [1, cores] {
         if let Some(module) = &module {
@@ -276,9 +284,10 @@ fn main() {
                 Spinning::WithinRun => "pool spinning within a run (the server's)",
                 Spinning::Always => "pool spinning after a run too",
             };
-            let runner = Backend::Onnx.runner_spinning(None, environment, intra, spinning);
+            let pool_cpus = if bind { cpus.get(1..intra).unwrap_or_default() } else { &[] };
+            let runner = Backend::Onnx.runner_spinning(None, environment, intra, spinning, pool_cpus);
             variants.push((format!("onnx {intra} threads, {spin}"), runner, intra));
         }
     }
-    lone(&mut variants);
+    lone(&mut variants, bind);
 }
