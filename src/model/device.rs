@@ -99,16 +99,8 @@ pub fn undo_openmp_pin() -> Option<String> {
     {
         let (name, value) = openmp_binding_asked()?;
         let before = allowed_cpus();
-        // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) sets the calling thread's mask, and
-        // the kernel keeps only the CPUs of the set that this process's cpuset allows.
-        let widened = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            for cpu in 0..libc::CPU_SETSIZE as usize {
-                libc::CPU_SET(cpu, &mut set);
-            }
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-        };
-        if !widened {
+        // Every CPU there is: the kernel keeps those this process's cpuset allows.
+        if !set_this_thread_cpus(0..libc::CPU_SETSIZE as usize) {
             let error = std::io::Error::last_os_error();
             return Some(format!(
                 "{name}={value} pinned the server to CPUs {before:?} ({error} widening it): unset {name}"
@@ -155,15 +147,23 @@ fn bind_this_thread(first: usize) -> bool {
     }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) sets the calling thread's mask.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpus[first % cpus.len()], &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-        }
+        set_this_thread_cpus([cpus[first % cpus.len()]])
     }
     #[cfg(not(target_os = "linux"))]
     false
+}
+
+/// Sets the calling thread's CPUs to `cpus`; the kernel keeps those its cpuset allows.
+#[cfg(target_os = "linux")]
+fn set_this_thread_cpus(cpus: impl IntoIterator<Item = usize>) -> bool {
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity(0) sets the calling thread's mask.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
 }
 
 #[cfg(feature = "torch")]
