@@ -74,6 +74,17 @@ pub fn server_command(root: &Path) -> Command {
     command
 }
 
+/// A server process, killed and reaped however the test ends: a failed assertion leaves nothing
+/// running.
+pub struct Server(pub std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Puts the version folder `from` at `to`: hard links where the file system allows (version files
 /// are immutable), else copies.
 pub fn link_version(from: &Path, to: &Path) {

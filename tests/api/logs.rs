@@ -6,18 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{sample, server_command};
-
-/// The server process, killed and reaped however the test ends: a failed assertion leaves nothing
-/// running.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::helpers::{sample, server_command, Server};
 
 #[tokio::test]
 async fn json_logs_carry_the_redacted_settings_and_one_line_per_request_with_its_id() {

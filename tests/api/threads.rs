@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::Command;
 
-use crate::helpers::{server_command, spawn_app, spawn_app_with, test_config};
+use crate::helpers::{server_command, spawn_app, spawn_app_with, test_config, Server};
 
 #[tokio::test]
 async fn each_inference_thread_is_bound_to_a_core_unless_told_not_to() {
@@ -32,14 +32,15 @@ async fn openmp_binding_in_the_environment_does_not_confine_the_server_to_one_co
     let cores = std::thread::available_parallelism().unwrap().get();
     assert!(cores >= 2, "this test needs 2 CPUs to tell one core from all; this machine has {cores}");
     let dirs = tempfile::tempdir().unwrap();
-    let mut child = server_command(dirs.path()).args(["--workers", "1"]).env("OMP_PROC_BIND", "true").spawn().unwrap();
+    let mut server =
+        Server(server_command(dirs.path()).args(["--workers", "1"]).env("OMP_PROC_BIND", "true").spawn().unwrap());
     // A watchdog, not a wait: should the server never get ready, it is killed and the test fails.
-    let pid = child.id().to_string();
+    let pid = server.0.id().to_string();
     std::thread::spawn(move || {
         std::thread::sleep(std::time::Duration::from_secs(120));
         let _ = Command::new("kill").args(["-KILL", &pid]).status();
     });
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines().map(Result::unwrap);
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines().map(Result::unwrap);
     let mut log = Vec::new();
     let ready = loop {
         let line = lines.next().unwrap_or_else(|| panic!("the server stopped before it was ready: {log:#?}"));
@@ -51,8 +52,6 @@ async fn openmp_binding_in_the_environment_does_not_confine_the_server_to_one_co
     let port = ready.split("port=").nth(1).unwrap().split_whitespace().next().unwrap();
     let status: serde_json::Value =
         reqwest::get(format!("http://127.0.0.1:{port}/system_status")).await.unwrap().json().await.unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
 
     assert_eq!(status["model"]["inference_threads"], cores, "one inference thread per core: {}", status["model"]);
     assert_eq!(status["queue"]["threads_bound_to_cores"], cores, "{}", status["queue"]);
