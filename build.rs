@@ -35,12 +35,15 @@ fn main() {
 fn libtorch_glue(lib_dir: &std::path::Path) {
     println!("cargo:rerun-if-changed=src/model/onednn_fusion.cpp");
     println!("cargo:rerun-if-changed=src/model/omp_affinity.cpp");
+    println!("cargo:rerun-if-changed=src/model/torchscript_ops.cpp");
     let include = lib_dir.parent().expect("libtorch's lib/ has a parent").join("include");
     cc::Build::new()
         .cpp(true)
         .file("src/model/onednn_fusion.cpp")
         // OpenMP's pragmas, against the wheel's own libgomp (the one libtorch runs its threads on).
         .file("src/model/omp_affinity.cpp")
+        // The operators of a TorchScript file's code, for the allowlist (src/model/torchscript_ops.rs).
+        .file("src/model/torchscript_ops.cpp")
         .flag("-fopenmp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))

@@ -26,6 +26,11 @@ impl Secret {
         Ok(Self(Sha256::digest(value.as_bytes()).into()))
     }
 
+    /// The secret's SHA-256: key material (the shared cache's HMAC key), never shown.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     pub fn matches(&self, candidate: &str) -> bool {
         let candidate: [u8; 32] = Sha256::digest(candidate.as_bytes()).into();
         self.0.ct_eq(&candidate).into()

@@ -3,7 +3,7 @@
 //! a miss, never as an answer; the key (`food:v1:`) also names the format's generation.
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ClassScore, Prediction};
+use crate::model::{ClassMapping, ClassScore, Prediction};
 
 /// A cached answer: everything in it depends only on (image, text, model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,15 +34,32 @@ impl Answer {
         out
     }
 
-    /// None for another format or damaged bytes; `classes` is how many classes the model maps,
-    /// which a right answer ranks all of.
-    pub fn decode(bytes: &[u8], classes: usize) -> Option<Self> {
+    /// None for another format, damaged bytes, or an answer that is not over `classes`, the
+    /// version's mapping: every class ranked once, with its own label and a probability.
+    pub fn decode(bytes: &[u8], classes: &ClassMapping) -> Option<Self> {
         let (&format, body) = bytes.split_first()?;
         if format != FORMAT {
             return None;
         }
         let answer: Self = postcard::from_bytes(body).ok()?;
-        (answer.combined.ranked.len() == classes).then_some(answer)
+        answer.is_over(classes).then_some(answer)
+    }
+
+    fn is_over(&self, classes: &ClassMapping) -> bool {
+        let entries = classes.entries();
+        // Entries are sorted by index, each index once.
+        let mapped = |score: &ClassScore| {
+            (0.0..=1.0).contains(&score.probability)
+                && entries
+                    .binary_search_by_key(&score.index, |e| e.index)
+                    .is_ok_and(|i| entries[i].label == score.label)
+        };
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        let ranked = &self.combined.ranked;
+        ranked.len() == entries.len()
+            && ranked.iter().all(|score| mapped(score) && seen.insert(score.index))
+            && mapped(&self.image)
+            && self.text_match.as_ref().is_none_or(|t| entries.iter().any(|e| e.label == t.label))
     }
 }
 
@@ -61,13 +78,23 @@ mod tests {
 
     #[test]
     fn an_answer_survives_the_round_trip_and_a_foreign_entry_is_a_miss() {
+        let classes = ClassMapping::parse(r#"{"pizza": 1, "ramen": 3}"#, 5).unwrap();
         let bytes = answer().encode();
-        assert_eq!(Answer::decode(&bytes, 2), Some(answer()));
-        assert_eq!(Answer::decode(&bytes, 3), None, "another class count: not this model's answer");
+        assert_eq!(Answer::decode(&bytes, &classes), Some(answer()));
+        let three = ClassMapping::parse(r#"{"pizza": 1, "ramen": 3, "sushi": 4}"#, 5).unwrap();
+        assert_eq!(Answer::decode(&bytes, &three), None, "another class count: not this model's answer");
+        let renamed = ClassMapping::parse(r#"{"pizza": 1, "soup": 3}"#, 5).unwrap();
+        assert_eq!(Answer::decode(&bytes, &renamed), None, "a label this version does not have");
+        let mut forged = answer();
+        forged.combined.ranked[0].index = 1;
+        assert_eq!(Answer::decode(&forged.encode(), &classes), None, "a class ranked twice");
+        let mut forged = answer();
+        forged.image.label = "ramen".into();
+        assert_eq!(Answer::decode(&forged.encode(), &classes), None, "a label on another class's index");
         let mut other = bytes.clone();
         other[0] = FORMAT + 1;
-        assert_eq!(Answer::decode(&other, 2), None, "another format");
-        assert_eq!(Answer::decode(&bytes[..bytes.len() / 2], 2), None, "cut short");
-        assert_eq!(Answer::decode(&[], 2), None);
+        assert_eq!(Answer::decode(&other, &classes), None, "another format");
+        assert_eq!(Answer::decode(&bytes[..bytes.len() / 2], &classes), None, "cut short");
+        assert_eq!(Answer::decode(&[], &classes), None);
     }
 }

@@ -240,6 +240,16 @@ pub struct Config {
     #[arg(long, env = "FOOD_API_REDIS_TTL_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub redis_ttl_seconds: u64,
 
+    /// The secret the replicas share to sign the shared cache's entries (HMAC-SHA256): an entry
+    /// without a valid signature is a miss. Default: --cache-secret-file, else a random one kept in
+    /// --data-dir/cache-secret (right for one replica; replicas must be given the same one)
+    #[arg(long, env = "FOOD_API_CACHE_SECRET", hide_env_values = true)]
+    pub cache_secret: Option<Secret>,
+
+    /// File holding the shared cache's secret (first line), instead of --cache-secret
+    #[arg(long, env = "FOOD_API_CACHE_SECRET_FILE", conflicts_with = "cache_secret")]
+    pub cache_secret_file: Option<PathBuf>,
+
     /// Log lines as human-readable text or as JSON objects (one per line, for log collectors)
     #[arg(long, env = "FOOD_API_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -316,12 +326,40 @@ impl Config {
     }
 
     /// The shared cache's settings, or None without --redis-url.
-    pub fn shared_cache_settings(&self) -> Option<crate::cache::SharedSettings> {
-        self.redis_url.as_ref().map(|url| crate::cache::SharedSettings {
+    pub fn shared_cache_settings(&self) -> anyhow::Result<Option<crate::cache::SharedSettings>> {
+        let Some(url) = &self.redis_url else { return Ok(None) };
+        Ok(Some(crate::cache::SharedSettings {
             url: url.0.clone(),
             timeout: std::time::Duration::from_millis(self.redis_timeout_ms),
             ttl_seconds: self.redis_ttl_seconds,
-        })
+            secret: self.cache_secret()?,
+        }))
+    }
+
+    /// --cache-secret, --cache-secret-file, or the one kept in --data-dir (made on first use).
+    fn cache_secret(&self) -> anyhow::Result<Secret> {
+        if let Some(secret) = &self.cache_secret {
+            return Ok(secret.clone());
+        }
+        let (path, made_here) = match &self.cache_secret_file {
+            Some(path) => (path.clone(), false),
+            None => (self.data_dir.join("cache-secret"), true),
+        };
+        if made_here && !path.exists() {
+            let mut random = [0u8; 32];
+            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+            std::fs::create_dir_all(&self.data_dir)?;
+            let mut file = std::fs::OpenOptions::new();
+            std::os::unix::fs::OpenOptionsExt::mode(file.create_new(true).write(true), 0o600);
+            // Two servers starting on one --data-dir at once: the second finds the first's file.
+            if let Ok(mut file) = file.open(&path) {
+                std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(random)).as_bytes())?;
+            }
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read the shared cache's secret {}: {e}", path.display()))?;
+        Secret::new(text.lines().next().unwrap_or(""))
+            .map_err(|_| anyhow::anyhow!("the shared cache's secret file {} is empty", path.display()))
     }
 
     pub fn history_settings(&self) -> HistorySettings {
@@ -346,10 +384,14 @@ impl Config {
             Some(binary) => binary.clone(),
             None => std::env::current_exe()?,
         };
+        // As Application::build chooses them: the validator runs the model as the server will.
+        let device = crate::model::resolve_device(self.device)?;
+        let fusion = !self.no_onednn_fusion && device == crate::model::Device::Cpu;
         Ok(crate::validate::ValidationLimits {
             binary,
             timeout: std::time::Duration::from_secs(self.validate_timeout_seconds),
             memory_bytes: self.validate_memory_mb << 20,
+            settings: crate::validate::RunSettings::of(device, self.thread_layout(), fusion),
         })
     }
 

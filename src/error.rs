@@ -44,6 +44,9 @@ pub enum ApiError {
     ClientClosed,
     #[error("no model is serving")]
     ModelUnavailable,
+    /// The model gave an output its manifest does not describe (src/model/loaded.rs `run`).
+    #[error("{0}")]
+    ModelOutput(String),
     #[error("reload failed, the previous model keeps serving: {0}")]
     Reload(#[from] LoadError),
     /// A version cannot be loaded: its files are not a valid model.
@@ -143,6 +146,7 @@ impl From<InferError> for ApiError {
             InferError::QueueFull { too_many_requests } => Self::Overloaded { too_many_requests },
             InferError::Stopped => Self::ModelUnavailable,
             InferError::Failed(m) => Self::Internal(anyhow::anyhow!("forward pass failed: {m}")),
+            InferError::BadOutput(m) => Self::ModelOutput(m),
         }
     }
 }
@@ -177,6 +181,7 @@ impl ApiError {
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ClientClosed => "client_closed",
             Self::ModelUnavailable => "model_unavailable",
+            Self::ModelOutput(_) => "model_output",
             Self::Reload(_) | Self::InvalidModel(_) => "invalid_model",
             Self::Conflict(_) => "conflict",
             Self::PreconditionFailed(_) => "precondition_failed",
@@ -213,13 +218,16 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::HistoryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal(_) | Self::ModelOutput(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         if let Self::Internal(e) = self {
             tracing::error!(error = ?e, "request failed");
+        }
+        if let Self::ModelOutput(e) = self {
+            tracing::error!(error = %e, "the model's output was refused");
         }
         let body = ErrorBody {
             error: self.to_string(),

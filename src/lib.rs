@@ -17,6 +17,7 @@ pub mod predictor;
 pub mod preprocess;
 pub mod recording;
 pub mod routes;
+pub mod sandbox;
 pub mod shadow;
 pub mod startup;
 pub mod telemetry;

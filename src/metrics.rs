@@ -231,7 +231,7 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
         let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         counter_vec(
             "shared_cache_lookups_total",
-            "Lookups in the shared cache (Redis) by outcome; skipped: breaker open or queue full",
+            "Lookups in the shared cache (Redis) by outcome; skipped: breaker open or queue full; forged: signature not the shared secret's",
             "outcome",
             &[
                 ("hit", n(&c.hits)),
@@ -240,6 +240,7 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
                 ("timeout", n(&c.timeouts)),
                 ("skipped", n(&c.skipped)),
                 ("undecodable", n(&c.undecodable)),
+                ("forged", n(&c.forged)),
             ],
         )?;
         counter_vec(
@@ -342,6 +343,11 @@ fn snapshot(metrics: &Metrics, predictor: &Predictor) -> prometheus::Result<Regi
     gauge("queue_depth", "Requests waiting for or running on the model", predictor.worker().queued() as f64)?;
     gauge("queue_capacity", "Places in the queue (--queue-capacity)", predictor.worker().capacity() as f64)?;
     counter("forward_passes_total", "Forward passes run (images and texts)", worker.completed.load(Ordering::Relaxed))?;
+    counter(
+        "bad_model_outputs_total",
+        "Forward passes whose output the model's manifest does not describe (width, NaN): answered 500",
+        worker.bad_outputs.load(Ordering::Relaxed),
+    )?;
     counter(
         "skipped_jobs_total",
         "Jobs whose request had given up before an inference thread reached them",

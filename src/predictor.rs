@@ -312,7 +312,7 @@ impl Predictor {
             let found = shared.get(shared_key(fingerprint, &key)).await;
             looked_up = Some(ms(started.elapsed()));
             if let Some(bytes) = found {
-                match Answer::decode(&bytes, model.classes.len()) {
+                match Answer::decode(&bytes, &model.classes) {
                     Some(answer) => {
                         let answer = Arc::new(answer);
                         self.predictions.insert(fingerprint, key, answer.clone());
@@ -380,10 +380,15 @@ impl Predictor {
                 })
             };
             let (rgb, _held) = decode_rgb(image.bytes(), image.format(), max_pixels, spec.jpeg_at_least(), reserve)?;
-            to_model_input(&rgb, &spec)
+            // The model input is held until its pass is done: a manifest's input size is the
+            // model author's to choose (within the manifest's bounds), so it is counted too.
+            let input_bytes = 3 * u64::from(spec.input_size).pow(2) * std::mem::size_of::<f32>() as u64;
+            let input_held = reserve(input_bytes)?;
+            Ok::<_, ImageError>((to_model_input(&rgb, &spec)?, input_held))
         })
         .await
         .map_err(thread_failed("preprocessing"))??;
+        let (input, _input_held) = input;
         let preprocess = started.elapsed();
         let inference = self.worker.infer(model.clone(), Work::Image(input), lane).await?;
         let timings = Timings {

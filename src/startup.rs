@@ -83,6 +83,10 @@ impl Application {
             device,
             layout,
             audit_sink: history.is_on().then(|| deployments_to(history.clone())),
+            validator: {
+                let limits = config.validation_limits()?;
+                Some(std::sync::Arc::new(move |folder: &std::path::Path| crate::validate::in_child(folder, &limits)))
+            },
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the models: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping/--model-repository at them"))?;
@@ -106,7 +110,7 @@ impl Application {
         // the settings, the metrics, and who may manage the server.
         let recorder = Recorder { history: history.clone(), status_of: crate::error::prediction_status };
         let settings = config.predictor_settings();
-        let shared = config.shared_cache_settings().map(SharedCache::start).transpose()?;
+        let shared = config.shared_cache_settings()?.map(SharedCache::start).transpose()?;
         let predictor = web::Data::new(Predictor::new(table, worker, admission, settings, recorder, shared));
         tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);

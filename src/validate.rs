@@ -1,36 +1,103 @@
-//! Uploaded weights are untrusted, and libtorch's loader is not safe on untrusted input (it may
-//! crash the process). So a new version is first loaded and warmed up in a child process, the
-//! binary itself run as `food-api validate <folder>`, with a time limit and an address-space
-//! limit: a file that crashes, hangs or balloons the child is refused, and the server carries on.
+//! Uploaded weights are untrusted: libtorch's loader is not safe on untrusted input (it may crash
+//! the process), and a TorchScript or ONNX file is a program. So a new version is first loaded and
+//! warmed up in a child process, the binary itself run as `food-api validate <folder>`, with a time
+//! limit and an address-space limit, inside a sandbox it enters before reading the folder
+//! (src/sandbox.rs: it reads only the folder and the libraries, writes nothing, opens no network
+//! socket), and with the server's own settings (oneDNN fusion, thread counts, device), so that it
+//! runs the code path the server will. A file that crashes, hangs, balloons or breaks out of the
+//! child is refused, and the server carries on.
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::model::Device;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::model::{Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, CLASS_MAPPING_FILE};
+use crate::model::{
+    Device, Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, CLASS_MAPPING_FILE,
+};
+
+/// The server's settings that change how a model runs, handed to the child.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub fusion: bool,
+    pub inference_threads: usize,
+    pub shared_threads: usize,
+    pub alone_threads: usize,
+    /// None: the CPU; Some(n): CUDA device n.
+    pub cuda: Option<usize>,
+}
+
+impl RunSettings {
+    pub fn of(device: Device, layout: ThreadLayout, fusion: bool) -> Self {
+        #[cfg(feature = "torch")]
+        let cuda = match device {
+            Device::Cuda(n) => Some(n),
+            _ => None,
+        };
+        #[cfg(not(feature = "torch"))]
+        let cuda = {
+            let _ = device;
+            None
+        };
+        let TorchThreads { shared, alone } = layout.torch;
+        Self { fusion, inference_threads: layout.inference_threads, shared_threads: shared, alone_threads: alone, cuda }
+    }
+
+    fn device(&self) -> Device {
+        #[cfg(feature = "torch")]
+        if let Some(n) = self.cuda {
+            return Device::Cuda(n);
+        }
+        Device::Cpu
+    }
+
+    /// Not bound to cores: the child must not take the serving threads' cores.
+    fn layout(&self) -> ThreadLayout {
+        let torch = TorchThreads { shared: self.shared_threads.max(1), alone: self.alone_threads.max(1) };
+        ThreadLayout { inference_threads: self.inference_threads.max(1), torch, bind: false }
+    }
+}
+
+const SETTINGS_ENV: &str = "FOOD_API_VALIDATE_SETTINGS";
 
 /// `food-api validate <folder>`: one JSON line on stdout, exit code 0 if the folder is a model.
+/// Call before any thread is started: the sandbox is entered first, and holds for every thread.
 pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
     let Some(folder) = folder.map(PathBuf::from) else {
         eprintln!("usage: food-api validate <version folder>");
         std::process::exit(2);
     };
+    let refuse = |file: Option<String>, reason: String| -> ! {
+        println!("{}", json!({ "ok": false, "file": file, "reason": reason }));
+        std::process::exit(1)
+    };
+    let settings: RunSettings =
+        std::env::var(SETTINGS_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(RunSettings {
+            fusion: false,
+            inference_threads: 1,
+            shared_threads: 1,
+            alone_threads: 1,
+            cuda: None,
+        });
+    let sandbox = match crate::sandbox::enter(&folder) {
+        Ok(sandbox) => sandbox,
+        Err(reason) => refuse(None, format!("the validator's sandbox: {reason}")),
+    };
+    let layout = settings.layout();
+    crate::model::set_torch_threads(layout.torch.shared);
+    if settings.fusion {
+        crate::model::enable_onednn_fusion();
+    }
     let paths = ModelPaths { class_mapping: folder.join(CLASS_MAPPING_FILE), model_dir: folder };
-    let layout = ThreadLayout { inference_threads: 1, torch: TorchThreads { shared: 1, alone: 1 }, bind: false };
-    match LoadedModel::load(&paths, Device::Cpu, layout, 0) {
+    match LoadedModel::load(&paths, settings.device(), layout, 0) {
         Ok(model) => {
-            println!("{}", json!({ "ok": true, "fingerprint": model.id.fingerprint }));
+            println!("{}", json!({ "ok": true, "fingerprint": model.id.fingerprint, "sandbox": sandbox }));
             std::process::exit(0)
         }
-        Err(e) => {
-            let file = e.file.file_name().map(|n| n.to_string_lossy().to_string());
-            println!("{}", json!({ "ok": false, "file": file, "reason": e.reason }));
-            std::process::exit(1)
-        }
+        Err(e) => refuse(e.file.file_name().map(|n| n.to_string_lossy().to_string()), e.reason),
     }
 }
 
@@ -40,6 +107,7 @@ pub struct ValidationLimits {
     pub binary: PathBuf,
     pub timeout: Duration,
     pub memory_bytes: u64,
+    pub settings: RunSettings,
 }
 
 /// Validates `folder` in a child process. Blocking: call it off the async workers.
@@ -50,6 +118,7 @@ pub fn in_child(folder: &Path, limits: &ValidationLimits) -> Result<Fingerprint,
         .arg("validate")
         .arg(folder)
         .env("RUST_LOG", "off")
+        .env(SETTINGS_ENV, serde_json::to_string(&limits.settings).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -92,6 +161,10 @@ pub fn in_child(folder: &Path, limits: &ValidationLimits) -> Result<Fingerprint,
     }
     let answer: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
     if status.success() && answer["ok"] == true {
+        let sandbox = answer["sandbox"].as_str().unwrap_or("unknown");
+        if sandbox != "landlock+seccomp" {
+            tracing::warn!(sandbox, "the validator ran without its full sandbox");
+        }
         return answer["fingerprint"]
             .as_str()
             .and_then(|f| f.parse().ok())

@@ -5,12 +5,19 @@
 //! requests skip Redis for `OPEN_FOR` (one is let through then to see whether it is back).
 //! The connection lives on a thread with its own runtime, as the history's pool does: actix-web
 //! runs one runtime per worker, and a connection's driver belongs to the runtime that made it.
+//!
+//! Anyone who reaches Redis can write an entry, and anyone can compute a key (every answer shows
+//! the model's fingerprint), so each value ends with an HMAC-SHA256 over its key and its bytes,
+//! under the secret the replicas share (--cache-secret): an entry without a valid one, forged,
+//! damaged or copied under another key, is a miss, counted as `forged`.
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hmac::{Hmac, Mac};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
+use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 
 /// Failures in a row that open the breaker, and how long it stays open.
@@ -24,7 +31,11 @@ pub struct SharedSettings {
     pub url: String,
     pub timeout: Duration,
     pub ttl_seconds: u64,
+    pub secret: crate::admin::Secret,
 }
+
+/// Bytes of the signature at the end of each value.
+const TAG_BYTES: usize = 32;
 
 enum Op {
     Get(String, oneshot::Sender<redis::RedisResult<Option<Vec<u8>>>>),
@@ -40,8 +51,11 @@ pub struct SharedCounts {
     pub timeouts: AtomicU64,
     /// Lookups not sent: the breaker was open or the queue full.
     pub skipped: AtomicU64,
-    /// Entries that did not decode (another format or a damaged value): treated as misses.
+    /// Entries that did not decode (another format, or labels that are not the version's):
+    /// treated as misses.
     pub undecodable: AtomicU64,
+    /// Entries whose signature is not the shared secret's over their key and bytes: misses.
+    pub forged: AtomicU64,
     pub written: AtomicU64,
     pub write_errors: AtomicU64,
     pub writes_skipped: AtomicU64,
@@ -86,6 +100,7 @@ pub struct SharedCache {
     pub counts: Arc<SharedCounts>,
     timeout: Duration,
     epoch: Instant,
+    mac: Hmac<Sha256>,
 }
 
 impl SharedCache {
@@ -106,6 +121,7 @@ impl SharedCache {
             counts: Arc::default(),
             timeout: settings.timeout,
             epoch: Instant::now(),
+            mac: Hmac::new_from_slice(settings.secret.digest()).expect("HMAC takes a key of any length"),
         };
         let (breaker, counts, epoch, ttl) =
             (cache.breaker.clone(), cache.counts.clone(), cache.epoch, settings.ttl_seconds);
@@ -138,16 +154,31 @@ impl SharedCache {
             counts.skipped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        let signed = self.signer(&key);
         let (reply, answer) = oneshot::channel();
         if self.ops.try_send(Op::Get(key, reply)).is_err() {
             counts.skipped.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         match tokio::time::timeout(self.timeout, answer).await {
-            Ok(Ok(Ok(found))) => {
-                let counter = if found.is_some() { &counts.hits } else { &counts.misses };
-                counter.fetch_add(1, Ordering::Relaxed);
-                found
+            Ok(Ok(Ok(None))) => {
+                counts.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            Ok(Ok(Ok(Some(mut value)))) => {
+                let Some(body) = value.len().checked_sub(TAG_BYTES) else {
+                    counts.forged.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                };
+                let tag = value.split_off(body);
+                let mut signed = signed;
+                signed.update(&value);
+                if signed.verify_slice(&tag).is_err() {
+                    counts.forged.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                counts.hits.fetch_add(1, Ordering::Relaxed);
+                Some(value)
             }
             Ok(Ok(Err(_))) | Ok(Err(_)) => {
                 counts.errors.fetch_add(1, Ordering::Relaxed);
@@ -161,8 +192,19 @@ impl SharedCache {
         }
     }
 
-    /// Stores `value` under `key` with the TTL, in the background.
-    pub fn set(&self, key: String, value: Vec<u8>) {
+    /// The MAC with `key` (length first, so that no key and value can be cut another way) fed in.
+    fn signer(&self, key: &str) -> Hmac<Sha256> {
+        let mut mac = self.mac.clone();
+        mac.update(&(key.len() as u64).to_le_bytes());
+        mac.update(key.as_bytes());
+        mac
+    }
+
+    /// Stores `value`, signed, under `key` with the TTL, in the background.
+    pub fn set(&self, key: String, mut value: Vec<u8>) {
+        let mut signed = self.signer(&key);
+        signed.update(&value);
+        value.extend(signed.finalize().into_bytes());
         if !self.breaker.allows(self.now_ms()) || self.ops.try_send(Op::Set(key, value)).is_err() {
             self.counts.writes_skipped.fetch_add(1, Ordering::Relaxed);
         }

@@ -20,6 +20,11 @@ fn replica(plan: &Plan, name: &str) -> String {
         // Management through nginx needs a token (callers are not on the replica's loopback).
         env += "      FOOD_API_ADMIN_TOKEN:\n";
     }
+    if plan.setting("FOOD_API_CACHE_SECRET").is_none() {
+        // The replicas sign the shared cache's entries with one secret (`deploy deploy` makes one
+        // when the environment has none); each would otherwise make its own and never share.
+        env += "      FOOD_API_CACHE_SECRET:\n";
+    }
     format!(
         r#"  {name}:
     image: {image}

@@ -11,6 +11,10 @@ fn env(plan: &Plan, redis: bool, indent: &str) -> String {
         let url = "redis://food-api-redis:6379".to_string();
         settings.push(super::Setting { env: "FOOD_API_REDIS_URL".into(), value: url, secret: false });
     }
+    // The replicas sign the shared cache's entries with one secret, from the Secret (README).
+    if redis && plan.setting("FOOD_API_CACHE_SECRET").is_none() {
+        settings.push(super::Setting { env: "FOOD_API_CACHE_SECRET".into(), value: String::new(), secret: true });
+    }
     for s in &settings {
         out += &format!("{indent}- name: {}\n", s.env);
         if s.secret {

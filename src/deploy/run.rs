@@ -60,7 +60,14 @@ pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
 
 fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     let file = plan.out().join("docker-compose.yml");
-    let status = Command::new("docker-compose")
+    let mut command = Command::new("docker-compose");
+    // One signing secret for the replicas' shared cache entries, made here when none is given.
+    if std::env::var_os("FOOD_API_CACHE_SECRET").is_none() {
+        let mut random = [0u8; 32];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+        command.env("FOOD_API_CACHE_SECRET", hex::encode(random));
+    }
+    let status = command
         .args(["-p", &plan.project, "-f"])
         .arg(&file)
         .args(args)
@@ -88,7 +95,7 @@ pub fn deploy(plan: &Plan) -> anyhow::Result<()> {
         }
         Target::K8s | Target::Kserve => elsewhere(
             plan,
-            &format!("  kubectl create secret generic food-api --from-literal=admin-token=...\n  kubectl apply -f {out}/food-api.yaml"),
+            &format!("  kubectl create secret generic food-api --from-literal=admin-token=... --from-literal=cache-secret=$(openssl rand -hex 32)\n  kubectl apply -f {out}/food-api.yaml"),
         ),
         Target::Truss => elsewhere(plan, &format!("  truss push {out}")),
     }

@@ -149,7 +149,21 @@ impl ModelTable {
             .run(move || Repository::open(&repository_root)?.stage(&drop_in))
             .await
             .unwrap_or_else(|| Err(LoadError::new(&self.drop_in.model_dir, "the model loader thread stopped")))?;
-        let checked = self.load_from(staged.paths(), &staged.name, &staged.version).await;
+        // New files from outside: checked in the sandboxed child first, as an upload is.
+        let validated = match self.validator.clone() {
+            Some(validate) => {
+                let dir = staged.dir.clone();
+                tokio::task::spawn_blocking(move || validate(&dir))
+                    .await
+                    .unwrap_or_else(|e| Err(LoadError::new(&staged.dir, format!("the validation failed: {e}"))))
+                    .map(|_| ())
+            }
+            None => Ok(()),
+        };
+        let checked = match validated {
+            Ok(()) => self.load_from(staged.paths(), &staged.name, &staged.version).await,
+            Err(e) => Err(e),
+        };
         let mut model = match checked {
             Ok(model) => model,
             Err(mut e) => {

@@ -13,8 +13,8 @@ use super::prediction::softmax;
 use super::stats::VersionStats;
 use super::text::TextModel;
 use super::{
-    no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, LoadError, Manifest, ModelId, ThreadLayout,
-    MANIFEST_FILE,
+    no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, InferError, LoadError, Manifest, ModelId,
+    ThreadLayout, MANIFEST_FILE,
 };
 
 /// Where a model comes from; read again on every reload.
@@ -160,9 +160,13 @@ impl LoadedModel {
         let image = match manifest.format.as_str() {
             "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
             #[cfg(feature = "torch")]
-            _ => ImageModel::TorchScript(TorchScriptModel::load(&weights, device, layout).map_err(|e| {
-                LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
-            })?),
+            _ => {
+                // Its code is checked before any of it runs in this process (warm-up included).
+                super::torchscript_ops::check(&weights).map_err(|reason| LoadError::new(&weights_path, reason))?;
+                ImageModel::TorchScript(TorchScriptModel::load(&weights, device, layout).map_err(|e| {
+                    LoadError::new(&weights_path, format!("not a loadable TorchScript module: {}", first_line(&e)))
+                })?)
+            }
             // The manifest's check refuses TorchScript in a build without libtorch.
             #[cfg(not(feature = "torch"))]
             other => {
@@ -290,12 +294,28 @@ impl LoadedModel {
         Ok(())
     }
 
-    /// Call with gradients off (`no_grad`): the inference thread holds one. The error is the first
-    /// line of the runtime's message.
-    pub fn run(&self, work: &Work, slot: Slot) -> Result<Vec<f32>, String> {
-        match work {
-            Work::Image(chw) => self.forward(chw, slot),
-            Work::Text(ids) => self.text.embed(ids, slot),
+    /// Call with gradients off (`no_grad`): the inference thread holds one. A runtime error is
+    /// the first line of the runtime's message. What the model returned is checked on every pass,
+    /// not only at warm-up: a model may give another width, or NaN, for some inputs only.
+    pub fn run(&self, work: &Work, slot: Slot) -> Result<Vec<f32>, InferError> {
+        let (output, what, width) = match work {
+            Work::Image(chw) => (self.forward(chw, slot), "outputs", self.manifest.num_outputs),
+            Work::Text(ids) => (self.text.embed(ids, slot), "embedding values", self.text.manifest.dim),
+        };
+        let output = output.map_err(InferError::Failed)?;
+        let fault = if output.len() as i64 != width {
+            Some(format!("gave {} {what}, its manifest says {width}", output.len()))
+        } else if output.iter().any(|x| !x.is_finite()) {
+            Some(format!("gave non-finite {what} (NaN or infinity)"))
+        } else {
+            None
+        };
+        match fault {
+            Some(fault) => Err(InferError::BadOutput(format!(
+                "model {} version {} {fault}: no answer from it for this input",
+                self.id.name, self.id.version
+            ))),
+            None => Ok(output),
         }
     }
 

@@ -195,6 +195,13 @@ impl ModelTable {
             if !valid_name(version) {
                 return Err(ManageError::Invalid(format!("{version:?} cannot be a version name")));
             }
+            // A version named like an alias would shadow it: `stable` could then never be moved.
+            if [STABLE, PREVIOUS].contains(&version) || s.models.get(name).is_some_and(|m| m.aliases.contains_key(version))
+            {
+                return Err(ManageError::Invalid(format!(
+                    "{version:?} is an alias's name ({STABLE}, {PREVIOUS} and the model's aliases are reserved): choose another version name"
+                )));
+            }
             let target = self.repository.root().join(name).join(version);
             if target.exists() || s.models.get(name).is_some_and(|m| m.versions.contains_key(version)) {
                 return Err(ManageError::Conflict(format!(

@@ -9,6 +9,10 @@ use crate::preprocess::InputSpec;
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 const FORMATS: [&str; 2] = ["torchscript", "onnx"];
+pub const MAX_INPUT_SIZE: u32 = 1024;
+const MAX_RESIZE: u32 = 2048;
+/// ImageNet-21k has 21,843 classes: far more is no classifier, and every answer ranks them all.
+const MAX_OUTPUTS: i64 = 100_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
@@ -84,8 +88,13 @@ impl Manifest {
                 return Err(format!("{file:?} must be a file name inside the model folder"));
             }
         }
-        if text.dim < 1 || text.max_tokens < 2 || !text.label_template.contains("{}") {
-            return Err("text_encoder needs dim >= 1, max_tokens >= 2 and a label_template with {}".into());
+        if !(1..=8192).contains(&text.dim)
+            || !(2..=4096).contains(&text.max_tokens)
+            || !text.label_template.contains("{}")
+        {
+            return Err(
+                "text_encoder needs 1 <= dim <= 8192, 2 <= max_tokens <= 4096 and a label_template with {}".into()
+            );
         }
         if !(text.temperature.is_finite() && text.temperature > 0.0) {
             return Err("text_encoder.temperature must be finite and positive".into());
@@ -95,6 +104,16 @@ impl Manifest {
         }
         if self.input_size == 0 || self.resize_shorter_side < self.input_size {
             return Err("need 0 < input_size <= resize_shorter_side".into());
+        }
+        // Each request's input (4 bytes x 3 x input_size^2) and the pass's activations grow with
+        // the square: 8000 took 1.5 GB a request. Classifiers take 224 to 600.
+        if self.input_size > MAX_INPUT_SIZE || self.resize_shorter_side > MAX_RESIZE {
+            return Err(format!(
+                "need input_size <= {MAX_INPUT_SIZE} and resize_shorter_side <= {MAX_RESIZE} (an image classifier takes 224 to 600)"
+            ));
+        }
+        if self.num_outputs > MAX_OUTPUTS {
+            return Err(format!("num_outputs must be at most {MAX_OUTPUTS}"));
         }
         if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) || self.mean.iter().any(|m| !m.is_finite()) {
             return Err("mean must be finite and std finite and positive".into());

@@ -11,6 +11,7 @@ mod manage;
 mod manifest;
 mod mapping;
 mod onnx;
+mod onnx_check;
 mod prediction;
 mod repository;
 mod restore;
@@ -19,6 +20,8 @@ mod state;
 mod stats;
 mod table;
 mod text;
+#[cfg(feature = "torch")]
+pub mod torchscript_ops;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -38,8 +41,8 @@ pub use repository::{fingerprint as fingerprint_files, valid_name, CLASS_MAPPING
 pub use routing::{CanaryAbort, Route, RoutingPolicy, ShadowPolicy, Share};
 pub use stats::{PairReport, ProtocolTotals, Recorded, Stages, StatsReport, Totals, VersionStats};
 pub use table::{
-    ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, TableSettings, VersionEntry, VersionState, PREVIOUS,
-    STABLE,
+    ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, TableSettings, Validator, VersionEntry, VersionState,
+    PREVIOUS, STABLE,
 };
 pub use text::TextModel;
 pub use worker::{InferError, Inference, InferenceWorker, Lane, ThreadLayout, TorchThreads};
@@ -60,6 +63,16 @@ pub struct ReloadRecord {
     pub generation: u64,
     pub duration_ms: f64,
     pub error: Option<String>,
+}
+
+/// A name read from a file (a tensor's, a tar entry's), cut short for an error message and the
+/// log: a hostile one may be megabytes long.
+pub fn shorten(name: &str) -> String {
+    const MAX_SHOWN: usize = 80;
+    match name.char_indices().nth(MAX_SHOWN) {
+        Some((end, _)) => format!("{:?}... ({} bytes)", &name[..end], name.len()),
+        None => format!("{name:?}"),
+    }
 }
 
 /// Why a model folder cannot be served, naming the file at fault.

@@ -42,6 +42,7 @@ pub struct SessionPool {
 impl SessionPool {
     /// `with_alone`: also a session on every core (each session holds its own copy of the weights).
     pub fn load(path: &Path, bytes: &[u8], layout: ThreadLayout, with_alone: bool) -> Result<Self, LoadError> {
+        super::onnx_check::check(bytes).map_err(|reason| LoadError::new(path, reason))?;
         let environment = runtime().map_err(|reason| LoadError::new(path, reason))?;
         let session = |threads: usize, spinning: Spinning, cpus: &[usize]| {
             new_session(environment, bytes, threads, spinning, cpus)

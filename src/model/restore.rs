@@ -62,6 +62,7 @@ impl ModelTable {
             stable_version: settings.stable_version,
             device: settings.device,
             layout: settings.layout,
+            validator: settings.validator,
             loader,
             loads: tokio::sync::Mutex::new(()),
             changes: Mutex::new(()),

@@ -162,7 +162,13 @@ pub struct TableSettings {
     pub layout: ThreadLayout,
     /// Each deployment log entry also goes here (the history store).
     pub audit_sink: Option<super::audit::AuditSink>,
+    /// Checks a folder of new files before the server loads them (the sandboxed child of
+    /// src/validate.rs, given by startup); None: the server's own checks only.
+    pub validator: Option<Validator>,
 }
+
+/// A folder of model files in, its fingerprint out, or why it cannot be served. Blocking.
+pub type Validator = std::sync::Arc<dyn Fn(&std::path::Path) -> Result<super::Fingerprint, LoadError> + Send + Sync>;
 
 pub struct ModelTable {
     pub(super) snapshot: ArcSwap<Snapshot>,
@@ -174,6 +180,7 @@ pub struct ModelTable {
     pub(super) stable_version: Option<String>,
     pub(super) device: Device,
     pub(super) layout: ThreadLayout,
+    pub(super) validator: Option<Validator>,
     pub(super) loader: Loader,
     /// Serialises loads (one loader thread runs them anyway); held across a load, never by a request.
     pub(super) loads: tokio::sync::Mutex<()>,

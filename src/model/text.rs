@@ -49,10 +49,14 @@ impl TextModel {
             "onnx" => Encoder::Onnx(OnnxTextModel::load(&weights_path, &weights, layout)?),
             #[cfg(feature = "torch")]
             _ => Encoder::TorchScript {
-                module: tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
-                    let reason = super::loaded::first_line(&e);
-                    LoadError::new(&weights_path, format!("not a loadable TorchScript module: {reason}"))
-                })?,
+                module: super::torchscript_ops::check(&weights)
+                    .map_err(|reason| LoadError::new(&weights_path, reason))
+                    .and_then(|()| {
+                        tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
+                            let reason = super::loaded::first_line(&e);
+                            LoadError::new(&weights_path, format!("not a loadable TorchScript module: {reason}"))
+                        })
+                    })?,
                 device,
             },
             // The manifest's check refuses TorchScript in a build without libtorch.

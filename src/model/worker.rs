@@ -26,7 +26,7 @@ struct Job {
     work: Work,
     lane: Lane,
     queued_at: Instant,
-    reply: oneshot::Sender<Result<Inference, String>>,
+    reply: oneshot::Sender<Result<Inference, InferError>>,
     span: tracing::Span,
 }
 
@@ -75,6 +75,8 @@ pub struct WorkerStats {
     pub skipped: AtomicU64,
     /// Inference threads bound to cores with their libtorch team (`ThreadLayout::bind`).
     pub bound: AtomicUsize,
+    /// Passes whose output the model's manifest does not describe (width, non-finite values).
+    pub bad_outputs: AtomicU64,
 }
 
 /// How forward passes share the cores: `inference_threads` x `torch.shared` = cores under load.
@@ -116,6 +118,9 @@ pub enum InferError {
     Stopped,
     #[error("forward pass failed: {0}")]
     Failed(String),
+    /// The model ran but gave what its manifest does not describe: the answer is refused.
+    #[error("{0}")]
+    BadOutput(String),
 }
 
 /// Jobs given up on still sit in the channel until the thread reaches them (it skips them at no
@@ -208,8 +213,7 @@ impl InferenceWorker {
             mpsc::error::TrySendError::Full(_) => overloaded(),
             mpsc::error::TrySendError::Closed(_) => InferError::Stopped,
         })?;
-        let result = answer.await.map_err(|_| InferError::Stopped)?;
-        result.map_err(InferError::Failed)
+        answer.await.map_err(|_| InferError::Stopped)?
     }
 }
 
@@ -271,8 +275,13 @@ fn run(jobs: &Mutex<Queues>, thread: usize, torch: TorchThreads, in_use: impl Fn
         let outcome = catch_unwind(AssertUnwindSafe(|| job.model.run(&job.work, slot)));
         let result = match outcome {
             Ok(Ok(output)) => Ok(Inference { output, queue_wait, forward: started.elapsed() }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err("panic in the forward pass".to_string()),
+            Ok(Err(e)) => {
+                if matches!(e, InferError::BadOutput(_)) {
+                    stats.bad_outputs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+            Err(_) => Err(InferError::Failed("panic in the forward pass".to_string())),
         };
         stats.completed.fetch_add(1, Ordering::Relaxed);
         // The request may have given up meanwhile; its answer is then simply dropped.

@@ -23,6 +23,10 @@ use crate::model::{bundle, valid_name, LoadError, Manifest, MANIFEST_FILE};
 use crate::predictor::Predictor;
 
 const DIGEST_HEADER: &str = "X-Bundle-SHA256";
+/// Bundles are packed once, by one writer (a second would race it to the same file), each under a
+/// temporary name of its own.
+static PACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static PACKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -165,11 +169,18 @@ pub async fn download(
         if let (true, Ok(sha)) = (out.is_file(), std::fs::read_to_string(&sidecar)) {
             return Ok(sha.trim().to_string());
         }
+        // One writer: concurrent first downloads wait for it and then take its bundle.
+        let _writer = PACKING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (true, Ok(sha)) = (out.is_file(), std::fs::read_to_string(&sidecar)) {
+            return Ok(sha.trim().to_string());
+        }
         std::fs::create_dir_all(out.parent().expect("a folder"))?;
-        let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
+        let n = PACKED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = out.with_extension(format!("tmp-{}-{n}", std::process::id()));
         let sha = bundle::pack(&dir, &tmp)?;
-        std::fs::rename(&tmp, &out)?;
+        // The digest first: a reader that finds the bundle finds its whole digest beside it.
         std::fs::write(&sidecar, &sha)?;
+        std::fs::rename(&tmp, &out)?;
         Ok(sha)
     })
     .await

@@ -174,6 +174,12 @@ pub async fn docs() -> HttpResponse {
     HttpResponse::PermanentRedirect().insert_header((header::LOCATION, "/docs/")).finish()
 }
 
+/// As the page at `/` (routes/page.rs): this server only, and never in a frame, so that another
+/// site cannot frame it and click a token-less server's admin buttons. Swagger UI sets inline
+/// styles and draws its icons from `data:` URLs.
+const DOCS_POLICY: &str = "default-src 'self'; img-src 'self' data:; connect-src 'self'; script-src 'self'; \
+    style-src 'self' 'unsafe-inline'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
 /// Swagger UI on /openapi.json (this page), served from the binary: it works offline.
 #[utoipa::path(get, path = "/docs/", tag = "docs", responses((status = 200, description = "Swagger UI page", content_type = "text/html")))]
 pub async fn docs_page(file: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -189,6 +195,8 @@ pub async fn docs_page(file: web::Path<String>) -> Result<HttpResponse, ApiError
     };
     Ok(HttpResponse::Ok()
         .content_type(file.content_type)
+        .insert_header((header::CONTENT_SECURITY_POLICY, DOCS_POLICY))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
         .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
         .body(body))
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{error_of, lite2, repo_path, sample, spawn_app, spawn_app_with, test_config, TestApp};
 
-fn upload_config() -> food_api::config::Config {
+pub fn upload_config() -> food_api::config::Config {
     let mut config = test_config();
     config.enable_model_upload = true;
     // Tests run inside the test binary: the validator is the server's own binary.
@@ -21,7 +21,7 @@ fn upload_config() -> food_api::config::Config {
 }
 
 impl TestApp {
-    async fn upload(&self, bundle: &[u8], digest: Option<&str>, version: &str) -> reqwest::Response {
+    pub async fn upload(&self, bundle: &[u8], digest: Option<&str>, version: &str) -> reqwest::Response {
         let sha = hex::encode(Sha256::digest(bundle));
         let url = format!("{}/models/food/versions?version={version}", self.address);
         let request = self.client.post(url).header("Content-Type", "application/gzip").body(bundle.to_vec());
@@ -39,7 +39,7 @@ impl TestApp {
 }
 
 /// A bundle of the given files (name, bytes), plus a symlink when asked.
-fn bundle(files: &[(&str, Vec<u8>)], symlink: Option<&str>) -> Vec<u8> {
+pub fn bundle(files: &[(&str, Vec<u8>)], symlink: Option<&str>) -> Vec<u8> {
     let mut builder = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
     for (name, data) in files {
         let mut header = tar::Header::new_gnu();
@@ -58,7 +58,7 @@ fn bundle(files: &[(&str, Vec<u8>)], symlink: Option<&str>) -> Vec<u8> {
     builder.into_inner().unwrap().finish().unwrap()
 }
 
-fn version_files(version: &str) -> Vec<(String, Vec<u8>)> {
+pub fn version_files(version: &str) -> Vec<(String, Vec<u8>)> {
     let dir = repo_path("models/food").join(version);
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap()
@@ -69,7 +69,7 @@ fn version_files(version: &str) -> Vec<(String, Vec<u8>)> {
     files
 }
 
-fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
+pub fn as_refs(files: &[(String, Vec<u8>)]) -> Vec<(&str, Vec<u8>)> {
     files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect()
 }
 
@@ -140,7 +140,7 @@ async fn hostile_or_broken_bundles_are_refused_and_leave_nothing_behind() {
 }
 
 /// Runs `script` (Python, with the weights' path as its argument) to make a TorchScript file.
-fn make_weights(script: &str, dir: &Path, name: &str) -> std::path::PathBuf {
+pub fn make_weights(script: &str, dir: &Path, name: &str) -> std::path::PathBuf {
     let python = repo_path(".venv/bin/python");
     assert!(python.exists(), "{} is missing: run scripts/setup.sh", python.display());
     // TorchScript reads the module's source: it must be in a file.
@@ -153,7 +153,7 @@ fn make_weights(script: &str, dir: &Path, name: &str) -> std::path::PathBuf {
 }
 
 /// Lite2's bundle with its image weights replaced by `weights`.
-fn bundle_with_weights(weights: &Path) -> Vec<u8> {
+pub fn bundle_with_weights(weights: &Path) -> Vec<u8> {
     let name = weights.file_name().unwrap().to_str().unwrap().to_string();
     let mut files = version_files(&lite2());
     let manifest = files.iter_mut().find(|(n, _)| n == "manifest.json").unwrap();

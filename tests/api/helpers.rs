@@ -111,6 +111,10 @@ pub fn test_config() -> Config {
     config.port = 0;
     config.workers = 2;
     config.torch_threads = 1;
+    // Replicas that share Redis share its signing secret, as the compose cluster's do.
+    config.cache_secret = Some("the test replicas' shared cache secret".parse().unwrap());
+    // The validator is the server's own binary (the test binary would run its tests instead).
+    config.validate_with = Some(env!("CARGO_BIN_EXE_food-api").into());
     config
 }
 

@@ -18,6 +18,7 @@ mod grpc;
 mod health;
 mod helpers;
 mod history;
+mod hostile;
 mod json_predict;
 mod logs;
 mod methods;

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import statistics
+import secrets
 import subprocess
 import sys
 import threading
@@ -35,7 +36,9 @@ class Cluster:
         self.port, self.token = free_port(), secrets.token_hex(16)
         self.base = f"http://127.0.0.1:{self.port}"
         self.compose = ["docker-compose", "-p", PROJECT, "-f", compose_file]
-        self.env = os.environ | {"FOOD_API_PUBLISH_PORT": str(self.port), "FOOD_API_ADMIN_TOKEN": self.token}
+        # The replicas share the shared cache's signing secret, as `deploy deploy` gives them one.
+        self.env = os.environ | {"FOOD_API_PUBLISH_PORT": str(self.port), "FOOD_API_ADMIN_TOKEN": self.token,
+                                 "FOOD_API_CACHE_SECRET": secrets.token_hex(32)}
 
     def run(self, *args: str, check_ok: bool = True) -> str:
         done = subprocess.run(self.compose + list(args), env=self.env, capture_output=True, text=True, timeout=600)

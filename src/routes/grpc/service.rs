@@ -258,6 +258,8 @@ impl GrpcInferenceService for Inference {
     }
 
     async fn model_statistics(&self, request: Request<ModelStatisticsRequest>) -> Answer<ModelStatisticsResponse> {
+        // Every version's counts: the same rule as REST's statistics.
+        self.admin(&request).map_err(status)?;
         let r = request.into_inner();
         let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let version = match (name, Some(r.version.as_str()).filter(|v| !v.is_empty())) {

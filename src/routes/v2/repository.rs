@@ -128,17 +128,18 @@ fn model_entry(predictor: &Predictor, name: &str) -> Result<crate::model::ModelE
 }
 
 /// The statistics extension: every loaded version's counts and summed durations.
-#[utoipa::path(get, path = "/v2/models/stats", tag = "v2", responses((status = 200, description = "`{model_stats: [...]}`", body = Object)))]
-pub async fn all_stats(predictor: web::Data<Predictor>) -> HttpResponse {
+#[utoipa::path(get, path = "/v2/models/stats", tag = "v2", security(("admin_token" = [])), responses((status = 200, description = "`{model_stats: [...]}`", body = Object)))]
+pub async fn all_stats(_admin: Admin, predictor: web::Data<Predictor>) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&predictor, None, None) }))
 }
 
 /// The statistics extension for one model, or one of its versions (or an alias).
-#[utoipa::path(get, path = "/v2/models/{name}/stats", tag = "v2", params(("name" = String, Path)), responses(
+#[utoipa::path(get, path = "/v2/models/{name}/stats", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
     (status = 200, description = "`{model_stats: [...]}`", body = Object),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
 ))]
 pub async fn model_stats(
+    _admin: Admin,
     path: web::Path<ModelPath>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
@@ -192,14 +193,15 @@ pub fn stats_of(predictor: &Predictor, name: Option<&str>, version: Option<&str>
     rows
 }
 
-#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/stats", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), responses(
+#[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/stats", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), security(("admin_token" = [])), responses(
     (status = 200, description = "`{model_stats: [...]}`", body = Object),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
 ))]
 pub async fn version_stats(
+    admin: Admin,
     path: web::Path<ModelPath>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
-    model_stats(path, predictor).await
+    model_stats(admin, path, predictor).await
 }
