@@ -1,7 +1,7 @@
 """Writes src/model/torchscript_ops.txt: the operators (outside the interpreter's own prim::) that
 the server lets a TorchScript file use. They are read off the files themselves by the server's own
 walk (`food-api torchscript-ops FILE...`, src/model/torchscript_ops.cpp): the bundled models in
-checkpoints/, and torchvision's and timm's classifiers (seeded weights, nothing downloaded),
+checkpoints/ and the model repositories, and torchvision's and timm's classifiers (seeded weights, nothing downloaded),
 traced and frozen as a TorchScript export makes them, and scripted where they script.
 
     .venv/bin/python scripts/torchscript_ops.py [--binary target/debug/food-api]
@@ -55,7 +55,8 @@ def exports(model, size, out_dir, name):
 def candidates(out_dir):
     import torch
     torch.manual_seed(0)
-    files = sorted(glob.glob(os.path.join(ROOT, "checkpoints", "*.pt")))
+    # The bundled exports: checkpoints/ and every repository's versions (the bf16 one included).
+    files = sorted(glob.glob(os.path.join(ROOT, "checkpoints", "*.pt")) + glob.glob(os.path.join(ROOT, "models*", "*", "*", "*.pt")))
     import torchvision
     for arch in TORCHVISION:
         size = 299 if arch == "inception_v3" else 224

@@ -85,7 +85,9 @@ impl Application {
             audit_sink: history.is_on().then(|| deployments_to(history.clone())),
             validator: {
                 let limits = config.validation_limits()?;
-                Some(std::sync::Arc::new(move |folder: &std::path::Path| crate::validate::in_child(folder, &limits)))
+                Some(std::sync::Arc::new(move |folder: &std::path::Path| {
+                    crate::validate::in_child(folder, &limits).map(|v| v.fingerprint)
+                }))
             },
         })
         .await

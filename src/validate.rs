@@ -63,6 +63,19 @@ impl RunSettings {
 
 const SETTINGS_ENV: &str = "FOOD_API_VALIDATE_SETTINGS";
 
+/// What the child checked, and how: the upload's answer shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Validated {
+    pub fingerprint: Fingerprint,
+    /// What held of the sandbox (src/sandbox.rs `enter`).
+    pub sandbox: String,
+    /// oneDNN Graph fusion on, as in the server, and the graphs it fused during the warm-up.
+    pub fusion: bool,
+    pub fused_graphs: u64,
+    /// libtorch's (or ONNX Runtime's) threads for a pass under load and for a lone request.
+    pub threads: [usize; 2],
+}
+
 /// `food-api validate <folder>`: one JSON line on stdout, exit code 0 if the folder is a model.
 /// Call before any thread is started: the sandbox is entered first, and holds for every thread.
 pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
@@ -70,10 +83,7 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
         eprintln!("usage: food-api validate <version folder>");
         std::process::exit(2);
     };
-    let refuse = |file: Option<String>, reason: String| -> ! {
-        println!("{}", json!({ "ok": false, "file": file, "reason": reason }));
-        std::process::exit(1)
-    };
+    // Without the server's settings (run by hand): one thread, no fusion, the CPU.
     let settings: RunSettings =
         std::env::var(SETTINGS_ENV).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(RunSettings {
             fusion: false,
@@ -82,10 +92,7 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
             alone_threads: 1,
             cuda: None,
         });
-    let sandbox = match crate::sandbox::enter(&folder) {
-        Ok(sandbox) => sandbox,
-        Err(reason) => refuse(None, format!("the validator's sandbox: {reason}")),
-    };
+    let sandbox = crate::sandbox::enter(&folder);
     let layout = settings.layout();
     crate::model::set_torch_threads(layout.torch.shared);
     if settings.fusion {
@@ -94,10 +101,21 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
     let paths = ModelPaths { class_mapping: folder.join(CLASS_MAPPING_FILE), model_dir: folder };
     match LoadedModel::load(&paths, settings.device(), layout, 0) {
         Ok(model) => {
-            println!("{}", json!({ "ok": true, "fingerprint": model.id.fingerprint, "sandbox": sandbox }));
+            let validated = Validated {
+                fingerprint: model.id.fingerprint,
+                sandbox,
+                fusion: settings.fusion,
+                fused_graphs: crate::model::onednn_fusion().1,
+                threads: [layout.torch.shared, layout.torch.alone],
+            };
+            println!("{}", json!({ "ok": true, "validated": validated }));
             std::process::exit(0)
         }
-        Err(e) => refuse(e.file.file_name().map(|n| n.to_string_lossy().to_string()), e.reason),
+        Err(e) => {
+            let file = e.file.file_name().map(|n| n.to_string_lossy().to_string());
+            println!("{}", json!({ "ok": false, "file": file, "reason": e.reason }));
+            std::process::exit(1)
+        }
     }
 }
 
@@ -111,7 +129,7 @@ pub struct ValidationLimits {
 }
 
 /// Validates `folder` in a child process. Blocking: call it off the async workers.
-pub fn in_child(folder: &Path, limits: &ValidationLimits) -> Result<Fingerprint, LoadError> {
+pub fn in_child(folder: &Path, limits: &ValidationLimits) -> Result<Validated, LoadError> {
     let refuse = |reason: String| LoadError::new(folder, reason);
     let mut command = Command::new(&limits.binary);
     command
@@ -161,14 +179,12 @@ pub fn in_child(folder: &Path, limits: &ValidationLimits) -> Result<Fingerprint,
     }
     let answer: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_default();
     if status.success() && answer["ok"] == true {
-        let sandbox = answer["sandbox"].as_str().unwrap_or("unknown");
-        if sandbox != "landlock+seccomp" {
-            tracing::warn!(sandbox, "the validator ran without its full sandbox");
+        let validated: Validated = serde_json::from_value(answer["validated"].clone())
+            .map_err(|e| refuse(format!("the validator's answer is not understood: {e}")))?;
+        if validated.sandbox != "landlock+seccomp" {
+            tracing::warn!(sandbox = validated.sandbox, "the validator ran without its full sandbox");
         }
-        return answer["fingerprint"]
-            .as_str()
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| refuse("the validator gave no fingerprint".into()));
+        return Ok(validated);
     }
     let file = answer["file"].as_str().map_or_else(|| folder.to_path_buf(), |f| folder.join(f));
     let reason = answer["reason"].as_str().map_or_else(

@@ -67,6 +67,15 @@ impl ModelTable {
         Ok(model)
     }
 
+    /// New files from outside are checked in the sandboxed child first, as an upload is.
+    async fn validate(&self, dir: &std::path::Path) -> Result<(), LoadError> {
+        let Some(validate) = self.validator.clone() else { return Ok(()) };
+        let folder = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || validate(&folder).map(drop))
+            .await
+            .unwrap_or_else(|e| Err(LoadError::new(dir, format!("the validation failed: {e}"))))
+    }
+
     fn note_reload(&self, started: Instant, outcome: &Result<Arc<LoadedModel>, LoadError>) {
         let mut stats = self.reloads.lock().expect("reload stats lock");
         let record = ReloadRecord {
@@ -149,18 +158,7 @@ impl ModelTable {
             .run(move || Repository::open(&repository_root)?.stage(&drop_in))
             .await
             .unwrap_or_else(|| Err(LoadError::new(&self.drop_in.model_dir, "the model loader thread stopped")))?;
-        // New files from outside: checked in the sandboxed child first, as an upload is.
-        let validated = match self.validator.clone() {
-            Some(validate) => {
-                let dir = staged.dir.clone();
-                tokio::task::spawn_blocking(move || validate(&dir))
-                    .await
-                    .unwrap_or_else(|e| Err(LoadError::new(&staged.dir, format!("the validation failed: {e}"))))
-                    .map(|_| ())
-            }
-            None => Ok(()),
-        };
-        let checked = match validated {
+        let checked = match self.validate(&staged.dir).await {
             Ok(()) => self.load_from(staged.paths(), &staged.name, &staged.version).await,
             Err(e) => Err(e),
         };

@@ -86,7 +86,7 @@ struct StringStringEntryProto {
 }
 
 pub fn check(bytes: &[u8]) -> Result<(), String> {
-    let model = ModelProto::decode(bytes).map_err(|e| format!("not an ONNX model: {e}"))?;
+    let model = ModelProto::decode(bytes).map_err(|e| format!("not a loadable ONNX model: {e}"))?;
     let mut graphs: Vec<&GraphProto> = model.graph.iter().collect();
     let mut tensors: Vec<&TensorProto> = Vec::new();
     let mut nodes: Vec<&NodeProto> = model.functions.iter().flat_map(|f| &f.node).collect();

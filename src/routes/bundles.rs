@@ -49,7 +49,7 @@ impl Drop for Cleanup {
 #[utoipa::path(post, path = "/models/{name}/versions", tag = "models", params(("name" = String, Path), UploadQuery,
     ("X-Bundle-SHA256" = String, Header, description = "SHA-256 of the body, hex")),
     request_body(content = Vec<u8>, content_type = "application/gzip"), security(("admin_token" = [])), responses(
-    (status = 201, description = "`{name, version, state: \"available\", fingerprint}`; Location names it", body = Object),
+    (status = 201, description = "`{name, version, state: \"available\", fingerprint, bytes, validation: {sandbox, fusion, fused_graphs, threads}}`; Location names it", body = Object),
     (status = 400, description = "No or malformed X-Bundle-SHA256, a body that does not match it, a bad name", body = crate::error::ErrorBody),
     (status = 403, description = "Upload is off (--enable-model-upload), or not an admin caller", body = crate::error::ErrorBody),
     (status = 409, description = "The version exists already", body = crate::error::ErrorBody),
@@ -122,7 +122,7 @@ pub async fn upload(
     }
     let limits = config.validation_limits()?;
     let checked = files.clone();
-    let fingerprint = web::block(move || crate::validate::in_child(&checked, &limits))
+    let validated = web::block(move || crate::validate::in_child(&checked, &limits))
         .await
         .map_err(anyhow::Error::from)?
         .map_err(|mut e| {
@@ -131,10 +131,11 @@ pub async fn upload(
             e.file = inside.map_or_else(|| PathBuf::from("bundle"), Path::to_path_buf);
             ApiError::InvalidModel(e)
         })?;
+    let fingerprint = validated.fingerprint;
     predictor.table().add_uploaded(&path, &version, &folder.join("files"), fingerprint, &admin.by)?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/models/{path}/versions/{version}")))
-        .json(json!({ "name": *path, "version": version, "state": "available", "fingerprint": fingerprint, "bytes": unpacked })))
+        .json(json!({ "name": *path, "version": version, "state": "available", "fingerprint": fingerprint, "bytes": unpacked, "validation": validated })))
 }
 
 fn manifest_version(files: &Path) -> Result<String, ApiError> {

@@ -95,7 +95,15 @@ async fn a_downloaded_version_uploads_as_a_new_version_that_loads_and_answers_al
     assert_eq!(again.send().await.unwrap().status(), 304);
 
     let response = app.upload(&bundle, None, "lite2-copy").await;
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    assert_eq!(response.status(), 201);
+    // Checked in the sandboxed child, with the server's settings: fusion on (the default), and fused.
+    let validation = response.json::<Value>().await.unwrap()["validation"].clone();
+    assert_eq!(
+        (&validation["sandbox"], &validation["fusion"]),
+        (&"landlock+seccomp".into(), &true.into()),
+        "{validation}"
+    );
+    assert!(validation["fused_graphs"].as_u64() > Some(0), "the fused path ran in the validator: {validation}");
     let state = app.version_state("lite2-copy").await;
     assert_eq!(state["state"], "available");
     let original = app.get_json(&format!("/models/food/versions/{v2}")).await;

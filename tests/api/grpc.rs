@@ -77,3 +77,15 @@ async fn a_message_larger_than_the_memory_budget_is_refused_as_resource_exhauste
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert!(status.message().contains("--memory-budget-mb"), "{}", status.message());
 }
+
+#[tokio::test]
+async fn statistics_over_grpc_need_the_admin_token_as_over_rest() {
+    let (_app, mut client) =
+        spawn_with_grpc(|c| c.admin_token = Some(food_api::admin::Secret::new("stats token").unwrap())).await;
+    let request = || ModelStatisticsRequest { name: "food".into(), ..Default::default() };
+    let refused = client.model_statistics(request()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let mut with_token = tonic::Request::new(request());
+    with_token.metadata_mut().insert("authorization", "Bearer stats token".parse().unwrap());
+    assert!(!client.model_statistics(with_token).await.unwrap().into_inner().model_stats.is_empty());
+}

@@ -8,7 +8,7 @@ use flate2::Compression;
 use serde_json::Value;
 
 use crate::bundles::{as_refs, bundle, bundle_with_weights, make_weights, upload_config, version_files};
-use crate::helpers::{error_of, lite0, lite2, sample, spawn_app_with, test_config};
+use crate::helpers::{error_of, lite0, lite2, sample, server_command, spawn_app_with, test_config, Server};
 use crate::metrics::scrape;
 use crate::redis::Redis;
 
@@ -78,10 +78,10 @@ async fn an_onnx_model_whose_weights_name_an_outside_file_is_refused() {
     assert!(status == 422 && error.contains("outside file") && error.contains("Cargo.toml"), "{status} {error}");
 }
 
-/// The resident memory of this process (the test binary, which runs the server), in MB.
-fn rss_mb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+/// The peak resident memory (VmHWM) of process `pid`, in MB.
+fn peak_rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() / 1024
 }
 
@@ -101,13 +101,43 @@ async fn a_bundle_with_a_one_gib_long_name_is_refused_without_reading_it() {
     }
     let body = gz.finish().unwrap();
     assert!(body.len() < 2 << 20, "{} bytes", body.len());
-    let app = spawn_app_with(upload_config()).await;
-    let before = rss_mb();
-    let (status, _, error) = error_of(app.upload(&body, None, "bomb").await).await;
+
+    // A server process of its own: its peak memory is its own, not the other tests'.
+    let dirs = tempfile::tempdir().unwrap();
+    let mut server = Server(
+        server_command(dirs.path())
+            .args(["--workers", "1", "--torch-threads", "1", "--log-format", "json", "--enable-model-upload"])
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let mut lines = std::io::BufRead::lines(stderr);
+    let port = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+        .find(|line| line["message"] == "ready")
+        .and_then(|line| line["port"].as_u64())
+        .expect("the server says ready with its port");
+    // The rest of its log is read, so that its writes never block.
+    std::thread::spawn(move || lines.for_each(drop));
+    let before = peak_rss_mb(server.0.id());
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let client = reqwest::Client::new();
+    let response = client
+        .post(format!("http://127.0.0.1:{port}/models/food/versions?version=bomb"))
+        .header("Content-Type", "application/gzip")
+        .header("X-Bundle-SHA256", sha)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, error) = error_of(response).await;
     assert!(status == 422 && error.contains("long name") && error.len() < 300, "{status} {error}");
-    let grown = rss_mb().saturating_sub(before);
-    assert!(grown < 256, "the server grew by {grown} MB");
-    app.predict_ok(&sample("coffee.png"), None).await;
+    let after = peak_rss_mb(server.0.id());
+    assert!(after < before + 64, "the server's peak memory went from {before} to {after} MB");
+    let health = client.get(format!("http://127.0.0.1:{port}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]
@@ -130,14 +160,28 @@ async fn a_model_whose_output_width_changes_with_the_input_gets_a_500_per_reques
     image::RgbImage::from_pixel(64, 64, image::Rgb([255, 255, 255]))
         .write_to(&mut std::io::Cursor::new(&mut white), image::ImageFormat::Png)
         .unwrap();
-    let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(white).file_name("w.png"));
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(white.clone()).file_name("w.png"));
+    // A canary whose answers are refused loses its weight: the judge counts them as errors.
+    let policy = serde_json::json!({
+        "split": [{"target": "stable", "weight": 50}, {"target": "shifty", "weight": 50}],
+        "canary_abort": {"window": 10, "max_error_rate": 0.5},
+    });
+    assert_eq!(app.put_routing(policy, None).await.status(), 200);
     let (status, kind, error) = error_of(app.post_form("/models/food/versions/shifty/predict", form).await).await;
     assert_eq!((status, kind.as_str()), (500, "model_output"), "{error}");
     assert!(error.contains("shifty") && error.contains("gave 10 outputs"), "{error}");
+    for _ in 0..9 {
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(white.clone()).file_name("w.png"));
+        assert_eq!(app.post_form("/models/food/versions/shifty/predict", form).await.status(), 500);
+    }
+    let split = app.get_json("/models/food/routing").await["split"].clone();
+    assert_eq!(split[1], serde_json::json!({"target": "shifty", "weight": 0}), "{split}");
     // The same client, the same connection pool: the server is there and the other inputs answer.
     let (version, answer) = app.predict_on("shifty", &sample("coffee.png")).await;
     assert_eq!(version, "shifty", "{answer}");
-    assert_eq!(scrape(&app).await.get("food_api_bad_model_outputs_total").copied(), Some(1.0));
+    assert_eq!(scrape(&app).await.get("food_api_bad_model_outputs_total").copied(), Some(10.0));
 }
 
 #[tokio::test]
@@ -219,4 +263,21 @@ async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
         |app| async move { scrape(app).await.get(r#"food_api_shared_cache_lookups_total{outcome="forged"}"#).copied() };
     assert_eq!(forged(&second).await, Some(1.0));
     assert_eq!(forged(&third).await, Some(1.0));
+}
+
+#[tokio::test]
+async fn every_versions_statistics_need_the_admin_token_and_the_docs_page_cannot_be_framed() {
+    let mut config = test_config();
+    config.admin_token = Some(food_api::admin::Secret::new("stats token").unwrap());
+    let app = spawn_app_with(config).await;
+    for path in ["/v2/models/stats", "/v2/models/food/stats", &format!("/v2/models/food/versions/{}/stats", lite0())] {
+        assert_eq!(app.get(path).await.status(), 401, "{path} without the token");
+        let url = format!("{}{path}", app.address);
+        let with_token = app.client.get(url).bearer_auth("stats token").send().await.unwrap();
+        assert_eq!(with_token.status(), 200, "{path} with it");
+    }
+    let page = app.get("/docs/").await;
+    let policy = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'self'"), "{policy}");
+    assert_eq!(page.headers()["x-content-type-options"], "nosniff");
 }
