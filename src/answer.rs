@@ -1,6 +1,6 @@
 //! What a prediction answers, and its encoding in the shared cache: a format byte, then postcard
 //! (compact, serde's). Replicas of another build that read an entry of another format treat it as
-//! a miss, never as an answer; the key (`food:v1:`) also names the format's generation.
+//! a miss, never as an answer; the key (`food:v2:`) also names the format's generation.
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ClassMapping, ClassScore, Prediction};

@@ -50,10 +50,11 @@ pub fn prediction_key(image: &InputKey, text: Option<&str>) -> PredictionKey {
     hasher.finalize().into()
 }
 
-/// The shared cache's key: the model version's content and the input; `v1` names the answer's
-/// encoding generation, so a build with another one never reads these entries.
+/// The shared cache's key: the model version's content and the input; `v2` names the answer's
+/// encoding generation (v2: signed, src/cache/shared.rs), so a build with another one never reads
+/// these entries.
 pub fn shared_key(model: Fingerprint, key: &PredictionKey) -> String {
-    format!("food:v1:{model}:{}", hex::encode(key))
+    format!("food:v2:{model}:{}", hex::encode(key))
 }
 
 /// Values by the model that computed them and the input they are for.

@@ -31,7 +31,8 @@ pub fn operators(bytes: &[u8]) -> Result<BTreeSet<String>, String> {
         };
         if names.is_null() {
             let reason = if error.is_null() { "out of memory".to_string() } else { take(error) };
-            return Err(super::loaded::first_line(&reason));
+            // libtorch appends a C++ backtrace after the first line.
+            return Err(reason.lines().next().unwrap_or_default().to_string());
         }
         Ok(take(names).lines().map(str::to_string).collect())
     }

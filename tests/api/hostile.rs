@@ -235,7 +235,7 @@ async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
     let mut connection = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let (lite0_key, lite2_key) = loop {
-        let keys: Vec<String> = connection.keys("food:v1:*").await.unwrap();
+        let keys: Vec<String> = connection.keys("food:v2:*").await.unwrap();
         let fingerprint = |answer: &Value| answer["model"]["fingerprint"].as_str().unwrap().to_string();
         let find = |f: String| keys.iter().find(|k| k.contains(&f)).cloned();
         if let (Some(a), Some(b)) = (find(fingerprint(&computed)), find(fingerprint(&on_lite2))) {
