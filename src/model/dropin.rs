@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::manage::{internal, promote};
 use super::repository::{self, Repository};
-use super::table::{Action, ManageError, ModelTable, VersionEntry, VersionState, STABLE};
+use super::table::{Action, ManageError, ModelEntry, ModelTable, VersionEntry, VersionState, STABLE};
 use super::{Fingerprint, LoadError, LoadedModel, ModelPaths, ReloadRecord};
 
 impl ModelTable {
@@ -178,7 +178,11 @@ impl ModelTable {
             }
         };
         let name = staged.name.clone();
-        let taken = self.snapshot().models.get(&name).is_some_and(|m| m.versions.contains_key(&staged.version));
+        let snapshot = self.snapshot();
+        let entry = snapshot.models.get(&name);
+        // A name in use, or an alias's (a manifest may say "stable"): the fingerprint's start is added.
+        let taken = entry.is_some_and(|m| m.versions.contains_key(&staged.version))
+            || ModelEntry::alias_name(entry, &staged.version);
         let version = if taken {
             format!("{}-{}", staged.version, &fingerprint.to_string()[..8])
         } else {

@@ -195,9 +195,7 @@ impl ModelTable {
             if !valid_name(version) {
                 return Err(ManageError::Invalid(format!("{version:?} cannot be a version name")));
             }
-            // A version named like an alias would shadow it: `stable` could then never be moved.
-            if [STABLE, PREVIOUS].contains(&version) || s.models.get(name).is_some_and(|m| m.aliases.contains_key(version))
-            {
+            if ModelEntry::alias_name(s.models.get(name), version) {
                 return Err(ManageError::Invalid(format!(
                     "{version:?} is an alias's name ({STABLE}, {PREVIOUS} and the model's aliases are reserved): choose another version name"
                 )));

@@ -97,6 +97,12 @@ impl Snapshot {
 }
 
 impl ModelEntry {
+    /// Whether `name` is, or may become, an alias's (`stable`, `previous`, or one the model has):
+    /// a version of that name would shadow it, and `stable` could never be moved again.
+    pub fn alias_name(entry: Option<&Self>, name: &str) -> bool {
+        [STABLE, PREVIOUS].contains(&name) || entry.is_some_and(|m| m.aliases.contains_key(name))
+    }
+
     /// The version `target` names: the one an alias of that name points at, or `target` itself.
     pub fn version_of<'a>(&'a self, target: &'a str) -> &'a str {
         self.aliases.get(target).map_or(target, String::as_str)

@@ -281,3 +281,22 @@ async fn every_versions_statistics_need_the_admin_token_and_the_docs_page_cannot
     assert!(policy.contains("frame-ancestors 'none'") && policy.contains("default-src 'self'"), "{policy}");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn drop_in_files_whose_manifest_names_an_alias_become_a_version_of_another_name() {
+    let app = crate::helpers::spawn_app_on_model_copy().await;
+    let dir = app.model_file("manifest.json").parent().unwrap().to_path_buf();
+    // New content (the text weight of the template), named like the alias it would shadow.
+    crate::helpers::edit_manifest(&dir, |m| {
+        m["version"] = "stable".into();
+        m["text_encoder"]["label_template"] = "a dish of {}".into();
+    });
+    let response = app.post_reload().await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let answer = app.predict_ok(&sample("coffee.png"), None).await;
+    let version = answer["model"]["version"].as_str().unwrap().to_string();
+    assert!(version.starts_with("stable-") && version.len() == "stable-".len() + 8, "{version}");
+    // `stable` still moves: back to the version before.
+    assert_eq!(app.post_empty("/models/food/rollback").await.status(), 200);
+    assert_ne!(app.predict_ok(&sample("coffee.png"), None).await["model"]["version"], version.as_str());
+}
