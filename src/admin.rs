@@ -37,6 +37,13 @@ impl Secret {
     }
 }
 
+/// 32 random bytes from the kernel, in hex: a new secret (the shared cache's, when none is given).
+pub fn random_secret() -> std::io::Result<String> {
+    let mut random = [0u8; 32];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+    Ok(hex::encode(random))
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")

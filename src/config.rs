@@ -346,14 +346,13 @@ impl Config {
             None => (self.data_dir.join("cache-secret"), true),
         };
         if made_here && !path.exists() {
-            let mut random = [0u8; 32];
-            std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
+            let secret = crate::admin::random_secret()?;
             std::fs::create_dir_all(&self.data_dir)?;
             let mut file = std::fs::OpenOptions::new();
             std::os::unix::fs::OpenOptionsExt::mode(file.create_new(true).write(true), 0o600);
             // Two servers starting on one --data-dir at once: the second finds the first's file.
             if let Ok(mut file) = file.open(&path) {
-                std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(random)).as_bytes())?;
+                std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
             }
         }
         let text = std::fs::read_to_string(&path)

@@ -63,9 +63,7 @@ fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     let mut command = Command::new("docker-compose");
     // One signing secret for the replicas' shared cache entries, made here when none is given.
     if std::env::var_os("FOOD_API_CACHE_SECRET").is_none() {
-        let mut random = [0u8; 32];
-        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut random)?;
-        command.env("FOOD_API_CACHE_SECRET", hex::encode(random));
+        command.env("FOOD_API_CACHE_SECRET", crate::admin::random_secret()?);
     }
     let status = command
         .args(["-p", &plan.project, "-f"])

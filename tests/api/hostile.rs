@@ -300,3 +300,29 @@ async fn drop_in_files_whose_manifest_names_an_alias_become_a_version_of_another
     assert_eq!(app.post_empty("/models/food/rollback").await.status(), 200);
     assert_ne!(app.predict_ok(&sample("coffee.png"), None).await["model"]["version"], version.as_str());
 }
+
+#[tokio::test]
+async fn without_a_given_secret_each_data_folder_makes_its_own_and_another_ones_entries_are_misses() {
+    let redis = Redis::start();
+    let replica = || {
+        let mut config = test_config();
+        config.redis_url = Some(redis.url().parse().unwrap());
+        config.cache_secret = None;
+        spawn_app_with(config)
+    };
+    let (first, second) = (replica().await, replica().await);
+    let secret = first.data_dir().join("cache-secret");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the secret is the owner's only");
+    assert_ne!(std::fs::read(&secret).unwrap(), std::fs::read(second.data_dir().join("cache-secret")).unwrap());
+    let image = sample("fruits.jpg");
+    first.predict_ok(&image, None).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while redis.keys() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the answer was not written");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(second.predict_ok(&image, None).await["cache"], "miss", "signed under another secret");
+    let forged = scrape(&second).await.get(r#"food_api_shared_cache_lookups_total{outcome="forged"}"#).copied();
+    assert_eq!(forged, Some(1.0));
+}
