@@ -15,14 +15,29 @@ use super::shorten;
 struct ModelProto {
     #[prost(message, optional, tag = "7")]
     graph: Option<GraphProto>,
+    #[prost(message, repeated, tag = "20")]
+    training_info: Vec<TrainingInfoProto>,
     #[prost(message, repeated, tag = "25")]
     functions: Vec<FunctionProto>,
+}
+
+/// Graphs a runtime for training would run; inference ignores them, but nothing in them may
+/// name another file either.
+#[derive(Clone, PartialEq, Message)]
+struct TrainingInfoProto {
+    #[prost(message, optional, tag = "1")]
+    initialization: Option<GraphProto>,
+    #[prost(message, optional, tag = "2")]
+    algorithm: Option<GraphProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
 struct FunctionProto {
     #[prost(message, repeated, tag = "7")]
     node: Vec<NodeProto>,
+    /// Default values of the function's attributes.
+    #[prost(message, repeated, tag = "11")]
+    attribute_proto: Vec<AttributeProto>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -87,16 +102,19 @@ struct StringStringEntryProto {
 
 pub fn check(bytes: &[u8]) -> Result<(), String> {
     let model = ModelProto::decode(bytes).map_err(|e| format!("not a loadable ONNX model: {e}"))?;
-    let mut graphs: Vec<&GraphProto> = model.graph.iter().collect();
+    let training = model.training_info.iter().flat_map(|t| t.initialization.iter().chain(&t.algorithm));
+    let mut graphs: Vec<&GraphProto> = model.graph.iter().chain(training).collect();
     let mut tensors: Vec<&TensorProto> = Vec::new();
     let mut nodes: Vec<&NodeProto> = model.functions.iter().flat_map(|f| &f.node).collect();
-    while !(graphs.is_empty() && nodes.is_empty()) {
+    let mut attributes: Vec<&AttributeProto> = model.functions.iter().flat_map(|f| &f.attribute_proto).collect();
+    while !(graphs.is_empty() && nodes.is_empty() && attributes.is_empty()) {
         for graph in graphs.drain(..) {
             tensors.extend(&graph.initializer);
             tensors.extend(graph.sparse_initializer.iter().flat_map(sparse));
             nodes.extend(&graph.node);
         }
-        for attribute in nodes.drain(..).flat_map(|n| &n.attribute) {
+        attributes.extend(nodes.drain(..).flat_map(|n| &n.attribute));
+        for attribute in attributes.drain(..) {
             tensors.extend(attribute.t.iter().chain(&attribute.tensors));
             tensors.extend(attribute.sparse_tensor.iter().chain(&attribute.sparse_tensors).flat_map(sparse));
             graphs.extend(attribute.g.iter().chain(&attribute.graphs));
@@ -134,7 +152,7 @@ mod tests {
     }
 
     fn model(graph: GraphProto) -> Vec<u8> {
-        ModelProto { graph: Some(graph), functions: vec![] }.encode_to_vec()
+        ModelProto { graph: Some(graph), ..Default::default() }.encode_to_vec()
     }
 
     #[test]
@@ -152,6 +170,17 @@ mod tests {
         let if_node = NodeProto { attribute: vec![AttributeProto { g: Some(branch), ..Default::default() }] };
         let nested = GraphProto { node: vec![if_node], ..inside };
         assert!(check(&model(nested)).unwrap_err().contains("/etc/passwd"));
+        // In a function's default attribute, and in a training graph.
+        let default = AttributeProto { t: Some(tensor("d", Some("secret.bin"))), ..Default::default() };
+        let function = FunctionProto { attribute_proto: vec![default], ..Default::default() };
+        let in_function = ModelProto { functions: vec![function], ..Default::default() };
+        assert!(check(&in_function.encode_to_vec()).unwrap_err().contains("secret.bin"));
+        let training = TrainingInfoProto {
+            initialization: Some(GraphProto { initializer: vec![tensor("t", Some("key.pem"))], ..Default::default() }),
+            algorithm: None,
+        };
+        let in_training = ModelProto { training_info: vec![training], ..Default::default() };
+        assert!(check(&in_training.encode_to_vec()).unwrap_err().contains("key.pem"));
         let long = "x".repeat(1 << 20);
         let error = check(&model(GraphProto { initializer: vec![tensor(&long, Some(&long))], ..Default::default() }))
             .unwrap_err();
