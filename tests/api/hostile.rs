@@ -11,6 +11,7 @@ use crate::bundles::{as_refs, bundle, bundle_with_weights, make_weights, upload_
 use crate::helpers::{error_of, lite0, lite2, sample, server_command, spawn_app_with, test_config, Server};
 use crate::metrics::scrape;
 use crate::redis::Redis;
+use crate::shared_cache::{replica, replica_with, wait_for_keys};
 
 /// A TorchScript module whose forward pass creates `target` through `torch.from_file(shared=True)`.
 fn file_writing_weights(dir: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
@@ -221,13 +222,8 @@ async fn concurrent_first_downloads_all_get_the_one_bundle() {
 async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
     use redis::AsyncCommands;
     let redis = Redis::start();
-    let replica = || {
-        let mut config = test_config();
-        config.redis_url = Some(redis.url().parse().unwrap());
-        spawn_app_with(config)
-    };
     let image = sample("fruits.jpg");
-    let first = replica().await;
+    let first = replica(&redis).await;
     first.load_version(&lite2()).await;
     let computed = first.predict_ok(&image, None).await;
     let on_lite2 = first.predict_on(&lite2(), &image).await.1;
@@ -247,7 +243,7 @@ async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
     // Lite2's signed entry copied under Lite0's key: the signature covers the key.
     let lite2_value: Vec<u8> = connection.get(&lite2_key).await.unwrap();
     let () = connection.set(&lite0_key, &lite2_value).await.unwrap();
-    let second = replica().await;
+    let second = replica(&redis).await;
     let answer = second.predict_ok(&image, None).await;
     assert_eq!(answer["cache"], "miss", "a moved entry is not served: {answer}");
     assert_eq!(answer["label"], computed["label"]);
@@ -256,7 +252,7 @@ async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
     let at = value.windows(5).position(|w| w == b"lemon").expect("the entry names its labels");
     value[at..at + 5].copy_from_slice(b"melon");
     let () = connection.set(&lite2_key, &value).await.unwrap();
-    let third = replica().await;
+    let third = replica(&redis).await;
     third.load_version(&lite2()).await;
     assert_eq!(third.predict_on(&lite2(), &image).await.1["cache"], "miss");
     let forged =
@@ -286,7 +282,7 @@ async fn every_versions_statistics_need_the_admin_token_and_the_docs_page_cannot
 async fn drop_in_files_whose_manifest_names_an_alias_become_a_version_of_another_name() {
     let app = crate::helpers::spawn_app_on_model_copy().await;
     let dir = app.model_file("manifest.json").parent().unwrap().to_path_buf();
-    // New content (the text weight of the template), named like the alias it would shadow.
+    // New content (another label template), named like the alias it would shadow.
     crate::helpers::edit_manifest(&dir, |m| {
         m["version"] = "stable".into();
         m["text_encoder"]["label_template"] = "a dish of {}".into();
@@ -304,24 +300,15 @@ async fn drop_in_files_whose_manifest_names_an_alias_become_a_version_of_another
 #[tokio::test]
 async fn without_a_given_secret_each_data_folder_makes_its_own_and_another_ones_entries_are_misses() {
     let redis = Redis::start();
-    let replica = || {
-        let mut config = test_config();
-        config.redis_url = Some(redis.url().parse().unwrap());
-        config.cache_secret = None;
-        spawn_app_with(config)
-    };
-    let (first, second) = (replica().await, replica().await);
+    let own_secret = || replica_with(&redis, |c| c.cache_secret = None);
+    let (first, second) = (own_secret().await, own_secret().await);
     let secret = first.data_dir().join("cache-secret");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "the secret is the owner's only");
     assert_ne!(std::fs::read(&secret).unwrap(), std::fs::read(second.data_dir().join("cache-secret")).unwrap());
     let image = sample("fruits.jpg");
     first.predict_ok(&image, None).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while redis.keys() < 1 {
-        assert!(std::time::Instant::now() < deadline, "the answer was not written");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    wait_for_keys(&redis, 1);
     assert_eq!(second.predict_ok(&image, None).await["cache"], "miss", "signed under another secret");
     let forged = scrape(&second).await.get(r#"food_api_shared_cache_lookups_total{outcome="forged"}"#).copied();
     assert_eq!(forged, Some(1.0));

@@ -11,9 +11,15 @@ use crate::redis::Redis;
 /// How long a test waits for what happens in the background (a write, the breaker's pause).
 const PATIENCE: Duration = Duration::from_secs(20);
 
-async fn replica(redis: &Redis) -> TestApp {
+pub async fn replica(redis: &Redis) -> TestApp {
+    replica_with(redis, |_| ()).await
+}
+
+/// A replica on `redis`, with the test's own change to its settings.
+pub async fn replica_with(redis: &Redis, change: impl FnOnce(&mut food_api::config::Config)) -> TestApp {
     let mut config = test_config();
     config.redis_url = Some(redis.url().parse().unwrap());
+    change(&mut config);
     spawn_app_with(config).await
 }
 
@@ -26,7 +32,7 @@ async fn metric(app: &TestApp, series: &str) -> f64 {
 }
 
 /// Waits, bounded, until `redis` holds `n` keys (answers are written in the background).
-fn wait_for_keys(redis: &Redis, n: usize) {
+pub fn wait_for_keys(redis: &Redis, n: usize) {
     let deadline = Instant::now() + PATIENCE;
     while redis.keys() < n {
         assert!(Instant::now() < deadline, "redis holds {} keys after {PATIENCE:?}, not {n}", redis.keys());
