@@ -2,6 +2,8 @@
 
   python scripts/reference.py sample/*.jpg sample/*.png          # top-3 food answers per photo
   python scripts/reference.py --fixture tests/fixtures/preprocess_reference.json sample/coffee.png
+  python scripts/reference.py --fixture tests/fixtures/preprocess_reference_bicubic.json \
+      --spec '{"interpolation": "bicubic", "resize_shorter_side": 248, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}' sample/orange.jpg
 
 The fixture holds, for one photo, the normalised tensor's per-channel means and a grid of pixel
 values; the Rust unit tests compare their own preprocessing with it.
@@ -16,8 +18,11 @@ import torch
 from PIL import Image
 
 
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+
+
 def preprocess(path: Path, manifest: dict) -> np.ndarray:
-    """decode -> RGB -> shorter side to `resize` (bilinear) -> centre crop -> (x/255 - mean) / std."""
+    """decode -> RGB -> shorter side to `resize` (the manifest's filter, bilinear by default) -> centre crop -> (x/255 - mean) / std."""
     return preprocess_image(Image.open(path), manifest)
 
 
@@ -30,7 +35,7 @@ def preprocess_image(img: Image.Image, manifest: dict) -> np.ndarray:
         size = (short, int(short * h / w))
     else:
         size = (int(short * w / h), short)
-    img = img.resize(size, Image.BILINEAR)
+    img = img.resize(size, RESAMPLE[manifest.get("interpolation", "bilinear")])
     crop = manifest["input_size"]
     left = int(round((size[0] - crop) / 2.0))
     top = int(round((size[1] - crop) / 2.0))
@@ -46,8 +51,10 @@ def main() -> None:
     parser.add_argument("--model-dir", default="checkpoints", type=Path)
     parser.add_argument("--class-mapping", default="class_mapping.json", type=Path)
     parser.add_argument("--fixture", type=Path, help="write the preprocessing fixture of the first image")
+    parser.add_argument("--spec", type=json.loads, default={},
+                        help='preprocessing fields over the manifest\'s, e.g. \'{"interpolation": "bicubic"}\'')
     args = parser.parse_args()
-    manifest = json.loads((args.model_dir / "manifest.json").read_text())
+    manifest = json.loads((args.model_dir / "manifest.json").read_text()) | args.spec
     mapping = json.loads(args.class_mapping.read_text())
     model = torch.jit.load(str(args.model_dir / manifest["weights"]))
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::LoadError;
-use crate::preprocess::InputSpec;
+use crate::preprocess::{InputSpec, Interpolation};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
 const FORMATS: [&str; 2] = ["torchscript", "onnx"];
@@ -34,6 +34,9 @@ pub struct Manifest {
     /// manifest's hash, so it is a new version that compare can judge.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub jpeg_dct_scaling: bool,
+    /// The resize filter, "bilinear" (when absent: manifests written before it) or "bicubic".
+    #[serde(default, skip_serializing_if = "Interpolation::is_bilinear")]
+    pub interpolation: Interpolation,
     pub text_encoder: TextEncoderManifest,
 }
 
@@ -140,6 +143,7 @@ impl Manifest {
             mean: self.mean,
             std: self.std,
             jpeg_dct_scaling: self.jpeg_dct_scaling,
+            interpolation: self.interpolation,
         }
     }
 }

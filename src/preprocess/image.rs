@@ -1,6 +1,6 @@
 //! Image bytes -> normalised CHW floats, the way the model was trained to see them:
-//! decode, upright by EXIF, RGB, shorter side to `resize_shorter_side` (bilinear), centre crop,
-//! then (x / 255 - mean) / std per channel.
+//! decode, upright by EXIF, RGB, shorter side to `resize_shorter_side` (bilinear or bicubic, as the
+//! manifest says), centre crop, then (x / 255 - mean) / std per channel.
 use std::io::Cursor;
 
 use fast_image_resize::images::{Image, ImageRef};
@@ -38,6 +38,32 @@ pub struct InputSpec {
     pub std: [f32; 3],
     /// Whether a JPEG at least twice `resize_shorter_side` may be decoded smaller (`decode_rgb`).
     pub jpeg_dct_scaling: bool,
+    pub interpolation: Interpolation,
+}
+
+/// The resize filter a model was trained with: torchvision's default is bilinear, most of timm's
+/// models bicubic. Both as PIL applies them to a downscale (antialiased: the filter widens with
+/// the scale), which `fast_image_resize`'s convolution does too; PIL's bicubic is Keys' cubic with
+/// a = -0.5, Catmull-Rom's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+}
+
+impl Interpolation {
+    pub fn is_bilinear(&self) -> bool {
+        *self == Self::Bilinear
+    }
+
+    fn filter(self) -> FilterType {
+        match self {
+            Self::Bilinear => FilterType::Bilinear,
+            Self::Bicubic => FilterType::CatmullRom,
+        }
+    }
 }
 
 impl InputSpec {
@@ -281,7 +307,7 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, Imag
     let mut dst = Image::from_vec_u8(spec.input_size, spec.input_size, unzeroed(side * side * 3), PixelType::U8x3)
         .map_err(|e| resize_failed(&e))?;
     let options =
-        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(x, y, crop_w, crop_h);
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(spec.interpolation.filter())).crop(x, y, crop_w, crop_h);
     Resizer::new().resize(&src, &mut dst, &options).map_err(|e| resize_failed(&e))?;
     Ok(normalise(dst.buffer(), spec))
 }
