@@ -49,6 +49,7 @@ impl ModelTable {
     }
 
     async fn reload_once(&self) -> Result<Arc<LoadedModel>, LoadError> {
+        unimported_checkpoint(&self.drop_in)?;
         let (name, version, created) = self.import_drop_in().await?;
         // A new version was loaded by its import's check; an existing one is read afresh.
         let model = match self.entry(&name, &version).ok().and_then(|e| e.model).filter(|_| created) {
@@ -210,4 +211,49 @@ impl ModelTable {
         tracing::info!(model = %name, %version, %fingerprint, "drop-in folder added as a new version");
         Ok((name, version, true))
     }
+}
+
+/// What a training notebook saves, as the seed app's users copy it into the drop-in folder.
+const CHECKPOINT_EXTENSIONS: [&str; 6] = ["pth", "pt", "ckpt", "safetensors", "bin", "pkl"];
+
+/// A checkpoint in the drop-in folder that its manifest does not name (`best_model.pth` copied in
+/// as the seed app took it) is refused with the command that imports it: otherwise the reload
+/// would serve the old weights under the new class mapping's labels. Without a readable manifest,
+/// the load's own error names it.
+fn unimported_checkpoint(drop_in: &ModelPaths) -> Result<(), LoadError> {
+    let dir = &drop_in.model_dir;
+    let Some(manifest) = std::fs::read(dir.join(super::manifest::MANIFEST_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+    else {
+        return Ok(());
+    };
+    let named = [&manifest["weights"], &manifest["text_encoder"]["weights"]];
+    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(()) };
+    let mut stray: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !name.starts_with('.'))
+        .filter(|name| {
+            let extension = std::path::Path::new(name).extension().and_then(|e| e.to_str()).unwrap_or_default();
+            CHECKPOINT_EXTENSIONS.contains(&extension.to_ascii_lowercase().as_str())
+        })
+        .filter(|name| !named.iter().any(|n| n.as_str() == Some(name.as_str())))
+        .collect();
+    stray.sort();
+    let Some(file) = stray.first() else { return Ok(()) };
+    let path = dir.join(file);
+    Err(LoadError::new(
+        &path,
+        format!(
+            "a checkpoint that {} does not name: the server serves TorchScript or ONNX with a manifest, so import it first with `scripts/update_model.sh {} {}` (or `.venv/bin/python scripts/import_model.py {} --classes {} --drop-in {}`); the model served before stays",
+            dir.join(super::manifest::MANIFEST_FILE).display(),
+            path.display(),
+            drop_in.class_mapping.display(),
+            path.display(),
+            drop_in.class_mapping.display(),
+            dir.display(),
+        ),
+    ))
 }

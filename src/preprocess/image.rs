@@ -103,7 +103,7 @@ const DECODER_SLACK_BYTES: u64 = 16 << 20;
 /// screen its header declares is refused, not allocated.
 ///
 /// `jpeg_at_least`: a JPEG may come out at 1/2, 1/4 or 1/8 of its size, its shorter side still at
-/// least this (`decode_jpeg_scaled`); None decodes every pixel.
+/// least this (`decode_jpeg_turbo`); None decodes every pixel.
 pub fn decode_rgb<R>(
     bytes: &[u8],
     format: ImageFormat,
@@ -135,11 +135,15 @@ pub fn decode_rgb<R>(
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let peak = peak_bytes(width, height, decoder.color_type(), format, orientation);
     let reservation = reserve(peak)?;
-    let scaled = match jpeg_at_least.and_then(|side| dct_divisor(width, height, side)) {
-        Some(divisor) if format == ImageFormat::Jpeg => decode_jpeg_scaled(bytes, divisor),
+    // Every JPEG through libjpeg-turbo, as PIL (and so torchvision's and timm's training
+    // pipelines) decodes it: the `image` crate's own decoder upsamples chroma differently, a few
+    // levels per pixel, which moved a seeded ViT's probabilities by 0.023 (tests/api/import.rs).
+    let turbo = match jpeg_at_least.and_then(|side| dct_divisor(width, height, side)) {
+        Some(divisor) if format == ImageFormat::Jpeg => decode_jpeg_turbo(bytes, divisor),
+        _ if format == ImageFormat::Jpeg => decode_jpeg_turbo(bytes, 1),
         _ => None,
     };
-    let mut image = match scaled {
+    let mut image = match turbo {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),
         None => {
             let mut limits = image::Limits::default();
@@ -183,7 +187,8 @@ fn dct_divisor(width: u32, height: u32, at_least: u32) -> Option<u32> {
     [8, 4, 2].into_iter().find(|&divisor| shorter.div_ceil(divisor) >= at_least.max(1))
 }
 
-/// A JPEG decoded at 1/`divisor` of its size by libjpeg-turbo's scaled inverse DCT (libjpeg's
+/// A JPEG decoded by libjpeg-turbo, as PIL decodes it; with `divisor` 1 every pixel, else at
+/// 1/`divisor` of its size by its scaled inverse DCT (libjpeg's
 /// `scale_denom`, PIL's `draft`): each 8x8 block becomes 4x4, 2x2 or 1x1 pixels, so a 12 MP phone
 /// photo costs little more than its entropy decoding (BENCHMARKS.md). At 1/8 a pixel is its
 /// block's mean, a box filter; pixels differ from a full decode and resize by resampling, which is
@@ -191,7 +196,7 @@ fn dct_divisor(width: u32, height: u32, at_least: u32) -> Option<u32> {
 /// None for what it does not turn into RGB (CMYK) or refuses: the full decode then runs, and its
 /// error is the one a client sees. Its peak is within `peak_bytes`' (a progressive JPEG's
 /// coefficients at full size, the pixels at the reduced one).
-fn decode_jpeg_scaled(bytes: &[u8], divisor: u32) -> Option<RgbImage> {
+fn decode_jpeg_turbo(bytes: &[u8], divisor: u32) -> Option<RgbImage> {
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
     let mut decompressor = Decompressor::new().ok()?;
     let header = decompressor.read_header(bytes).ok()?;

@@ -19,6 +19,7 @@ mod health;
 mod helpers;
 mod history;
 mod hostile;
+mod import;
 mod json_predict;
 mod logs;
 mod methods;
