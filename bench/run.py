@@ -3,6 +3,8 @@
   bench/run.sh                     # the whole run (~15 min on 2 cores); see BENCHMARKS.md
   bench/run.sh --quick             # shorter measurements, for trying a change (~5 min)
   bench/run.sh --only ours         # or fastapi, torchserve, limit (comma-separated)
+  bench/run.sh --own resnet50      # a team's own torchvision model, imported (scripts/import_model.py):
+                                   # its limit, this server, the seed app on its best_model.pth, the tuned peer
 
 Every server is started and stopped here, one at a time, on loopback, and loaded by wrk
 (bench/predict.lua) with pre-built multipart bodies: uncached (every image's bytes new) at
@@ -239,11 +241,43 @@ def answers(url: str, images: list[Path], style="multipart", field="image") -> l
     return labels
 
 
+def own_model(args) -> None:
+    """--own ARCH: a team's best_model.pth as the seed app's users have it (a torchvision network,
+    seeded, its head built from the sample photos' features so that answers differ from photo to
+    photo: tests/import/make_checkpoints.py's), imported by scripts/import_model.py. Sets
+    args.own_dir (the version's folder) and args.own_weights (the state dict the seed app loads)."""
+    sys.path.insert(0, str(ROOT / "tests" / "import"))
+    import torch
+    import make_checkpoints as made
+
+    arch = f"torchvision:{args.own}"
+    model = made.build(arch)
+    preprocess = made.transform(arch, model)
+    sample = {p.stem: p for p in (ROOT / "sample").iterdir() if p.suffix in (".jpg", ".png")}
+    made.prototype_head(model, {c: preprocess(sample[c]) for c in made.CLASSES})
+    own = Path(args.work) / "own"
+    own.mkdir()
+    args.own_weights = own / "best_model.pth"
+    torch.save(model.state_dict(), args.own_weights)
+    (own / "class_mapping.json").write_text(json.dumps({c: i for i, c in enumerate(made.CLASSES)}))
+    log(f"own model: importing a seeded {args.own} (scripts/import_model.py)")
+    out = subprocess.run([str(PY), "scripts/import_model.py", str(args.own_weights), "--classes", str(own / "class_mapping.json"),
+                          "--arch", arch, "--repository", str(own / "models")], cwd=ROOT, capture_output=True, text=True)
+    log(out.stdout.strip() or out.stderr.strip())
+    out.check_returncode()
+    version = re.search(r"^imported food version (\S+)", out.stdout, re.M)[1]
+    args.own_dir = own / "models" / "food" / version
+
+
 def run_limit(args) -> dict:
     """The forward pass in-process, every layout, per backend: {"torchscript": {...}, "onnx": {...}}."""
     log("limit: cargo bench --bench model_limit (the forward pass in-process, every layout, both backends)")
     env = {**os.environ, "MODEL_LIMIT_SECONDS": str(args.limit_seconds)}
-    out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "model_limit"], cwd=ROOT, env=env,
+    backends = []
+    if args.own:  # the imported version's TorchScript file: its own limit
+        env["MODEL_LIMIT_TORCHSCRIPT"] = str(args.own_dir / json.loads((args.own_dir / "manifest.json").read_text())["weights"])
+        backends = ["--", "torchscript"]
+    out = subprocess.run(["cargo", "bench", "--quiet", "--bench", "model_limit", *backends], cwd=ROOT, env=env,
                          capture_output=True, text=True, check=True).stdout
     (ROOT / "bench" / "results" / "limit.txt").write_text(out)
     log(out.strip())
@@ -289,7 +323,9 @@ def ours(args, images, threads: int, fmt: str) -> tuple[list[dict], list[str]]:
     state = Path(args.work) / f"state-{fmt}"
     shutil.rmtree(state, ignore_errors=True)
     extra = args.ours_args.split() + ["--data-dir", str(state / "data"), "--model-repository", str(state / "models")]
-    if fmt == "onnx":
+    if args.own:
+        extra += ["--model-dir", str(args.own_dir), "--class-mapping", str(args.own_dir / "class_mapping.json")]
+    elif fmt == "onnx":
         extra += ["--model-dir", str(onnx_model_dir(Path(args.work)))]
     elif fmt == "int8":
         extra += ["--model-dir", str(int8_model())]
@@ -320,6 +356,10 @@ def fastapi(args, images, workers: int, tuned: str = "", fused: bool = False) ->
         env["FOOD_API_PEER_ONNX_FILE"] = str(int8_weights())
     if fused:
         env["FOOD_API_PEER_ONEDNN_FUSION"] = "1"
+    if args.own:  # the imported version's files; the seed app runs the team's state dict eagerly
+        env["FOOD_API_PEER_MODEL_DIR"] = str(args.own_dir)
+        if not tuned:
+            env |= {"FOOD_API_PEER_EAGER": str(args.own_weights), "FOOD_API_PEER_ARCH": args.own}
     cmd = [str(PY), "-m", "uvicorn", "bench.peers.fastapi_app:app", "--workers", str(workers), "--port", str(port)]
 
     def ready(s: Server) -> bool:  # every worker has loaded the models
@@ -408,7 +448,9 @@ def report(limit, rows, labels, args) -> str:
         return name if name in servers else None
 
     peer_best = max(peers, key=lambda s: row(s, "uncached", 16)["req_per_s"], default=None)
-    lines = [f"Machine: {machine()}", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+    model = (f"a seeded torchvision {args.own} imported by scripts/import_model.py (the seed app: its "
+             "best_model.pth, eager)" if args.own else "the bundled EfficientNet-Lite0")
+    lines = [f"Machine: {machine()}", f"Model: {model}.", f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
              f"{args.seconds:g} s per uncached point, {args.cached_seconds:g} s per cached point, "
              f"{len(args.images)} photos (50-90 KB JPEGs) with the text \"{TEXT}\".", ""]
     for backend, lim in limit.items():
@@ -496,6 +538,8 @@ def main() -> None:
     parser.add_argument("--price-per-hour", type=float, default=0.10,
                         help="one instance's price in $ per hour, for the cost lines (BENCHMARKS.md says which)")
     parser.add_argument("--fastapi-workers", default="4,2,1", help="uvicorn --workers values to run (4 is the seed's)")
+    parser.add_argument("--own", help="a torchvision architecture (resnet50, mobilenet_v3_large): serve it imported, "
+                                      "TorchScript only, against the seed app on its best_model.pth")
     args = parser.parse_args()
     args.seconds, args.cached_seconds, args.warmup, args.limit_seconds = (5, 4, 3, 1) if args.quick else (15, 8, 5, 4)
     args.sparse_count = 20 if args.quick else 50
@@ -504,6 +548,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-images-"))
     args.images = images = bench_images(work)
     args.work = work
+    if args.own:
+        own_model(args)
+        args.ours_formats, only = "torchscript", only - {"torchserve"}
 
     limit = run_limit(args) if "limit" in only else {}
     rows, labels = [], {}

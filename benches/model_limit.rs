@@ -8,6 +8,8 @@
 //!   cargo bench --bench model_limit -- lone         # only a lone request's forward pass
 //!   FOOD_API_NO_ONEDNN_FUSION=1 cargo bench ...     # TorchScript without oneDNN Graph fusion
 //!   MODEL_LIMIT_BIND=0 cargo bench ...              # a lone pass's threads left to the scheduler
+//!   MODEL_LIMIT_TORCHSCRIPT=f.pt MODEL_LIMIT_ONNX=f.onnx cargo bench ...   # another 224 px model's
+//!                                                   # files (bench/run.py --own: an imported one)
 //!
 //! Then a lone request's forward pass (batch 1) back to back and after 50 and 200 ms of idle
 //! time, for each intra-op thread count (and, on ONNX Runtime, with its pool threads spinning or
@@ -37,6 +39,11 @@ fn measure_for() -> Duration {
 
 fn checkpoint(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("checkpoints").join(file)
+}
+
+/// The image model's file for a backend: the bundled one unless the environment names another.
+fn model_file(variable: &str, bundled: &str) -> PathBuf {
+    std::env::var_os(variable).map_or_else(|| checkpoint(bundled), PathBuf::from)
 }
 
 /// The ONNX file of the int8 version scripts/export_model.py writes beside the float model's
@@ -93,7 +100,11 @@ impl Backend {
                 Runner::Torch(module.expect("the TorchScript module"))
             }
             Backend::Onnx | Backend::Int8 => {
-                let path = if self == Backend::Onnx { checkpoint("efficientnet_lite0.onnx") } else { int8_file() };
+                let path = if self == Backend::Onnx {
+                    model_file("MODEL_LIMIT_ONNX", "efficientnet_lite0.onnx")
+                } else {
+                    int8_file()
+                };
                 let bytes =
                     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()));
                 let session = onnx_session(environment.expect("ONNX Runtime"), &bytes, intra, spinning, pool_cpus)
@@ -163,7 +174,7 @@ fn measure(
 
 fn limit(backend: Backend, environment: Option<&Environment>, cores: usize) {
     let module = (backend == Backend::TorchScript).then(|| {
-        let path = checkpoint("efficientnet_lite0.pt");
+        let path = model_file("MODEL_LIMIT_TORCHSCRIPT", "efficientnet_lite0.pt");
         CModule::load_on_device(&path, Device::Cpu)
             .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh)", path.display()))
     });
@@ -257,7 +268,8 @@ fn main() {
         }
     }
     let module = included(Backend::TorchScript).then(|| {
-        CModule::load_on_device(checkpoint("efficientnet_lite0.pt"), Device::Cpu).expect("the TorchScript module")
+        CModule::load_on_device(model_file("MODEL_LIMIT_TORCHSCRIPT", "efficientnet_lite0.pt"), Device::Cpu)
+            .expect("the TorchScript module")
     });
     // As the server's first inference thread (unless MODEL_LIMIT_BIND=0): this thread and its
     // OpenMP team on the first cores, a lone ONNX session's pool thread on the next (its sessions

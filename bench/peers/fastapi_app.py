@@ -14,6 +14,11 @@ workers as cores, each with one intra-op thread (FOOD_API_PEER_THREADS=1: worker
 over cores), and, with FOOD_API_PEER_BACKEND=onnx, the image model on onnxruntime (the same ONNX
 file the server's ONNX backend loads, graph optimisations on, sequential execution). uvicorn's
 asyncio transports already set TCP_NODELAY.
+
+Your own model (bench/run.py --own): FOOD_API_PEER_MODEL_DIR is the imported version's folder
+(manifest, class mapping, exported files); with FOOD_API_PEER_EAGER=best_model.pth and
+FOOD_API_PEER_ARCH=resnet50 the image model is the seed app's own: that state dict loaded into
+torchvision's network and run eagerly, as the workshop app serves a team's checkpoint.
 """
 
 import functools
@@ -36,10 +41,11 @@ ROOT = Path(os.environ.get("FOOD_API_DIR", "."))
 sys.path.insert(0, str(ROOT / "scripts"))
 from reference import preprocess  # noqa: E402  the same preprocessing the Rust tests check against
 
-MODEL_DIR = ROOT / "checkpoints"
+MODEL_DIR = Path(os.environ.get("FOOD_API_PEER_MODEL_DIR", ROOT / "checkpoints"))
 MANIFEST = json.loads((MODEL_DIR / "manifest.json").read_text())
 TEXT = MANIFEST["text_encoder"]
-MAPPING = json.loads((ROOT / "class_mapping.json").read_text())
+MAPPING = json.loads(((MODEL_DIR if "FOOD_API_PEER_MODEL_DIR" in os.environ else ROOT) / "class_mapping.json").read_text())
+EAGER = os.environ.get("FOOD_API_PEER_EAGER")
 CLASSES = sorted(MAPPING.items(), key=lambda kv: kv[1])  # (label, index), in index order
 TEXT_WEIGHT = float(os.environ.get("FOOD_API_TEXT_WEIGHT", "1.0"))
 CACHE_SIZE = 100
@@ -66,6 +72,12 @@ if BACKEND == "onnx":
 
     def model(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"image": x.numpy()})[0])
+elif EAGER:
+    import torchvision
+
+    model = torchvision.models.get_model(os.environ["FOOD_API_PEER_ARCH"], num_classes=MANIFEST["num_outputs"])
+    model.load_state_dict(torch.load(EAGER, map_location="cpu", weights_only=True))
+    model.eval()
 else:
     model = torch.jit.load(str(MODEL_DIR / MANIFEST["weights"]))
 encoder = torch.jit.load(str(MODEL_DIR / TEXT["weights"]))

@@ -5,8 +5,9 @@ its names are the same and every shape but the head's (whose rows are the classe
 """
 
 import contextlib
-import fnmatch
+import functools
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,7 @@ def _index_path() -> Path:
     return venv / f".import-index-{INDEX_FORMAT}-torch{torch.__version__}-tv{torchvision.__version__}-timm{timm.__version__}.json"
 
 
+@functools.cache
 def index() -> dict:
     """arch -> {"shapes": {name: shape}, "head": [names]}, built once (about a minute) and kept."""
     path = _index_path()
@@ -126,7 +128,7 @@ def index() -> dict:
         shapes = {k: list(v.shape) for k, v in model.state_dict().items() if not _ignored(k)}
         head = [k for k, s in shapes.items() if s and s[0] == PROBE_CLASSES]
         entries[arch] = {"shapes": shapes, "head": head}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")  # two first imports at once each write their own
     tmp.write_text(json.dumps(entries))
     tmp.replace(path)
     return entries
@@ -237,7 +239,3 @@ def preprocessing(arch: str, model: torch.nn.Module) -> dict:
     # torchvision's ImageNet recipe (its references and tutorials): 256, centre 224, bilinear.
     return {"input_size": 224, "resize_shorter_side": 256, "interpolation": "bilinear",
             "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
-
-
-def known(pattern: str) -> list[str]:
-    return [a for a in all_architectures() if fnmatch.fnmatch(a, pattern)]

@@ -69,7 +69,7 @@ impl ModelTable {
     }
 
     /// New files from outside are checked in the sandboxed child first, as an upload is.
-    async fn validate(&self, dir: &std::path::Path) -> Result<(), LoadError> {
+    pub(super) async fn validate(&self, dir: &std::path::Path) -> Result<(), LoadError> {
         let Some(validate) = self.validator.clone() else { return Ok(()) };
         let folder = dir.to_path_buf();
         tokio::task::spawn_blocking(move || validate(&folder).map(drop))
@@ -216,6 +216,16 @@ impl ModelTable {
 /// What a training notebook saves, as the seed app's users copy it into the drop-in folder.
 const CHECKPOINT_EXTENSIONS: [&str; 6] = ["pth", "pt", "ckpt", "safetensors", "bin", "pkl"];
 
+/// Whether the file is a TorchScript archive (a zip with the module's code and constants), which
+/// the folder may hold unnamed (the other format of a model whose manifest switched formats);
+/// a `torch.save` state dict is a zip with neither. Reads the zip's directory only.
+fn is_torchscript(path: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    let Ok(archive) = zip::ZipArchive::new(std::io::BufReader::new(file)) else { return false };
+    let names: Vec<String> = archive.file_names().filter_map(Result::ok).map(|n| n.into_owned()).collect();
+    names.iter().any(|n| n.ends_with("/constants.pkl")) && names.iter().any(|n| n.contains("/code/"))
+}
+
 /// A checkpoint in the drop-in folder that its manifest does not name (`best_model.pth` copied in
 /// as the seed app took it) is refused with the command that imports it: otherwise the reload
 /// would serve the old weights under the new class mapping's labels. Without a readable manifest,
@@ -240,6 +250,7 @@ fn unimported_checkpoint(drop_in: &ModelPaths) -> Result<(), LoadError> {
             CHECKPOINT_EXTENSIONS.contains(&extension.to_ascii_lowercase().as_str())
         })
         .filter(|name| !named.iter().any(|n| n.as_str() == Some(name.as_str())))
+        .filter(|name| !is_torchscript(&dir.join(name)))
         .collect();
     stray.sort();
     let Some(file) = stray.first() else { return Ok(()) };

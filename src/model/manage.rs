@@ -14,6 +14,33 @@ use super::{Fingerprint, LoadError, LoadedModel, ModelPaths};
 static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl ModelTable {
+    /// A version folder written into the repository since the start (scripts/import_model.py
+    /// --repository writes one while the server runs) is found by its first load: checked in the
+    /// sandboxed validator, as new files from outside always are, then added as available. A name
+    /// that is no plain path component or names an alias is left to the lookup, which refuses it.
+    async fn discover(&self, name: &str, version: &str) -> Result<(), ManageError> {
+        let snapshot = self.snapshot();
+        let known = snapshot.models.get(name).is_some_and(|m| m.versions.contains_key(version));
+        let dir = self.repository.paths(name, version).model_dir;
+        if known
+            || !valid_name(name)
+            || !valid_name(version)
+            || ModelEntry::alias_name(snapshot.models.get(name), version)
+            || !dir.join(super::MANIFEST_FILE).is_file()
+        {
+            return Ok(());
+        }
+        self.validate(&dir).await.map_err(ManageError::Load)?;
+        self.change(|s| {
+            let entry = s.models.entry(name.to_string()).or_default();
+            entry.versions.entry(version.to_string()).or_insert_with(|| VersionEntry::available(dir.clone()));
+            Ok(())
+        })
+        .map_err(internal)?;
+        tracing::info!(model = %name, %version, "a version folder new in the repository was found by its load");
+        Ok(())
+    }
+
     /// POST .../load: loads and warms a version. Idempotent: a ready version is left as it is.
     pub async fn load(&self, name: &str, version: &str, by: &str) -> Result<Arc<LoadedModel>, ManageError> {
         let started = Instant::now();
@@ -26,6 +53,7 @@ impl ModelTable {
 
     async fn load_for(&self, name: &str, version: &str) -> Result<Arc<LoadedModel>, ManageError> {
         let _one_load = self.loads.lock().await;
+        self.discover(name, version).await?;
         let entry = self.entry(name, version)?;
         if let Some(model) = entry.model {
             return Ok(model);

@@ -58,6 +58,12 @@ async fn imported_torchvision_and_timm_models_answer_as_eager_pytorch_does() {
     let root = tempfile::tempdir().unwrap();
     let repository = repository_in(root.path());
     let repository_arg = repository.to_str().unwrap();
+    // The server runs while the versions are imported into its repository: each is found by its
+    // first load, as a team's import is.
+    let mut config = test_config();
+    config.model_repository = repository.clone();
+    config.data_dir = root.path().join("data");
+    let app = spawn_app_with(config).await;
 
     // ViT-Tiny and DeiT-Tiny have the same layers and different preprocessing: the importer asks.
     let vit = &expected["vit_tiny"];
@@ -92,10 +98,6 @@ async fn imported_torchvision_and_timm_models_answer_as_eager_pytorch_does() {
         versions.push((case.clone(), version));
     }
 
-    let mut config = test_config();
-    config.model_repository = repository;
-    config.data_dir = root.path().join("data");
-    let app = spawn_app_with(config).await;
     for (case, version) in &versions {
         let loaded =
             app.client.post(format!("{}/models/food/versions/{version}/load", app.address)).send().await.unwrap();
@@ -130,6 +132,12 @@ async fn imported_torchvision_and_timm_models_answer_as_eager_pytorch_does() {
         assert!(worst.0 <= 0.02, "{case}: every top-5 probability within 0.02 of eager PyTorch's: {}", worst.1);
         assert!(tops.len() >= 3, "{case}: answers differ from photo to photo: {tops:?}");
     }
+}
+
+#[tokio::test]
+async fn every_promised_family_is_found_from_its_weights_alone() {
+    let out = python_check("tests/import/check_detection.py", &[], Duration::from_secs(900)).await;
+    assert!(out.contains("all 31 architectures found"), "{out}");
 }
 
 #[tokio::test]
