@@ -193,6 +193,9 @@ if __name__ == "__main__":
     except UserError as e:
         print(f"import_model: {e}", file=sys.stderr)
         sys.exit(2)
+    except OSError as e:  # a folder that cannot be written, a disk that is full: said, not a traceback
+        print(f"import_model: {e.filename or ''}: {e.strerror or e}; nothing written", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("import_model: interrupted; nothing written", file=sys.stderr)
         sys.exit(130)
