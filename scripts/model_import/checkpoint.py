@@ -55,9 +55,7 @@ def read(path: Path, max_mb: int, trust_pickle: bool) -> Weights:
             names = archive.namelist()
         if any("/code/" in n or n.startswith("code/") for n in names) and any(n.endswith("constants.pkl") for n in names):
             return Weights("torchscript", "a TorchScript file", path=path)
-    elif head.startswith(b"\x80") and not _is_legacy_torch(head):
-        pass  # an old-style (non-zip) torch.save pickle: torch.load reads it too
-    elif _looks_like_text(head):
+    elif _looks_like_text(head):  # not a zip, nor torch.save's pre-1.6 pickle (which torch.load reads)
         start = head.decode("utf-8", "replace").strip().splitlines()[0][:40]
         hint = " (an HTML page: did the download get a login or error page?)" if "<" in start else ""
         raise UserError(f"{path} is text, not a PyTorch checkpoint: it starts with {start!r}{hint}")
@@ -146,10 +144,6 @@ def _read_safetensors(path: Path) -> dict:
         return strip_prefixes(load_file(str(path), device="cpu"))[0]
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable safetensors file ({e}): copy or download it again") from None
-
-
-def _is_legacy_torch(head: bytes) -> bool:
-    return head.startswith(b"\x80\x02\x8a\x0a")  # torch.save's pre-1.6 magic number
 
 
 def _looks_like_text(head: bytes) -> bool:
