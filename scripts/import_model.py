@@ -113,8 +113,7 @@ def main() -> None:
         report["checks"] = {fmt: info for fmt, (_, info) in exported.items()}
         stem = arch.split(":", 1)[1]
     else:
-        spec = {"input_size": 224, "resize_shorter_side": 256, "interpolation": "bilinear",
-                "mean": architectures.IMAGENET_MEAN, "std": architectures.IMAGENET_STD} | overrides(args)
+        spec = architectures.TORCHVISION_RECIPE | overrides(args)
         images = export.batch(spec)
         if weights.kind == "torchscript":
             data, details, num_classes = export.given_torchscript(args.weights, images, args.trust_pickle)
@@ -127,14 +126,18 @@ def main() -> None:
         report["checks"] = {args.format: details}
         stem = args.weights.stem
 
-    digest = hashlib.sha256(args.weights.read_bytes())
+    # The version names the weights, the mapping, the preprocessing and the format: an import that
+    # changes any of them is another version, never a changed immutable one.
+    weights_sha = hashlib.sha256(args.weights.read_bytes())
+    digest = weights_sha.copy()
     digest.update(json.dumps([mapping, spec, args.format], sort_keys=True).encode())
-    version = args.version or f"{safe(stem)}-{digest.hexdigest()[:8]}" + ("-onnx" if args.format == "onnx" else "")
+    tag = f"{safe(stem)}-{digest.hexdigest()[:8]}"
+    version = args.version or tag + ("-onnx" if args.format == "onnx" else "")
     suffix = ".pt" if args.format == "torchscript" else ".onnx"
     text, text_files = write.text_encoder(args.text_encoder, args.format)
     manifest = {"name": args.name, "version": version, "format": args.format,
-                "weights": f"{safe(stem)}-{digest.hexdigest()[:8]}{suffix}", "num_outputs": num_classes, **spec,
-                "source": f"{args.weights.name} (sha256 {hashlib.sha256(args.weights.read_bytes()).hexdigest()[:16]}), "
+                "weights": f"{tag}{suffix}", "num_outputs": num_classes, **spec,
+                "source": f"{args.weights.name} (sha256 {weights_sha.hexdigest()[:16]}), "
                           f"imported as {report['architecture'].split(' ')[0]} by scripts/import_model.py",
                 "text_encoder": text}
     if manifest["interpolation"] == "bilinear":

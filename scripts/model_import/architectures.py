@@ -29,7 +29,10 @@ LITE_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientne
               "efficientnet-lite3": 280, "efficientnet-lite4": 300}
 PROBE_CLASSES = 7  # no layer of any of these networks has 7 channels: the head's rows are found by it
 INDEX_FORMAT = 1
-IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+# torchvision's ImageNet recipe (its references and tutorials): 256, centre 224, bilinear. The
+# default for torchvision's networks and for a TorchScript or ONNX file given as it is.
+TORCHVISION_RECIPE = {"input_size": 224, "resize_shorter_side": 256, "interpolation": "bilinear",
+                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
 
 
 def _ignored(key: str) -> bool:
@@ -236,6 +239,4 @@ def preprocessing(arch: str, model: torch.nn.Module) -> dict:
         size = LITE_SIZES[name]
         return {"input_size": size, "resize_shorter_side": int(size / 0.875), "interpolation": "bilinear",
                 "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-    # torchvision's ImageNet recipe (its references and tutorials): 256, centre 224, bilinear.
-    return {"input_size": 224, "resize_shorter_side": 256, "interpolation": "bilinear",
-            "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return dict(TORCHVISION_RECIPE)

@@ -87,8 +87,8 @@ def torchscript(model: torch.nn.Module, images: torch.Tensor, expected: torch.Te
     buffer = io.BytesIO()
     torch.jit.save(frozen, buffer)
     data = buffer.getvalue()
-    check_operators(torch.jit.load(io.BytesIO(data)))
     reloaded = torch.jit.load(io.BytesIO(data))
+    check_operators(reloaded)
     with torch.no_grad():
         worst = compare("TorchScript", reloaded(images).numpy(), expected)
     ratio = candidates["plain"][0] / candidates["channels-last"][0]
@@ -98,7 +98,6 @@ def torchscript(model: torch.nn.Module, images: torch.Tensor, expected: torch.Te
 def check_operators(module) -> None:
     """The server refuses a TorchScript file whose code uses an operator off its allowlist
     (src/model/torchscript_ops.rs): the same check here, so that a refusal comes before writing."""
-    allowed = {line.strip() for line in ALLOWLIST.read_text().splitlines() if line.strip() and not line.startswith("#")}
     used = set()
 
     def walk(block):
@@ -109,10 +108,16 @@ def check_operators(module) -> None:
 
     for name in module._c._method_names():
         walk(module._c._get_method(name).graph)
-    refused = sorted(op for op in used if not op.startswith("prim::") and op not in allowed)
+    refused = off_allowlist(used)
     if refused:
         raise UserError(f"the exported network uses operators the server does not run ({', '.join(refused[:6])}); "
                         "scripts/torchscript_ops.py adds an architecture's operators to src/model/torchscript_ops.txt")
+
+
+def off_allowlist(operators) -> list[str]:
+    """The operators the server refuses: what src/model/torchscript_ops.rs's `refused` computes."""
+    allowed = {line.strip() for line in ALLOWLIST.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    return sorted(op for op in set(operators) if not op.startswith("prim::") and op not in allowed)
 
 
 def onnx(model: torch.nn.Module, images: torch.Tensor, expected: torch.Tensor) -> tuple[bytes, dict]:
@@ -165,9 +170,9 @@ def given_torchscript(path: Path, images: torch.Tensor, trust: bool) -> tuple[by
     if binary is not None:
         out = subprocess.run([str(binary), "torchscript-ops", str(path)], capture_output=True, text=True)
         if out.returncode != 0:
-            raise UserError(f"{path} is not a loadable TorchScript file: {out.stderr.strip().splitlines()[-1:]}")
-        allowed = {line.strip() for line in ALLOWLIST.read_text().splitlines() if line.strip() and not line.startswith("#")}
-        refused = sorted(op for op in out.stdout.split() if not op.startswith("prim::") and op not in allowed)
+            reason = (out.stderr.strip().splitlines() or ["the server binary failed"])[-1]
+            raise UserError(f"{path} is not a loadable TorchScript file: {reason}")
+        refused = off_allowlist(out.stdout.split())
         if refused:
             raise UserError(f"{path} uses operators an image classifier never needs ({', '.join(refused[:6])}): refused")
     elif not trust:

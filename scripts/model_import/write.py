@@ -43,10 +43,14 @@ def contents(manifest: dict, weights: bytes, mapping: dict, text_files: dict[str
 def to_repository(repository: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
     final = repository / name / version
     if final.exists():
-        same = all((final / f).is_file() and (final / f).read_bytes() == data for f, data in files.items()
-                   if f != files_weights(files)) and sorted(os.listdir(final)) == sorted(files)
+        # The same import again is the version there (versions are immutable). Its weights are not
+        # compared: a TorchScript save is not byte-deterministic (a random serialization id), and
+        # the manifest, compared, names the weights' hash.
+        weights = json.loads(files["manifest.json"])["weights"]
+        same = sorted(os.listdir(final)) == sorted(files) and all(
+            (final / f).read_bytes() == data for f, data in files.items() if f != weights)
         if same:
-            return final  # the same import again: versions are immutable, the one there is it
+            return final
         raise UserError(f"{final} exists with other files (versions are immutable): pass another --version")
     staging = repository / name / f".staging-{os.getpid()}-{version}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -59,11 +63,6 @@ def to_repository(repository: Path, name: str, version: str, files: dict[str, by
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
-
-
-def files_weights(files: dict[str, bytes]) -> str:
-    # A re-export's TorchScript bytes differ (a random serialization id): compared by manifest instead.
-    return json.loads(files["manifest.json"])["weights"]
 
 
 def to_bundle(path: Path, files: dict[str, bytes]) -> Path:

@@ -49,7 +49,12 @@ impl ModelTable {
     }
 
     async fn reload_once(&self) -> Result<Arc<LoadedModel>, LoadError> {
-        unimported_checkpoint(&self.drop_in)?;
+        // File system reads (the folder, a zip's directory): on the loader thread, as every drop-in read.
+        let drop_in = self.drop_in.clone();
+        self.loader
+            .run(move || unimported_checkpoint(&drop_in))
+            .await
+            .unwrap_or_else(|| Err(LoadError::new(&self.drop_in.model_dir, "the model loader thread stopped")))?;
         let (name, version, created) = self.import_drop_in().await?;
         // A new version was loaded by its import's check; an existing one is read afresh.
         let model = match self.entry(&name, &version).ok().and_then(|e| e.model).filter(|_| created) {

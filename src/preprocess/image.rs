@@ -138,10 +138,11 @@ pub fn decode_rgb<R>(
     // Every JPEG through libjpeg-turbo, as PIL (and so torchvision's and timm's training
     // pipelines) decodes it: the `image` crate's own decoder upsamples chroma differently, a few
     // levels per pixel, which moved a seeded ViT's probabilities by 0.023 (tests/api/import.rs).
-    let turbo = match jpeg_at_least.and_then(|side| dct_divisor(width, height, side)) {
-        Some(divisor) if format == ImageFormat::Jpeg => decode_jpeg_turbo(bytes, divisor),
-        _ if format == ImageFormat::Jpeg => decode_jpeg_turbo(bytes, 1),
-        _ => None,
+    let turbo = if format == ImageFormat::Jpeg {
+        let divisor = jpeg_at_least.and_then(|side| dct_divisor(width, height, side)).unwrap_or(1);
+        decode_jpeg_turbo(bytes, divisor)
+    } else {
+        None
     };
     let mut image = match turbo {
         Some(rgb) => DynamicImage::ImageRgb8(rgb),

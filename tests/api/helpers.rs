@@ -101,6 +101,12 @@ pub fn repo_path(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// The SHA-256 of `bytes` in lowercase hex, as the server and sha256sum write it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 pub fn sample(name: &str) -> Vec<u8> {
     std::fs::read(repo_path("sample").join(name)).unwrap_or_else(|e| panic!("sample/{name}: {e}"))
 }

@@ -7,18 +7,13 @@ use std::time::{Duration, Instant};
 use base64::{engine::general_purpose::STANDARD, Engine};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use sqlx::Connection;
 
-use crate::helpers::{error_of, lite0, lite2, sample, spawn_app_with, test_config, TestApp};
+use crate::helpers::{error_of, lite0, lite2, sample, sha256_hex, spawn_app_with, test_config, TestApp};
 use crate::metrics::scrape;
 use crate::postgres::Postgres;
 
 const PATIENCE: Duration = Duration::from_secs(30);
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
 
 /// A photo no one sent before: new bytes after the JPEG's end, so it misses the cache.
 fn fresh_photo(n: u32) -> Vec<u8> {

@@ -260,11 +260,6 @@ async fn update_model(app: &TestApp, args: &[&str]) -> Output {
     tokio::time::timeout(Duration::from_secs(900), run).await.expect("update_model finishes").unwrap()
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Python's http.server on a free loopback port, serving `dir`: the web server the seed's
 /// update_model.sh fetched from.
 struct HttpServer {
