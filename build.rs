@@ -29,21 +29,21 @@ fn main() {
         .expect("the gRPC service's code is generated");
 }
 
-/// The oneDNN Graph fusion switch (src/model/onednn_fusion.cpp) and the binding of OpenMP teams to
-/// cores (src/model/omp_affinity.cpp), compiled as torch-sys compiles libtch: the wheel's headers
+/// The oneDNN Graph fusion switch (src/runtime/onednn_fusion.cpp) and the binding of OpenMP teams to
+/// cores (src/runtime/omp_affinity.cpp), compiled as torch-sys compiles libtch: the wheel's headers
 /// beside its lib/ folder, C++17, the wheel's C++11 ABI; linked to the wheel's own libgomp.
 fn libtorch_glue(lib_dir: &std::path::Path) {
-    println!("cargo:rerun-if-changed=src/model/onednn_fusion.cpp");
-    println!("cargo:rerun-if-changed=src/model/omp_affinity.cpp");
-    println!("cargo:rerun-if-changed=src/model/torchscript_ops.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/onednn_fusion.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/omp_affinity.cpp");
+    println!("cargo:rerun-if-changed=src/runtime/torchscript_ops.cpp");
     let include = lib_dir.parent().expect("libtorch's lib/ has a parent").join("include");
     cc::Build::new()
         .cpp(true)
-        .file("src/model/onednn_fusion.cpp")
+        .file("src/runtime/onednn_fusion.cpp")
         // OpenMP's pragmas, against the wheel's own libgomp (the one libtorch runs its threads on).
-        .file("src/model/omp_affinity.cpp")
-        // The operators of a TorchScript file's code, for the allowlist (src/model/torchscript_ops.rs).
-        .file("src/model/torchscript_ops.cpp")
+        .file("src/runtime/omp_affinity.cpp")
+        // The operators of a TorchScript file's code, for the allowlist (src/runtime/torchscript_ops.rs).
+        .file("src/runtime/torchscript_ops.cpp")
         .flag("-fopenmp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))

@@ -21,7 +21,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use food_api::model::{enable_onednn_fusion, fusing, onnx_runtime, onnx_session, Spinning};
+use food_api::runtime::{enable_onednn_fusion, fusing, onnx_runtime, onnx_session, Spinning};
 use ort::environment::Environment;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -217,7 +217,7 @@ fn lone(variants: &mut [(String, Runner<'_>, usize)], bind: bool) {
     let _no_grad = tch::no_grad_guard();
     if bind {
         let cores = variants.iter().map(|v| v.2).max().unwrap_or(1);
-        println!("lone: OpenMP team bound to cores: {}", food_api::model::bind_torch_team(0, cores));
+        println!("lone: OpenMP team bound to cores: {}", food_api::runtime::bind_torch_team(0, cores));
     }
     let forward = |runner: &mut Runner<'_>, intra: usize| {
         // OpenMP's thread count belongs to the calling thread, which all variants share here.
@@ -276,7 +276,7 @@ fn main() {
     // are made here, so where they bind is decided here; an unbound pool thread woke on the bound
     // caller's core and made a pass after idle time 2.6x as long, BENCHMARKS.md).
     let bind = std::env::var("MODEL_LIMIT_BIND").map_or(true, |v| v != "0");
-    let cpus = food_api::model::allowed_cpus();
+    let cpus = food_api::runtime::allowed_cpus();
     let mut variants = Vec::new();
     for intra in [1, cores] {
         if let Some(module) = &module {

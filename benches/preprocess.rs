@@ -12,8 +12,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use food_api::model::Manifest;
 use food_api::preprocess::{decode_rgb, to_model_input, InputSpec};
+use food_api::runtime::Manifest;
 use image::{DynamicImage, ImageFormat, RgbImage};
 
 const ROUNDS: usize = 30;

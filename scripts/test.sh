@@ -2,25 +2,59 @@
 # Sets up what is missing (the tests' Python clients and Chromium included), checks formatting and
 # lints, then runs every test: unit tests, and integration tests against the real model over real
 # HTTP (and the docs page in a real browser), then the compose cluster from the real images
-# (scripts/compose-test.sh). This is what CI runs (.ci/run).
+# (scripts/compose-test.sh). This is what CI runs (.ci/run). At the end, each stage's duration.
+#
+# One cargo profile for everything, release: the tests run the binary the images ship (compose-test
+# copies target/release/food-api, already built), and the dependencies and build scripts (libtorch's
+# C++ wrapper, libjpeg-turbo) are compiled once instead of once for debug and once for release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --test
-echo "test: cargo fmt --check"
-cargo fmt --check
-echo "test: cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+
+started=$SECONDS stages=() current=""
+stage() {
+  local name=$1 t0=$SECONDS
+  shift
+  current=$name
+  echo "test: == $name"
+  "$@"
+  stages+=("$(printf '  %-46s %4d s' "$name" $((SECONDS - t0)))")
+  current=""
+}
+summary() {
+  local rc=$?
+  echo "test: stages (seconds):"
+  printf '%s\n' "${stages[@]}"
+  [ -z "$current" ] || echo "  $current: stopped here (exit $rc)"
+  printf '  %-46s %4d s\n' total $((SECONDS - started))
+}
+trap summary EXIT
+
+whole=false
+[ $# -eq 0 ] && whole=true
+stage "set-up (scripts/setup.sh --test)" scripts/setup.sh --test
+
+# The images' Debian base is made by debootstrap: network and disk, hardly any CPU, so it runs
+# beside the build and the tests instead of after them. Its log is shown if it fails.
+base_pid="" base_log=target/base-images.log
+if $whole && [ "${FOOD_API_SKIP_DOCKER_TESTS:-0}" != 1 ] && docker info >/dev/null 2>&1; then
+  mkdir -p target
+  scripts/base-images.sh >"$base_log" 2>&1 &
+  base_pid=$!
+fi
+base_images_made() { wait "$base_pid" || { cat "$base_log" >&2; return 1; }; cat "$base_log"; }
+
+stage "cargo fmt --check" cargo fmt --check
+stage "clippy (default features, all targets)" cargo clippy --release --all-targets --quiet -- -D warnings
 # The build without libtorch (the ONNX image's) has code of its own behind cfg: lint it too.
-echo "test: cargo clippy --no-default-features --lib --bins -- -D warnings"
-cargo clippy --no-default-features --lib --bins --quiet -- -D warnings
-cargo test --no-fail-fast "$@"
+stage "clippy (--no-default-features)" cargo clippy --release --no-default-features --lib --bins --quiet -- -D warnings
+stage "cargo test --release: build" cargo test --release --no-run --quiet "$@"
+stage "cargo test --release: run" cargo test --release --no-fail-fast "$@"
+
 # The container images and the compose cluster, for real (Docker Engine needed: without it this
 # fails, saying so, unless FOOD_API_SKIP_DOCKER_TESTS=1). Not when only some tests were asked for.
-if [ $# -eq 0 ]; then
-  # In CI (.ci/run), the debug build is done with: its GBs go back before the release build.
-  if [ "${FOOD_API_CI:-0}" = 1 ] && [ -d target/debug ]; then
-    echo "test: CI: removing target/debug ($(du -sm target/debug | cut -f1) MB) before the release build; $(df -Pm . | awk 'NR==2 {print $4}') MB free"
-    rm -rf target/debug
+if $whole; then
+  if [ -n "$base_pid" ]; then
+    stage "base images (made beside the above: the wait)" base_images_made
   fi
-  scripts/compose-test.sh
+  stage "images and compose cluster (scripts/compose-test.sh)" scripts/compose-test.sh
 fi

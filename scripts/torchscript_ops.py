@@ -1,6 +1,6 @@
-"""Writes src/model/torchscript_ops.txt: the operators (outside the interpreter's own prim::) that
+"""Writes src/runtime/torchscript_ops.txt: the operators (outside the interpreter's own prim::) that
 the server lets a TorchScript file use. They are read off the files themselves by the server's own
-walk (`food-api torchscript-ops FILE...`, src/model/torchscript_ops.cpp): the bundled models in
+walk (`food-api torchscript-ops FILE...`, src/runtime/torchscript_ops.cpp): the bundled models in
 checkpoints/ and the model repositories, and torchvision's and timm's classifiers (seeded weights, nothing downloaded),
 traced and frozen as a TorchScript export makes them, and scripted where they script.
 
@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "src", "model", "torchscript_ops.txt")
+OUT = os.path.join(ROOT, "src", "runtime", "torchscript_ops.txt")
 
 TORCHVISION = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
                "efficientnet_b0", "efficientnet_b3", "efficientnet_v2_s", "convnext_tiny", "regnet_y_400mf",

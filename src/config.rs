@@ -3,13 +3,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::admin::Secret;
 use crate::domain::UploadLimits;
 pub use crate::history::HistoryUrl;
 use crate::history::{HistorySettings, Target};
-pub use crate::model::DeviceChoice;
-use crate::model::{ThreadLayout, TorchThreads};
-use crate::predictor::PredictorSettings;
+pub use crate::runtime::DeviceChoice;
+use crate::runtime::{ThreadLayout, TorchThreads};
+use crate::secret::Secret;
+use crate::service::PredictorSettings;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
@@ -296,6 +296,23 @@ pub enum OverloadStatus {
     TooManyRequests,
 }
 
+/// The answer's size and the inputs' limits, as the prediction routes need them (each handler gets
+/// this, not the whole configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct PredictLimits {
+    /// Classes in `top_k` when the request does not say, and the most it may ask for.
+    pub top_k: usize,
+    pub max_top_k: usize,
+    /// A single upload's body, and a batch's.
+    pub upload: UploadLimits,
+    pub batch_upload: UploadLimits,
+    pub max_batch_items: usize,
+    /// One image's bytes, a batch's (and a v2 request's), a text's characters.
+    pub max_upload_bytes: usize,
+    pub max_batch_upload_bytes: usize,
+    pub max_text_chars: usize,
+}
+
 impl Config {
     /// The settings of a start with no flags (environment variables still apply).
     pub fn defaults() -> Self {
@@ -322,6 +339,9 @@ impl Config {
             max_image_pixels: self.max_image_pixels,
             deadline_ms: self.deadline_ms,
             shadow_queue_capacity: self.shadow_queue_capacity as usize,
+            // Enough to preprocess the next items while the model runs, few enough to leave the
+            // queue's places to single requests.
+            items_in_flight: 2 * self.inference_threads(),
         }
     }
 
@@ -346,7 +366,7 @@ impl Config {
             None => (self.data_dir.join("cache-secret"), true),
         };
         if made_here && !path.exists() {
-            let secret = crate::admin::random_secret()?;
+            let secret = crate::secret::random_secret()?;
             std::fs::create_dir_all(&self.data_dir)?;
             let mut file = std::fs::OpenOptions::new();
             std::os::unix::fs::OpenOptionsExt::mode(file.create_new(true).write(true), 0o600);
@@ -384,8 +404,8 @@ impl Config {
             None => std::env::current_exe()?,
         };
         // As Application::build chooses them: the validator runs the model as the server will.
-        let device = crate::model::resolve_device(self.device)?;
-        let fusion = !self.no_onednn_fusion && device == crate::model::Device::Cpu;
+        let device = crate::runtime::resolve_device(self.device)?;
+        let fusion = !self.no_onednn_fusion && device == crate::runtime::Device::Cpu;
         Ok(crate::validate::ValidationLimits {
             binary,
             timeout: std::time::Duration::from_secs(self.validate_timeout_seconds),
@@ -401,6 +421,20 @@ impl Config {
             max_text_chars: self.max_text_chars,
             max_parts: self.max_parts,
             read_timeout: std::time::Duration::from_secs(self.request_timeout_seconds),
+        }
+    }
+
+    /// What the prediction routes (REST, batch, v2 over HTTP and gRPC) read of the configuration.
+    pub fn predict_limits(&self) -> PredictLimits {
+        PredictLimits {
+            top_k: self.top_k,
+            max_top_k: self.max_top_k,
+            upload: self.upload_limits(),
+            batch_upload: self.batch_upload_limits(),
+            max_batch_items: self.max_batch_items as usize,
+            max_upload_bytes: self.max_upload_bytes,
+            max_batch_upload_bytes: self.max_batch_upload_bytes,
+            max_text_chars: self.max_text_chars,
         }
     }
 
@@ -448,7 +482,7 @@ fn cores() -> usize {
 /// CPU quota is smaller than the machine: binding would crowd its threads onto a few of CPUs that
 /// others share, where the scheduler would otherwise spread them.
 fn owns_its_cpus() -> bool {
-    crate::model::allowed_cpus().len() == cores()
+    crate::runtime::allowed_cpus().len() == cores()
 }
 
 #[cfg(test)]

@@ -3,12 +3,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::admission::AdmissionError;
 use crate::domain::InputError;
 use crate::history::HistoryError;
-use crate::model::{InferError, LoadError, ManageError, ResolveError};
-use crate::predictor::PredictError;
+use crate::limits::AdmissionError;
 use crate::preprocess::ImageError;
+use crate::runtime::{InferError, LoadError};
+use crate::service::PredictError;
+use crate::versions::{ManageError, ResolveError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -71,7 +72,7 @@ impl From<ImageError> for ApiError {
             ImageError::Invalid(m) => Self::InvalidImage(m),
             ImageError::TooLarge(m) => Self::ImageTooLarge(m),
             ImageError::Busy(e) => Self::Admission(e),
-            ImageError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+            e @ ImageError::Internal { .. } => Self::Internal(anyhow::Error::new(e)),
         }
     }
 }
@@ -85,7 +86,7 @@ impl From<InputError> for ApiError {
             InputError::TooLarge { limit } => Self::PayloadTooLarge { limit },
             InputError::Timeout(s) => Self::RequestTimeout(s),
             InputError::Admission(e) => Self::Admission(e),
-            InputError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+            e @ InputError::Internal { .. } => Self::Internal(anyhow::Error::new(e)),
         }
     }
 }
@@ -97,7 +98,8 @@ impl From<PredictError> for ApiError {
             PredictError::Infer(e) => e.into(),
             PredictError::Text(_) => Self::Validation(e.to_string()),
             PredictError::Deadline(ms) => Self::DeadlineExceeded(ms),
-            PredictError::Internal(m) => Self::Internal(anyhow::anyhow!(m)),
+            PredictError::ClientClosed => Self::ClientClosed,
+            e @ PredictError::Internal { .. } => Self::Internal(anyhow::Error::new(e)),
         }
     }
 }

@@ -5,7 +5,7 @@ use food_api::telemetry::init_subscriber;
 
 fn main() {
     // Before any thread exists: every thread inherits the first one's CPUs (undo_openmp_pin).
-    let unpinned = food_api::model::undo_openmp_pin();
+    let unpinned = food_api::runtime::undo_openmp_pin();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     // `food-api validate <folder>`: the child process that checks uploaded weights (src/validate.rs),
     // also before any thread: its sandbox holds for every thread it starts.
@@ -19,7 +19,7 @@ fn main() {
         for file in &args[2..] {
             let ops = std::fs::read(file)
                 .map_err(|e| e.to_string())
-                .and_then(|b| food_api::model::torchscript_ops::operators(&b));
+                .and_then(|b| food_api::runtime::torchscript_ops::operators(&b));
             match ops {
                 Ok(ops) => ops.iter().for_each(|op| println!("{op}")),
                 Err(e) => {

@@ -10,20 +10,18 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
-use crate::admin::AdminAccess;
-use crate::admission::Admission;
 use crate::cache::SharedCache;
 use crate::config::{Config, OverloadStatus};
 use crate::error::ApiError;
 use crate::history::{DeploymentRow, History};
+use crate::limits::Admission;
 use crate::metrics::Metrics;
-use crate::model::{
-    device_name, enable_onednn_fusion, resolve_device, AuditSink, Deployment, Device, InferenceWorker, ModelPaths,
-    ModelTable, TableSettings,
-};
-use crate::predictor::{Predictor, Recorder};
+use crate::routes::admin::AdminAccess;
 use crate::routes::{self, Endpoint};
+use crate::runtime::{device_name, enable_onednn_fusion, resolve_device, Device, InferenceWorker, ModelPaths};
+use crate::service::{Predictor, Recorder};
 use crate::telemetry;
+use crate::versions::{AuditSink, Deployment, ModelTable, TableSettings};
 
 pub struct Application {
     port: u16,
@@ -113,11 +111,23 @@ impl Application {
         let recorder = Recorder { history: history.clone(), status_of: crate::error::prediction_status };
         let settings = config.predictor_settings();
         let shared = config.shared_cache_settings()?.map(SharedCache::start).transpose()?;
-        let predictor = web::Data::new(Predictor::new(table, worker, admission, settings, recorder, shared));
-        tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
+        // The versions' control plane, registered on its own: management routes use it directly.
+        let versions = web::Data::new(table);
+        let predictor = Predictor::new(
+            versions.clone().into_inner(),
+            worker,
+            admission,
+            settings,
+            recorder,
+            shared,
+            metrics.clone().into_inner(),
+        );
+        let predictor = web::Data::new(predictor);
+        tokio::spawn(predictor.clone().into_inner().run_mirrors());
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
-        let jobs = web::Data::new(crate::compare::CompareJobs::default());
+        let jobs = web::Data::new(crate::service::compare::CompareJobs::default());
+        let predict_limits = web::Data::new(config.predict_limits());
         // Behind a load balancer, which replica answered (only when named: a default name would
         // show the host name and process id to every client).
         let replica = config.replica_name.clone();
@@ -126,8 +136,8 @@ impl Application {
             Some(grpc_port) => {
                 let inference = routes::grpc::Inference {
                     predictor: predictor.clone(),
-                    config: config.clone(),
-                    metrics: metrics.clone(),
+                    versions: versions.clone(),
+                    limits: predict_limits.clone(),
                     access: access.clone(),
                 };
                 Some(Grpc::start(&config.host, grpc_port, inference).await?)
@@ -143,7 +153,9 @@ impl Application {
                 .wrap(Condition::new(replica.is_some(), named))
                 .wrap(TracingLogger::default())
                 .app_data(predictor.clone())
+                .app_data(versions.clone())
                 .app_data(config.clone())
+                .app_data(predict_limits.clone())
                 .app_data(metrics.clone())
                 .app_data(access.clone())
                 .app_data(jobs.clone())
@@ -168,10 +180,8 @@ impl Application {
                 .service(Endpoint::at("/models/{name}/versions/{version}/download").get(routes::download))
                 .service(Endpoint::at("/models/{name}/versions/{version}/load").post(routes::load))
                 .service(Endpoint::at("/models/{name}/versions/{version}/unload").post(routes::unload))
-                .service(Endpoint::at("/models/{name}/versions/{version}/predict").post(routes::predict_version))
-                .service(
-                    Endpoint::at("/models/{name}/versions/{version}/predict/batch").post(routes::predict_batch_version),
-                )
+                .service(Endpoint::at("/models/{name}/versions/{version}/predict").post(routes::predict))
+                .service(Endpoint::at("/models/{name}/versions/{version}/predict/batch").post(routes::predict_batch))
                 .service(
                     Endpoint::at("/models/{name}/aliases/{alias}").put(routes::set_alias).delete(routes::remove_alias),
                 )
@@ -311,7 +321,7 @@ fn v2_scope() -> actix_web::Scope {
         .service(Endpoint::at("/models/{name}/infer").post(routes::v2::infer))
         .service(Endpoint::at("/models/{name}/versions/{version}").get(routes::v2::version_metadata))
         .service(Endpoint::at("/models/{name}/versions/{version}/ready").get(routes::v2::version_ready))
-        .service(Endpoint::at("/models/{name}/versions/{version}/infer").post(routes::v2::version_infer))
+        .service(Endpoint::at("/models/{name}/versions/{version}/infer").post(routes::v2::infer))
 }
 
 /// Closed unless origins are configured: a browser page elsewhere cannot call the API.

@@ -13,7 +13,7 @@ use tracing_actix_web::RequestId;
 use tracing_subscriber::EnvFilter;
 
 use crate::metrics::Metrics;
-use crate::predictor::Timings;
+use crate::service::Timings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -61,7 +61,6 @@ pub async fn observe(
         response.headers_mut().insert(REQUEST_ID, value);
     }
     if let Some(metrics) = &metrics {
-        metrics.requests.record(status);
         metrics.record_http(&route, status, took);
     }
     let extensions = response.response().extensions();

@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::model::{
-    Device, Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, CLASS_MAPPING_FILE,
-};
+use crate::runtime::{Device, Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout, TorchThreads};
+use crate::versions::CLASS_MAPPING_FILE;
 
 /// The server's settings that change how a model runs, handed to the child.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -94,9 +93,9 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
         });
     let sandbox = crate::sandbox::enter(&folder);
     let layout = settings.layout();
-    crate::model::set_torch_threads(layout.torch.shared);
+    crate::runtime::set_torch_threads(layout.torch.shared);
     if settings.fusion {
-        crate::model::enable_onednn_fusion();
+        crate::runtime::enable_onednn_fusion();
     }
     let paths = ModelPaths { class_mapping: folder.join(CLASS_MAPPING_FILE), model_dir: folder };
     match LoadedModel::load(&paths, settings.device(), layout, 0) {
@@ -105,7 +104,7 @@ pub fn run(folder: Option<&std::ffi::OsStr>) -> ! {
                 fingerprint: model.id.fingerprint,
                 sandbox,
                 fusion: settings.fusion,
-                fused_graphs: crate::model::onednn_fusion().1,
+                fused_graphs: crate::runtime::onednn_fusion().1,
                 threads: [layout.torch.shared, layout.torch.alone],
             };
             println!("{}", json!({ "ok": true, "validated": validated }));

@@ -5,7 +5,7 @@
 //! load on the same cores would blur. The real model from checkpoints/ (scripts/setup.sh).
 use std::collections::BTreeMap;
 
-use food_api::model::{
+use food_api::runtime::{
     allowed_cpus, bind_torch_team, enable_onednn_fusion, no_grad, onnx_runtime, onnx_session, set_torch_threads,
     Device, LoadedModel, ModelPaths, Slot, Spinning, ThreadLayout, TorchThreads, Work,
 };

@@ -25,7 +25,7 @@ MAX_PROBABILITY_DIFFERENCE = 1e-3
 # top-1 (a network with untrained batch norms reaches logits of 1,000), every logit within this
 # fraction of the largest.
 MAX_RELATIVE_LOGIT_DIFFERENCE = 1e-4
-ALLOWLIST = ROOT / "src" / "model" / "torchscript_ops.txt"
+ALLOWLIST = ROOT / "src" / "runtime" / "torchscript_ops.txt"
 
 
 class NoOnnx(UserError):
@@ -97,7 +97,7 @@ def torchscript(model: torch.nn.Module, images: torch.Tensor, expected: torch.Te
 
 def check_operators(module) -> None:
     """The server refuses a TorchScript file whose code uses an operator off its allowlist
-    (src/model/torchscript_ops.rs): the same check here, so that a refusal comes before writing."""
+    (src/runtime/torchscript_ops.rs): the same check here, so that a refusal comes before writing."""
     used = set()
 
     def walk(block):
@@ -111,11 +111,11 @@ def check_operators(module) -> None:
     refused = off_allowlist(used)
     if refused:
         raise UserError(f"the exported network uses operators the server does not run ({', '.join(refused[:6])}); "
-                        "scripts/torchscript_ops.py adds an architecture's operators to src/model/torchscript_ops.txt")
+                        "scripts/torchscript_ops.py adds an architecture's operators to src/runtime/torchscript_ops.txt")
 
 
 def off_allowlist(operators) -> list[str]:
-    """The operators the server refuses: what src/model/torchscript_ops.rs's `refused` computes."""
+    """The operators the server refuses: what src/runtime/torchscript_ops.rs's `refused` computes."""
     allowed = {line.strip() for line in ALLOWLIST.read_text().splitlines() if line.strip() and not line.startswith("#")}
     return sorted(op for op in set(operators) if not op.startswith("prim::") and op not in allowed)
 

@@ -15,7 +15,8 @@ use lru::LruCache;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::model::Fingerprint;
+use crate::domain::ImageUpload;
+use crate::runtime::Fingerprint;
 
 /// SHA-256 of an input: an image and its text, or a text.
 pub type InputKey = [u8; 32];
@@ -113,12 +114,26 @@ impl<V> ModelCache<V> {
     }
 }
 
+/// Hashing runs at about 1 GB/s: a large image's would hold an async worker (and every connection
+/// it serves) for milliseconds, so it goes to the blocking pool; a small one's costs less than the hop.
+const HASH_INLINE_BYTES: usize = 256 * 1024;
+
+/// The image's SHA-256: for the cache's key and the history.
+pub async fn digest_of(image: &ImageUpload) -> Result<InputKey, tokio::task::JoinError> {
+    let bytes = image.bytes();
+    if bytes.len() <= HASH_INLINE_BYTES {
+        return Ok(image_digest(bytes));
+    }
+    let bytes = bytes.clone();
+    tokio::task::spawn_blocking(move || image_digest(&bytes)).await
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::model::ModelFile;
+    use crate::runtime::ModelFile;
 
     fn model(sha256: &str) -> Fingerprint {
         Fingerprint::of(&[ModelFile { path: PathBuf::from("weights.pt"), bytes: 1, sha256: sha256.into() }])

@@ -31,7 +31,7 @@ pub struct SharedSettings {
     pub url: String,
     pub timeout: Duration,
     pub ttl_seconds: u64,
-    pub secret: crate::admin::Secret,
+    pub secret: crate::secret::Secret,
 }
 
 /// Bytes of the signature at the end of each value.

@@ -63,7 +63,7 @@ fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     let mut command = Command::new("docker-compose");
     // One signing secret for the replicas' shared cache entries, made here when none is given.
     if std::env::var_os("FOOD_API_CACHE_SECRET").is_none() {
-        command.env("FOOD_API_CACHE_SECRET", crate::admin::random_secret()?);
+        command.env("FOOD_API_CACHE_SECRET", crate::secret::random_secret()?);
     }
     let status = command
         .args(["-p", &plan.project, "-f"])

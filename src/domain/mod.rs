@@ -1,12 +1,14 @@
 //! Request inputs that validate on construction: a handler that holds one knows it is usable.
 mod base64_image;
 mod batch;
+mod names;
 mod top_k;
 mod upload;
 
 pub use batch::BatchUpload;
+pub use names::{valid_name, PREVIOUS, STABLE};
 
-use crate::admission::AdmissionError;
+use crate::limits::AdmissionError;
 use crate::preprocess::ImageError;
 
 /// Why a request's input is refused; `error.rs` says what each means over HTTP.
@@ -26,8 +28,13 @@ pub enum InputError {
     /// The memory budget cannot hold the body.
     #[error(transparent)]
     Admission(#[from] AdmissionError),
-    #[error("{0}")]
-    Internal(String),
+    /// A task of ours failed (the JSON body's parse on the blocking pool): the cause is kept.
+    #[error("the {what} thread failed")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 pub use base64_image::{base64_body_limit, decode_base64_image};
 pub use top_k::TopK;

@@ -140,6 +140,40 @@ impl Cursor {
     }
 }
 
+// What the store's aggregate queries give back, for `GET /stats` (stats.rs).
+
+/// Counts of one (model, version, role) in the window.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Group {
+    pub model: String,
+    pub version: String,
+    pub role: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub client_errors: i64,
+    pub cache_hits: i64,
+    pub mean_confidence: Option<f64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct Percentiles {
+    pub model: String,
+    pub version: String,
+    pub role: String,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct LabelCount {
+    pub model: String,
+    pub version: String,
+    pub role: String,
+    pub label: String,
+    pub count: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

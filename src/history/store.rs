@@ -10,8 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
-use super::row::{Cursor, Filter, Row, StoredRow};
-use super::stats::{Group, LabelCount, Percentiles};
+use super::row::{Cursor, Filter, Group, LabelCount, Percentiles, Row, StoredRow};
 use super::DeploymentRow;
 
 #[derive(Clone)]

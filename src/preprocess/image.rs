@@ -2,12 +2,13 @@
 //! decode, upright by EXIF, RGB, shorter side to `resize_shorter_side` (bilinear or bicubic, as the
 //! manifest says), centre crop, then (x / 255 - mean) / std per channel.
 use std::io::Cursor;
+use std::sync::Arc;
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
 
-use crate::admission::AdmissionError;
+use crate::limits::AdmissionError;
 
 /// Why an image cannot become a model input; `error.rs` says what each means over HTTP.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -24,9 +25,13 @@ pub enum ImageError {
     /// The memory budget cannot hold the decode now.
     #[error(transparent)]
     Busy(AdmissionError),
-    /// A bug of ours (the resize refused its own arguments).
-    #[error("{0}")]
-    Internal(String),
+    /// A bug of ours (the resize refused its own arguments): `what` failed, for the reason `source`.
+    #[error("{what}")]
+    Internal {
+        what: &'static str,
+        #[source]
+        source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    },
 }
 
 /// How a model wants its input; read from the model's manifest.
@@ -158,7 +163,9 @@ pub fn decode_rgb<R>(
                 let mut pixels = unzeroed(usize::try_from(decoder.total_bytes()).unwrap_or(usize::MAX));
                 decoder.read_image(&mut pixels).map_err(invalid)?;
                 let rgb = RgbImage::from_raw(width, height, pixels);
-                DynamicImage::ImageRgb8(rgb.ok_or_else(|| ImageError::Internal("decoded size mismatch".into()))?)
+                DynamicImage::ImageRgb8(
+                    rgb.ok_or_else(|| ImageError::Internal { what: "decoded size mismatch", source: None })?,
+                )
             } else {
                 DynamicImage::from_decoder(decoder).map_err(invalid)?
             }
@@ -307,14 +314,16 @@ pub fn to_model_input(rgb: &RgbImage, spec: &InputSpec) -> Result<Vec<f32>, Imag
     let (x, y) = ((left / scale_x).clamp(0.0, w), (top / scale_y).clamp(0.0, h));
     let (crop_w, crop_h) = ((crop / scale_x).min(w - x), (crop / scale_y).min(h - y));
 
-    let resize_failed = |e: &dyn std::fmt::Display| ImageError::Internal(format!("resizing: {e}"));
-    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(|e| resize_failed(&e))?;
+    fn resize_failed(e: impl std::error::Error + Send + Sync + 'static) -> ImageError {
+        ImageError::Internal { what: "resizing failed", source: Some(Arc::new(e)) }
+    }
+    let src = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3).map_err(resize_failed)?;
     let side = spec.input_size as usize;
     let mut dst = Image::from_vec_u8(spec.input_size, spec.input_size, unzeroed(side * side * 3), PixelType::U8x3)
-        .map_err(|e| resize_failed(&e))?;
+        .map_err(resize_failed)?;
     let options =
         ResizeOptions::new().resize_alg(ResizeAlg::Convolution(spec.interpolation.filter())).crop(x, y, crop_w, crop_h);
-    Resizer::new().resize(&src, &mut dst, &options).map_err(|e| resize_failed(&e))?;
+    Resizer::new().resize(&src, &mut dst, &options).map_err(resize_failed)?;
     Ok(normalise(dst.buffer(), spec))
 }
 

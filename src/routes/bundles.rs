@@ -15,12 +15,13 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::predict::VersionPath;
-use crate::admin::Admin;
+use super::target::VersionPath;
 use crate::config::Config;
+use crate::domain::valid_name;
 use crate::error::ApiError;
-use crate::model::{bundle, valid_name, LoadError, Manifest, MANIFEST_FILE};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::runtime::{LoadError, Manifest, MANIFEST_FILE};
+use crate::versions::{bundle, ModelTable};
 
 const DIGEST_HEADER: &str = "X-Bundle-SHA256";
 /// Bundles are packed once, by one writer (a second would race it to the same file), each under a
@@ -62,7 +63,7 @@ pub async fn upload(
     path: web::Path<String>,
     query: web::Query<UploadQuery>,
     mut payload: web::Payload,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
     if !config.enable_model_upload {
@@ -75,7 +76,7 @@ pub async fn upload(
         .map(|v| v.trim().to_ascii_lowercase())
         .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| ApiError::Validation(format!("{DIGEST_HEADER}: the bundle's SHA-256 in hex is required")))?;
-    let folder = predictor.table().upload_folder(&path)?;
+    let folder = versions.upload_folder(&path)?;
     let _cleanup = Cleanup(folder.clone());
     let max_bytes = config.max_bundle_mb << 20;
     let bundle_path = folder.join("bundle.tar.gz");
@@ -132,7 +133,7 @@ pub async fn upload(
             ApiError::InvalidModel(e)
         })?;
     let fingerprint = validated.fingerprint;
-    predictor.table().add_uploaded(&path, &version, &folder.join("files"), fingerprint, &admin.by)?;
+    versions.add_uploaded(&path, &version, &folder.join("files"), fingerprint, &admin.by)?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/models/{path}/versions/{version}")))
         .json(json!({ "name": *path, "version": version, "state": "available", "fingerprint": fingerprint, "bytes": unpacked, "validation": validated })))
@@ -158,10 +159,10 @@ pub async fn download(
     _admin: Admin,
     req: HttpRequest,
     path: web::Path<VersionPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, version, slot) = super::models::find(&predictor, &path)?;
+    let (_, version, slot) = super::models::find(&versions, &path)?;
     // Versions are immutable: their bundle is made once and kept.
     let bundle = config.data_dir.join("bundles").join(&path.name).join(format!("{version}.tar.gz"));
     let (dir, out) = (slot.dir.clone(), bundle.clone());

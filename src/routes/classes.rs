@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::ModelRef;
 use crate::error::ApiError;
-use crate::predictor::Predictor;
+use crate::service::Predictor;
 
 /// The labels the serving model answers with, and their output indices.
 #[utoipa::path(get, path = "/classes", tag = "model", responses((status = 200, description = "`{count, classes: [{label, index}], model}`", body = Object)))]

@@ -9,13 +9,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::extract::read_json_body;
-use crate::admin::Admin;
-use crate::compare::{CompareJobs, CompareReport, Sample};
 use crate::config::Config;
+use crate::domain::valid_name;
 use crate::domain::{base64_body_limit, decode_base64_image, PredictUpload};
 use crate::error::ApiError;
-use crate::model::{valid_name, LoadedModel};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::runtime::LoadedModel;
+use crate::service::compare::{CompareJobs, CompareReport, Sample};
+use crate::service::Predictor;
 
 /// Above this many photos, a comparison runs as a job.
 const AT_ONCE: usize = 16;

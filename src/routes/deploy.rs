@@ -4,12 +4,13 @@ use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::predict::VersionPath;
+use super::target::VersionPath;
 use super::ModelRef;
-use crate::admin::Admin;
+use crate::domain::{PREVIOUS, STABLE};
 use crate::error::ApiError;
-use crate::model::{PREVIOUS, STABLE};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::service::Predictor;
+use crate::versions::ModelTable;
 
 /// POST /models/{name}/versions/{version}/load: loads, validates and warms a version up. Idempotent.
 #[utoipa::path(post, path = "/models/{name}/versions/{version}/load", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
@@ -21,9 +22,9 @@ use crate::predictor::Predictor;
 pub async fn load(
     admin: Admin,
     path: web::Path<VersionPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = predictor.table().load(&path.name, &path.version, &admin.by).await?;
+    let model = versions.load(&path.name, &path.version, &admin.by).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "status": "ready", "model": ModelRef::from(&*model), "load_ms": model.load_ms })))
 }
@@ -38,9 +39,9 @@ pub async fn load(
 pub async fn unload(
     admin: Admin,
     path: web::Path<VersionPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    predictor.table().unload(&path.name, &path.version, &admin.by).await?;
+    versions.unload(&path.name, &path.version, &admin.by).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "unloaded", "name": path.name, "version": path.version })))
 }
 
@@ -72,11 +73,11 @@ pub async fn set_alias(
     admin: Admin,
     path: web::Path<AliasPath>,
     body: web::Bytes,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let body: AliasBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Validation(format!("the body must be {{\"version\": \"<version>\"}}: {e}")))?;
-    let from = predictor.table().set_alias(&path.name, &path.alias, &body.version, &admin.by)?;
+    let from = versions.set_alias(&path.name, &path.alias, &body.version, &admin.by)?;
     Ok(HttpResponse::Ok()
         .json(json!({ "name": path.name, "alias": path.alias, "version": body.version, "from": from })))
 }
@@ -91,9 +92,9 @@ pub async fn set_alias(
 pub async fn remove_alias(
     admin: Admin,
     path: web::Path<AliasPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let from = predictor.table().remove_alias(&path.name, &path.alias, &admin.by)?;
+    let from = versions.remove_alias(&path.name, &path.alias, &admin.by)?;
     Ok(HttpResponse::Ok().json(json!({ "name": path.name, "alias": path.alias, "from": from })))
 }
 
@@ -107,9 +108,9 @@ pub async fn remove_alias(
 pub async fn rollback(
     admin: Admin,
     path: web::Path<String>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let (from, to) = predictor.table().rollback(&path, &admin.by)?;
+    let (from, to) = versions.rollback(&path, &admin.by)?;
     Ok(HttpResponse::Ok().json(json!({ "name": *path, STABLE: to, PREVIOUS: from })))
 }
 
@@ -142,15 +143,16 @@ pub enum Scope {
 pub async fn deployments(
     _admin: Admin,
     query: web::Query<DeploymentsQuery>,
+    versions: web::Data<ModelTable>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::Validation(format!("`limit` must be 1 to 1000, not {limit}")));
     }
-    let limit = limit.min(crate::model::DEPLOYMENTS_KEPT);
+    let limit = limit.min(crate::versions::DEPLOYMENTS_KEPT);
     Ok(HttpResponse::Ok().json(match query.scope.unwrap_or(Scope::Replica) {
-        Scope::Replica => json!({ "deployments": predictor.table().deployments(limit) }),
+        Scope::Replica => json!({ "deployments": versions.deployments(limit) }),
         Scope::Store => json!({ "deployments": predictor.history().deployments(limit as i64).await? }),
     }))
 }

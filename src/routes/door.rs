@@ -8,7 +8,7 @@ use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::error::ApiError;
-use crate::predictor::Predictor;
+use crate::service::Predictor;
 
 pub async fn at_the_door(
     req: ServiceRequest,

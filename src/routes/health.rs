@@ -3,7 +3,7 @@ use serde_json::json;
 
 use super::ModelRef;
 use crate::error::ApiError;
-use crate::predictor::Predictor;
+use crate::service::Predictor;
 
 /// GET /health: 200 while a warmed-up model and its inference thread can answer, 503 otherwise.
 /// The server binds its port only after the model has loaded and warmed up. `history` is ok,

@@ -3,10 +3,10 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use crate::admin::Admin;
 use crate::error::ApiError;
 use crate::history::{now_ms, Cursor, Filter, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::service::Predictor;
 
 /// GET /inference/history: predictions newest first (primary and shadow), with the filters given;
 /// `next_cursor` fetches the next page, with no row skipped or repeated.

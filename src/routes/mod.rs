@@ -1,8 +1,10 @@
 //! One file per endpoint.
+pub mod admin;
 mod bundles;
 mod classes;
 mod compare;
 mod deploy;
+mod docs;
 mod door;
 mod endpoint;
 pub mod extract;
@@ -18,30 +20,33 @@ mod predict;
 mod predict_batch;
 mod reload;
 mod routing;
+pub mod schemas;
 mod system_status;
+pub mod target;
 pub mod v2;
 
 pub use bundles::{download, upload};
 pub use classes::classes;
 pub use compare::{compare, compare_result};
 pub use deploy::{deployments, load, remove_alias, rollback, set_alias, unload};
+pub use docs::{docs, docs_page};
 pub use door::at_the_door;
 pub use endpoint::Endpoint;
 pub use health::health;
 pub use history::{inference_history, stats};
 pub use metrics::metrics;
 pub use models::{list_models, version_details, version_stats};
-pub use openapi::{docs, docs_page, openapi_json};
+pub use openapi::openapi_json;
 pub use page::{page, script, style};
-pub use predict::{predict, predict_version};
-pub use predict_batch::{predict_batch, predict_batch_version};
+pub use predict::predict;
+pub use predict_batch::predict_batch;
 pub use reload::reload_model;
 pub use routing::{delete_routing, get_routing, put_routing};
 pub use system_status::system_status;
 
 use serde::Serialize;
 
-use crate::model::LoadedModel;
+use crate::runtime::LoadedModel;
 
 /// Which model answered: every response that depends on the model names it.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -50,7 +55,7 @@ pub struct ModelRef<'a> {
     pub version: &'a str,
     /// SHA-256 over the model's files (their names and hashes): the same files, the same value.
     #[schema(value_type = String)]
-    pub fingerprint: crate::model::Fingerprint,
+    pub fingerprint: crate::runtime::Fingerprint,
     /// The number of model loads in this process when this one was loaded (display only).
     pub generation: u64,
 }

@@ -6,11 +6,11 @@ use std::time::UNIX_EPOCH;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
-use super::predict::VersionPath;
-use crate::admin::Admin;
+use super::target::VersionPath;
 use crate::error::ApiError;
-use crate::model::{LoadedModel, Manifest, ModelEntry, ResolveError, VersionEntry, MANIFEST_FILE};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::runtime::{LoadedModel, Manifest, MANIFEST_FILE};
+use crate::versions::{ModelEntry, ModelTable, ResolveError, VersionEntry};
 
 /// GET /models: every model and version with its state, format, fingerprint, size, load time,
 /// memory, aliases and share of the model's traffic over the last five minutes.
@@ -19,8 +19,8 @@ use crate::predictor::Predictor;
     (status = 401, description = "Token configured and missing or wrong", body = crate::error::ErrorBody),
     (status = 403, description = "Not an admin caller", body = crate::error::ErrorBody),
 ))]
-pub async fn list_models(_admin: Admin, predictor: web::Data<Predictor>) -> HttpResponse {
-    let snapshot = predictor.table().snapshot();
+pub async fn list_models(_admin: Admin, versions: web::Data<ModelTable>) -> HttpResponse {
+    let snapshot = versions.snapshot();
     let models: Vec<Value> = snapshot
         .models
         .iter()
@@ -53,7 +53,7 @@ fn summary(entry: &ModelEntry, version: &str, slot: &VersionEntry) -> Value {
         "version": version,
         "state": slot.shown_state(),
         "failure": slot.failure,
-        "format": manifest.as_ref().map(|m| m.format.clone()),
+        "format": manifest.as_ref().map(|m| m.format),
         "input_size": manifest.as_ref().map(|m| m.input_size),
         "fingerprint": slot.fingerprint,
         "size_bytes": size_bytes,
@@ -81,9 +81,9 @@ fn read_manifest(dir: &Path) -> Option<Manifest> {
 pub async fn version_details(
     _admin: Admin,
     path: web::Path<VersionPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let (entry, version, slot) = find(&predictor, &path)?;
+    let (entry, version, slot) = find(&versions, &path)?;
     let mut body = summary(&entry, &version, &slot);
     body["name"] = json!(path.name);
     body["manifest"] = json!(read_manifest(&slot.dir));
@@ -95,9 +95,9 @@ pub async fn version_details(
         Some(model) => json!(model.files),
         // Not loaded: hash the files now, off the async workers.
         None => {
-            let paths = predictor.table().paths(&path.name, &version);
+            let paths = versions.paths(&path.name, &version);
             let files =
-                web::block(move || crate::model::fingerprint_files(&paths)).await.map_err(anyhow::Error::from)?;
+                web::block(move || crate::versions::fingerprint_files(&paths)).await.map_err(anyhow::Error::from)?;
             match files {
                 Ok((fingerprint, files)) => {
                     body["fingerprint"] = json!(fingerprint);
@@ -132,16 +132,16 @@ fn validation(model: &LoadedModel) -> Value {
 /// GET /models/{name}/versions/{version}/stats: requests, errors, cache hits, latency quantiles
 /// since load and over the last 5 minutes, label distribution and mean confidence.
 #[utoipa::path(get, path = "/models/{name}/versions/{version}/stats", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
-    (status = 200, description = "Statistics since the version's load", body = crate::model::StatsReport),
+    (status = 200, description = "Statistics since the version's load", body = crate::runtime::StatsReport),
     (status = 404, description = "No such model, version or alias", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
 ))]
 pub async fn version_stats(
     _admin: Admin,
     path: web::Path<VersionPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let (_, version, slot) = find(&predictor, &path)?;
+    let (_, version, slot) = find(&versions, &path)?;
     let model = slot.model.clone().ok_or_else(|| ResolveError::NotReady {
         name: path.name.clone(),
         version: version.clone(),
@@ -155,8 +155,8 @@ pub async fn version_stats(
 }
 
 /// The model entry, the version an alias resolves to, and its slot.
-pub(super) fn find(predictor: &Predictor, path: &VersionPath) -> Result<(ModelEntry, String, VersionEntry), ApiError> {
-    let entry = predictor.table().snapshot().model(&path.name)?.clone();
+pub(super) fn find(versions: &ModelTable, path: &VersionPath) -> Result<(ModelEntry, String, VersionEntry), ApiError> {
+    let entry = versions.snapshot().model(&path.name)?.clone();
     let version = entry.version_of(&path.version).to_string();
     let slot = entry
         .versions

@@ -2,9 +2,9 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::ModelRef;
-use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::service::Predictor;
 
 /// POST /reload_model: reads the model folder and class mapping again; swaps the new model in
 /// only if it is valid. Requests already running finish on the model they started with.

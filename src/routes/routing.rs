@@ -5,10 +5,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
-use crate::admin::Admin;
 use crate::error::ApiError;
-use crate::model::RoutingPolicy;
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::traffic::RoutingPolicy;
+use crate::versions::ModelTable;
 
 /// GET /models/{name}/routing: the policy (everything to `stable` until one is set).
 #[utoipa::path(get, path = "/models/{name}/routing", tag = "models", params(("name" = String, Path)), security(("admin_token" = [])), responses(
@@ -18,9 +18,9 @@ use crate::predictor::Predictor;
 pub async fn get_routing(
     _admin: Admin,
     path: web::Path<String>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let policy = predictor.table().snapshot().model(&path)?.policy();
+    let policy = versions.snapshot().model(&path)?.policy();
     Ok(HttpResponse::Ok().insert_header(etag(&policy)).json(policy))
 }
 
@@ -38,7 +38,7 @@ pub async fn put_routing(
     req: HttpRequest,
     path: web::Path<String>,
     body: web::Bytes,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let policy: RoutingPolicy = serde_json::from_slice(&body).map_err(|e| {
         ApiError::Validation(format!(
@@ -54,7 +54,7 @@ pub async fn put_routing(
             })?)
         }
     };
-    let stored = predictor.table().set_routing(&path, policy, if_match, &admin.by)?;
+    let stored = versions.set_routing(&path, policy, if_match, &admin.by)?;
     Ok(HttpResponse::Ok().insert_header(etag(&stored)).json(json!(stored)))
 }
 
@@ -70,8 +70,8 @@ fn etag(policy: &RoutingPolicy) -> (header::HeaderName, String) {
 pub async fn delete_routing(
     admin: Admin,
     path: web::Path<String>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    predictor.table().clear_routing(&path, &admin.by)?;
+    versions.clear_routing(&path, &admin.by)?;
     Ok(HttpResponse::Ok().json(json!({ "name": *path, "routing": null })))
 }

@@ -5,12 +5,13 @@ use actix_web::{web, HttpResponse};
 use serde_json::json;
 use sysinfo::{ProcessesToUpdate, System};
 
-use crate::admin::Admin;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::model::{ModelFile, ReloadStats};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::runtime::ModelFile;
+use crate::service::Predictor;
+use crate::versions::ReloadStats;
 
 /// Machine, process, model (format, files, reloads), caches, queue and request counts. Where the
 /// model files lie on disk and why a reload failed are shown to the admin (token, or loopback when
@@ -56,8 +57,8 @@ pub async fn system_status(
         });
         (machine, process)
     };
-    let requests = &metrics.requests;
-    let fusion = crate::model::onednn_fusion();
+    let (requests, by_status) = (&metrics.requests, metrics.status_counts());
+    let fusion = crate::runtime::onednn_fusion();
     Ok(HttpResponse::Ok().json(json!({
         "uptime_seconds": metrics.started_at.elapsed().as_secs_f64(),
         "machine": machine,
@@ -68,7 +69,7 @@ pub async fn system_status(
             "format": model.backend(),
             "fingerprint": model.id.fingerprint,
             "generation": model.generation,
-            "device": crate::model::device_name(model.device),
+            "device": crate::runtime::device_name(model.device),
             "inference_threads": config.inference_threads(),
             "torch_threads_alone": config.torch_threads_layout().alone,
             // Whether a lone request does get `torch_threads_alone` (measured faster at load).
@@ -84,7 +85,7 @@ pub async fn system_status(
             "files": files,
             "reloads": reloads,
             // The loaded versions, plus any that requests still hold after an unload or a reload.
-            "models_in_memory": crate::model::models_alive(),
+            "models_in_memory": crate::runtime::models_alive(),
             "text_encoder": {
                 "name": model.text.manifest.name,
                 "version": model.text.manifest.version,
@@ -111,10 +112,10 @@ pub async fn system_status(
         },
         "history": history_status(&predictor, admin.is_ok()),
         "requests": {
-            "total": requests.total.load(Ordering::Relaxed),
-            "success": requests.success.load(Ordering::Relaxed),
-            "client_error": requests.client_error.load(Ordering::Relaxed),
-            "server_error": requests.server_error.load(Ordering::Relaxed),
+            "total": by_status.total,
+            "success": by_status.success,
+            "client_error": by_status.client_error,
+            "server_error": by_status.server_error,
             "predictions": requests.predictions.load(Ordering::Relaxed),
             "client_closed": requests.client_closed.load(Ordering::Relaxed),
         },

@@ -1,4 +1,4 @@
-use food_api::admin::Secret;
+use food_api::secret::Secret;
 
 use crate::helpers::{error_of, spawn_app, spawn_app_with, test_config};
 

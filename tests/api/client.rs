@@ -7,7 +7,7 @@ use crate::helpers::{python_check, repo_path, spawn_app_with, test_config};
 
 #[tokio::test]
 async fn the_clients_retry_overload_honour_retry_after_and_keep_their_deadline() {
-    // cargo test builds the examples beside the test binaries' folder (target/debug/examples).
+    // cargo test builds the examples beside the test binaries' folder (target/release/examples under scripts/test.sh).
     let example = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples/client");
     assert!(example.exists(), "{} is missing: `cargo test` builds it (or cargo build --examples)", example.display());
     let mut config = test_config();

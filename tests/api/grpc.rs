@@ -81,7 +81,7 @@ async fn a_message_larger_than_the_memory_budget_is_refused_as_resource_exhauste
 #[tokio::test]
 async fn statistics_over_grpc_need_the_admin_token_as_over_rest() {
     let (_app, mut client) =
-        spawn_with_grpc(|c| c.admin_token = Some(food_api::admin::Secret::new("stats token").unwrap())).await;
+        spawn_with_grpc(|c| c.admin_token = Some(food_api::secret::Secret::new("stats token").unwrap())).await;
     let request = || ModelStatisticsRequest { name: "food".into(), ..Default::default() };
     let refused = client.model_statistics(request()).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");

@@ -264,7 +264,7 @@ async fn forged_or_moved_shared_cache_entries_are_misses_and_counted() {
 #[tokio::test]
 async fn every_versions_statistics_need_the_admin_token_and_the_docs_page_cannot_be_framed() {
     let mut config = test_config();
-    config.admin_token = Some(food_api::admin::Secret::new("stats token").unwrap());
+    config.admin_token = Some(food_api::secret::Secret::new("stats token").unwrap());
     let app = spawn_app_with(config).await;
     for path in ["/v2/models/stats", "/v2/models/food/stats", &format!("/v2/models/food/versions/{}/stats", lite0())] {
         assert_eq!(app.get(path).await.status(), 401, "{path} without the token");

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use food_api::config::OverloadStatus;
-use food_api::model::Device;
-use food_api::model::{InferError, InferenceWorker, Lane, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
+use food_api::runtime::Device;
+use food_api::runtime::{InferError, InferenceWorker, Lane, LoadedModel, ModelPaths, ThreadLayout, TorchThreads, Work};
 use futures_util::future::join_all;
 use futures_util::poll;
 

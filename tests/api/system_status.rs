@@ -40,7 +40,7 @@ async fn system_status_reports_machine_process_model_caches_and_requests() {
 #[tokio::test]
 async fn only_the_admin_sees_where_the_model_files_lie() {
     let mut config = crate::helpers::test_config();
-    config.admin_token = Some(food_api::admin::Secret::new("t").unwrap());
+    config.admin_token = Some(food_api::secret::Secret::new("t").unwrap());
     // On a copy of the model in a temporary folder: an absolute path to hide.
     let app = crate::helpers::spawn_app_on_model_copy_with(config, |_| ()).await;
     let anonymous = app.get_json("/system_status").await;

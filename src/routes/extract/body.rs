@@ -8,8 +8,8 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::web::{Bytes, BytesMut, Payload};
 use futures_util::{Stream, TryStreamExt};
 
-use crate::admission::Reservation;
 use crate::domain::{InputError, UploadLimits};
+use crate::limits::Reservation;
 
 /// One field of a multipart body.
 pub(super) struct Part {

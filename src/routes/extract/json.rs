@@ -4,8 +4,8 @@ use actix_web::web::{Bytes, Payload};
 use serde::Deserialize;
 
 use super::body::{content_type_is, read_within, within_read_timeout, Budget};
-use crate::admission::Reservation;
 use crate::domain::{base64_body_limit, decode_base64_image, InputError, PredictUpload, UploadLimits};
+use crate::limits::Reservation;
 
 #[derive(Deserialize)]
 struct JsonPredict {
@@ -38,7 +38,7 @@ pub async fn predict_upload(
         Ok::<_, InputError>((decode_base64_image(&image, max_bytes)?, request.text))
     })
     .await
-    .map_err(|e| InputError::Internal(format!("JSON body thread failed: {e}")))??;
+    .map_err(|e| InputError::Internal { what: "JSON body", source: Box::new(e) })??;
     PredictUpload::parse(image, text.map(Bytes::from), limits.max_text_chars)
 }
 

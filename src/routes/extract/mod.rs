@@ -6,8 +6,8 @@ mod json;
 use actix_web::http::header::HeaderMap;
 use actix_web::web::Payload;
 
-use crate::admission::Reservation;
 use crate::domain::{BatchUpload, InputError, PredictUpload, UploadLimits};
+use crate::limits::Reservation;
 use body::{content_type_is, read_parts, twice};
 pub use json::{read_body, read_json_body};
 

@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
-use crate::admission::Admission;
 use crate::error::ApiError;
+use crate::limits::Admission;
 
 #[derive(Clone)]
 pub struct Door<S> {

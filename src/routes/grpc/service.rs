@@ -1,6 +1,5 @@
 //! The RPCs: each translates its message to what the REST route of the same meaning does.
 use actix_web::web::{self, Bytes};
-use futures_util::{stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -12,25 +11,26 @@ use super::proto::model_infer_request::InferRequestedOutputTensor;
 use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::*;
 use super::status;
-use crate::admin::{self, AdminAccess, Caller};
-use crate::admission::Admission;
-use crate::config::Config;
+use crate::config::PredictLimits;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::model::{LoadedModel, Route};
-use crate::predictor::{Call, Outcome, Predictor};
-use crate::routes::predict::{items_in_flight, predict_one, route_by};
+use crate::limits::Admission;
+use crate::routes::admin::{self, AdminAccess, Caller};
+use crate::routes::target::route_by;
 use crate::routes::v2::binary::{bytes_elements, to_binary};
 use crate::routes::v2::protocol::{self, Input, Item, Requested, MAX_ELEMENTS};
 use crate::routes::v2::repository::{index_rows, stats_of};
 use crate::routes::v2::{model_named, platform, ready_versions};
+use crate::runtime::LoadedModel;
+use crate::service::{sha256_hex, Call, Items, Predictor};
+use crate::traffic::Route;
+use crate::versions::ModelTable;
 
 /// What the RPCs need: the same handles the REST routes get.
 #[derive(Clone)]
 pub struct Inference {
     pub predictor: web::Data<Predictor>,
-    pub config: web::Data<Config>,
-    pub metrics: web::Data<Metrics>,
+    pub versions: web::Data<ModelTable>,
+    pub limits: web::Data<PredictLimits>,
     pub access: web::Data<AdminAccess>,
 }
 
@@ -39,7 +39,7 @@ type Answer<T> = Result<Response<T>, Status>;
 impl Inference {
     /// The largest message: a batch's images as raw bytes, and room for the rest of the message.
     pub fn max_message_bytes(&self) -> usize {
-        self.config.max_batch_upload_bytes + (1 << 20)
+        self.limits.max_batch_upload_bytes + (1 << 20)
     }
 
     pub fn admission(&self) -> Admission {
@@ -61,7 +61,7 @@ impl Inference {
             request_id: value("x-request-id").unwrap_or_else(|| format!("{:032x}", fastrand::u128(..))),
             endpoint: "grpc:ModelInfer".into(),
             route,
-            sticky_key_sha256: sticky.map(|key| crate::recording::sha256_hex(key.as_bytes())),
+            sticky_key_sha256: sticky.map(|key| sha256_hex(key.as_bytes())),
             item: None,
         };
         if !version.is_empty() {
@@ -71,26 +71,28 @@ impl Inference {
         Ok((model, call(route, sticky)))
     }
 
+    #[tracing::instrument(name = "grpc_infer", skip_all, fields(request_id, version))]
     async fn infer(
         &self,
         metadata: &MetadataMap,
         request: ModelInferRequest,
     ) -> Result<(ModelInferResponse, Route), ApiError> {
         let (model, call) = self.routed(&request.model_name, &request.model_version, metadata)?;
-        let config = &self.config;
-        let outputs = requested_outputs(&request.outputs, config)?;
+        let span = tracing::Span::current();
+        span.record("request_id", call.request_id.as_str()).record("version", model.id.version.as_str());
+        let limits = &self.limits;
+        let outputs = requested_outputs(&request.outputs, limits)?;
         let id = request.id.clone();
-        let uploads = protocol::uploads_of(inputs_of(request)?, config).await?;
-        self.metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let uploads = protocol::uploads_of(inputs_of(request)?, limits).await?;
 
-        // As REST's infer: every image on the version chosen above, a few at once. Each future owns
-        // its handles (tonic's handlers must be Send for every lifetime, borrowed closures are not).
-        let predictions = uploads.into_iter().enumerate().map(|(i, upload)| {
-            let (predictor, model, metrics) = (self.predictor.clone(), model.clone(), self.metrics.clone());
-            let call = Call { item: Some(i), ..call.clone() };
-            async move { predict_one(&predictor, &model, &metrics, &upload, &call).await }
-        });
-        let outcomes: Vec<Outcome> = stream::iter(predictions).buffered(items_in_flight(config)).try_collect().await?;
+        // As REST's infer: every image on the version chosen above, a few at once; tonic drops
+        // this future when the client goes away, so nothing else watches for it.
+        let (service, items) = (self.predictor.clone().into_inner(), uploads.into_iter().map(Ok).collect());
+        let answers = service.predict_many(&model, items, &call, Items::AllOrNothing, std::future::pending()).await?;
+        let outcomes = answers
+            .into_iter()
+            .map(|answer| answer.map(|(_, outcome)| outcome))
+            .collect::<Result<Vec<_>, ApiError>>()?;
 
         let rows = outcomes.len();
         let mut response = ModelInferResponse {
@@ -131,9 +133,12 @@ impl Inference {
 
 /// The outputs asked for (all of them when none is named); classification counts as
 /// `parameters.classification` (int64, as tritonclient sends it). Outputs always come back raw.
-fn requested_outputs(outputs: &[InferRequestedOutputTensor], config: &Config) -> Result<Vec<Requested>, ApiError> {
+fn requested_outputs(
+    outputs: &[InferRequestedOutputTensor],
+    limits: &PredictLimits,
+) -> Result<Vec<Requested>, ApiError> {
     if outputs.is_empty() {
-        return Ok(protocol::all_outputs(config.top_k, true));
+        return Ok(protocol::all_outputs(limits.top_k, true));
     }
     outputs
         .iter()
@@ -146,7 +151,7 @@ fn requested_outputs(outputs: &[InferRequestedOutputTensor], config: &Config) ->
                 other => (None, format!("{other:?}")),
             });
             let classification = count.as_ref().map(|(n, shown)| (*n, shown as &dyn std::fmt::Display));
-            protocol::requested(&o.name, classification, true, config.top_k, config.max_top_k)
+            protocol::requested(&o.name, classification, true, limits.top_k, limits.max_top_k)
         })
         .collect()
 }
@@ -194,7 +199,7 @@ fn tensor(name: &str, datatype: &str, shape: Vec<i64>) -> model_metadata_respons
     model_metadata_response::TensorMetadata { name: name.into(), datatype: datatype.into(), shape }
 }
 
-fn duration(t: crate::model::Totals) -> Option<StatisticDuration> {
+fn duration(t: crate::runtime::Totals) -> Option<StatisticDuration> {
     Some(StatisticDuration { count: t.count, ns: t.ns })
 }
 
@@ -211,7 +216,7 @@ impl GrpcInferenceService for Inference {
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Answer<ModelReadyResponse> {
         let r = request.into_inner();
         let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-        model_named(&self.predictor, &r.name, version).map_err(status)?;
+        model_named(&self.versions, &r.name, version).map_err(status)?;
         Ok(Response::new(ModelReadyResponse { ready: self.predictor.worker().is_alive() }))
     }
 
@@ -226,17 +231,17 @@ impl GrpcInferenceService for Inference {
     async fn model_metadata(&self, request: Request<ModelMetadataRequest>) -> Answer<ModelMetadataResponse> {
         let r = request.into_inner();
         let version = Some(r.version.as_str()).filter(|v| !v.is_empty());
-        let model = model_named(&self.predictor, &r.name, version).map_err(status)?;
+        let model = model_named(&self.versions, &r.name, version).map_err(status)?;
         // gRPC's tensor metadata has no parameters: the image is raw bytes (REST's metadata says so).
         Ok(Response::new(ModelMetadataResponse {
             name: model.id.name.clone(),
-            versions: ready_versions(&self.predictor, &r.name),
+            versions: ready_versions(&self.versions, &r.name),
             platform: platform(&model).into(),
             inputs: vec![tensor("image", "BYTES", vec![-1]), tensor("text", "BYTES", vec![-1])],
             outputs: vec![
                 tensor("label", "BYTES", vec![-1]),
                 tensor("probability", "FP32", vec![-1]),
-                tensor("top_k", "BYTES", vec![-1, self.config.top_k as i64]),
+                tensor("top_k", "BYTES", vec![-1, self.limits.top_k as i64]),
             ],
         }))
     }
@@ -264,15 +269,15 @@ impl GrpcInferenceService for Inference {
         let name = Some(r.name.as_str()).filter(|n| !n.is_empty());
         let version = match (name, Some(r.version.as_str()).filter(|v| !v.is_empty())) {
             (Some(name), Some(target)) => {
-                Some(model_named(&self.predictor, name, Some(target)).map_err(status)?.id.version.clone())
+                Some(model_named(&self.versions, name, Some(target)).map_err(status)?.id.version.clone())
             }
             (Some(name), None) => {
-                self.predictor.table().snapshot().model(name).map_err(|e| status(e.into()))?;
+                self.versions.snapshot().model(name).map_err(|e| status(e.into()))?;
                 None
             }
             (None, _) => None,
         };
-        let model_stats = stats_of(&self.predictor, name, version.as_deref())
+        let model_stats = stats_of(&self.versions, name, version.as_deref())
             .into_iter()
             .map(|row| {
                 let t = row.totals;
@@ -300,7 +305,7 @@ impl GrpcInferenceService for Inference {
 
     async fn repository_index(&self, request: Request<RepositoryIndexRequest>) -> Answer<RepositoryIndexResponse> {
         self.admin(&request).map_err(status)?;
-        let models = index_rows(&self.predictor, request.get_ref().ready)
+        let models = index_rows(&self.versions, request.get_ref().ready)
             .into_iter()
             .map(|r| repository_index_response::ModelIndex {
                 name: r.name,

@@ -9,21 +9,17 @@ pub mod protocol;
 pub mod repository;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::{stream, StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 
 use super::extract::{read_body, read_json_body};
-use super::predict::{
-    call_of, items_in_flight, model_version, predict_one, route_header, routed, unless_client_closed,
-};
-use crate::config::Config;
+use super::target::{answered_by, Target};
+use crate::config::{Config, PredictLimits};
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::model::{LoadedModel, Route};
-use crate::predictor::Call;
-use crate::predictor::Outcome;
-use crate::predictor::Predictor;
+use crate::peer;
+use crate::runtime::LoadedModel;
+use crate::service::{Items, Predictor};
+use crate::versions::ModelTable;
 pub use protocol::InferRequest;
 use protocol::{output, requested_outputs, uploads};
 
@@ -62,11 +58,11 @@ pub struct ModelPath {
 
 /// The model the path names: its `stable` version, or the version it names.
 pub fn model_named(
-    predictor: &Predictor,
+    versions: &ModelTable,
     name: &str,
     version: Option<&str>,
 ) -> Result<std::sync::Arc<LoadedModel>, ApiError> {
-    Ok(predictor.resolve(Some(name), version)?)
+    Ok(versions.resolve(Some(name), version)?)
 }
 
 /// The model's metadata: platform, versions, inputs and outputs.
@@ -77,13 +73,13 @@ pub fn model_named(
 ))]
 pub async fn model_metadata(
     path: web::Path<ModelPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
+    let model = model_named(&versions, &path.name, path.version.as_deref())?;
     Ok(HttpResponse::Ok().json(json!({
         "name": model.id.name,
-        "versions": ready_versions(&predictor, &path.name),
+        "versions": ready_versions(&versions, &path.name),
         "platform": platform(&model),
         "inputs": [
             // How the elements are encoded: the protocol has no field for it, tensor parameters do.
@@ -101,8 +97,8 @@ pub async fn model_metadata(
 }
 
 /// The model's versions that are loaded, for its metadata.
-pub fn ready_versions(predictor: &Predictor, name: &str) -> Vec<String> {
-    let snapshot = predictor.table().snapshot();
+pub fn ready_versions(versions: &ModelTable, name: &str) -> Vec<String> {
+    let snapshot = versions.snapshot();
     snapshot.models.get(name).map_or(Vec::new(), |m| {
         m.versions.iter().filter(|(_, v)| v.model.is_some()).map(|(version, _)| version.clone()).collect()
     })
@@ -123,9 +119,10 @@ pub fn platform(model: &LoadedModel) -> &'static str {
 ))]
 pub async fn model_ready(
     path: web::Path<ModelPath>,
+    versions: web::Data<ModelTable>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
-    let model = model_named(&predictor, &path.name, path.version.as_deref())?;
+    let model = model_named(&versions, &path.name, path.version.as_deref())?;
     Ok(HttpResponse::Ok().json(json!({ "name": model.id.name, "ready": predictor.worker().is_alive() })))
 }
 
@@ -139,45 +136,36 @@ pub async fn model_ready(
     (status = 415, description = "Not JSON, an element is not an image, or a Content-Encoding", body = crate::error::ErrorBody),
     (status = 503, description = "Queue full, requests in progress at their bound, or memory budget in use (Retry-After: 1)", body = crate::error::ErrorBody),
 ))]
+#[tracing::instrument(name = "v2_infer", skip_all, fields(request_id = %target.call.request_id, version = %target.model.id.version))]
 pub async fn infer(
     req: HttpRequest,
-    path: web::Path<ModelPath>,
+    target: Target,
     payload: web::Payload,
     predictor: web::Data<Predictor>,
-    config: web::Data<Config>,
-    metrics: web::Data<Metrics>,
+    limits: web::Data<PredictLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    // A version in the path pins it; otherwise the model's routing policy picks one.
-    let (model, call) = match path.version.as_deref() {
-        Some(version) => (model_named(&predictor, &path.name, Some(version))?, call_of(&req, Route::Pinned, None)),
-        None => routed(&predictor, Some(&path.name), &req)?,
-    };
+    // A version in the path pins it (`Target`); otherwise the model's routing policy picks one.
     // The body as /predict's: the same read timeout, its memory held from the budget as it arrives.
     let mut memory = predictor.admission().reservation();
-    let limit = base64_body_limit(config.max_batch_upload_bytes);
+    let limit = base64_body_limit(limits.max_batch_upload_bytes);
     let header_length = binary::header_length(req.headers())?;
     let body = match header_length {
         // The binary data extension: JSON, then raw bytes (tritonclient sends no Content-Type).
-        Some(_) => read_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?,
-        None => read_json_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?,
+        Some(_) => read_body(req.headers(), payload, limit, limits.upload, &mut memory).await?,
+        None => read_json_body(req.headers(), payload, limit, limits.upload, &mut memory).await?,
     };
     let (json, raw) = binary::split(body, header_length)?;
     let mut request = protocol::parse(json).await?;
-    let outputs = requested_outputs(&request, config.top_k, config.max_top_k)?;
+    let outputs = requested_outputs(&request, limits.top_k, limits.max_top_k)?;
     let id = request.id.take();
-    let uploads = uploads(request, raw, &config).await?;
-    metrics.requests.predictions.fetch_add(uploads.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let uploads = uploads(request, raw, &limits).await?;
 
-    // The model the path named, for every image of the request.
-    let (predictor_ref, model_ref, metrics_ref, call) = (&predictor, &model, &metrics, &call);
-    let answers = stream::iter(uploads.iter().enumerate())
-        .map(|(i, upload)| async move {
-            let call = Call { item: Some(i), ..call.clone() };
-            predict_one(predictor_ref, model_ref, metrics_ref, upload, &call).await
-        })
-        .buffered(items_in_flight(&config));
-    let answers = answers.try_collect::<Vec<Outcome>>();
-    let outcomes = unless_client_closed(&req, &metrics, answers).await??;
+    // The model the path named, for every image of the request; the first failure fails it.
+    let (service, model) = (predictor.clone().into_inner(), &target.model);
+    let items = uploads.into_iter().map(Ok::<_, ApiError>).collect();
+    let answers = service.predict_many(model, items, &target.call, Items::AllOrNothing, peer::closed(&req)).await?;
+    let outcomes =
+        answers.into_iter().map(|answer| answer.map(|(_, outcome)| outcome)).collect::<Result<Vec<_>, _>>()?;
 
     let rows = outcomes.len();
     let mut raw = Vec::new();
@@ -196,7 +184,9 @@ pub async fn infer(
         body["id"] = id.into();
     }
     let mut response = HttpResponse::Ok();
-    response.insert_header(model_version(&model)).insert_header(route_header(call.route));
+    for header in answered_by(&target) {
+        response.insert_header(header);
+    }
     if outputs_in_binary(&body) {
         let (bytes, header_length) = binary::response_body(&body, raw);
         return Ok(response
@@ -219,10 +209,10 @@ fn outputs_in_binary(body: &Value) -> bool {
 ))]
 pub async fn version_metadata(
     path: web::Path<ModelPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
     config: web::Data<Config>,
 ) -> Result<HttpResponse, ApiError> {
-    model_metadata(path, predictor, config).await
+    model_metadata(path, versions, config).await
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), responses(
@@ -232,9 +222,10 @@ pub async fn version_metadata(
 ))]
 pub async fn version_ready(
     path: web::Path<ModelPath>,
+    versions: web::Data<ModelTable>,
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
-    model_ready(path, predictor).await
+    model_ready(path, versions, predictor).await
 }
 
 /// Inference on a version (or an alias): as `POST /v2/models/{name}/infer`.
@@ -247,13 +238,6 @@ pub async fn version_ready(
     (status = 415, description = "Not JSON, an element is not an image, or a Content-Encoding", body = crate::error::ErrorBody),
     (status = 503, description = "Overloaded (Retry-After: 1)", body = crate::error::ErrorBody),
 ))]
-pub async fn version_infer(
-    req: HttpRequest,
-    path: web::Path<ModelPath>,
-    payload: web::Payload,
-    predictor: web::Data<Predictor>,
-    config: web::Data<Config>,
-    metrics: web::Data<Metrics>,
-) -> Result<HttpResponse, ApiError> {
-    infer(req, path, payload, predictor, config, metrics).await
-}
+// Documents the route only: `infer` serves it (`Target` reads the version from the path).
+#[allow(dead_code)]
+fn version_infer() {}

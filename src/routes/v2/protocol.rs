@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 
 use super::binary::{bytes_elements, Section};
 use super::bounded::{Bounded, Element};
-use crate::config::Config;
+use crate::config::PredictLimits;
 use crate::domain::{decode_base64_image, InputError, PredictUpload};
 use crate::error::ApiError;
-use crate::predictor::Outcome;
+use crate::service::Outcome;
 
 /// Most elements of an input: --max-batch-items can be at most this.
 pub const MAX_ELEMENTS: usize = 10_000;
@@ -107,7 +107,11 @@ pub async fn parse(body: Bytes) -> Result<InferRequest, ApiError> {
 pub const OUTPUTS: [&str; 3] = ["label", "probability", "top_k"];
 
 /// The request's images and texts as uploads.
-pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
+pub async fn uploads(
+    request: InferRequest,
+    binary: Bytes,
+    limits: &PredictLimits,
+) -> Result<Vec<PredictUpload>, ApiError> {
     let mut inputs = Vec::with_capacity(request.inputs.0.len());
     let mut section = Section::new(binary);
     for input in request.inputs.0 {
@@ -141,12 +145,12 @@ pub async fn uploads(request: InferRequest, binary: Bytes, config: &Config) -> R
         inputs.push(Input { name: input.name, datatype: input.datatype, shape: input.shape.0, elements });
     }
     section.finish()?;
-    uploads_of(inputs, config).await
+    uploads_of(inputs, limits).await
 }
 
 /// The inputs' images and texts as uploads, checked (names, types, shapes, counts, sizes); base64
 /// is decoded off the async workers.
-pub async fn uploads_of(inputs: Vec<Input>, config: &Config) -> Result<Vec<PredictUpload>, ApiError> {
+pub async fn uploads_of(inputs: Vec<Input>, limits: &PredictLimits) -> Result<Vec<PredictUpload>, ApiError> {
     let mut images = None;
     let mut texts = None;
     for input in inputs {
@@ -179,7 +183,7 @@ pub async fn uploads_of(inputs: Vec<Input>, config: &Config) -> Result<Vec<Predi
     }
     let images = images
         .ok_or_else(|| ApiError::Validation("missing the \"image\" input (BYTES, base64 of each image)".into()))?;
-    let max_items = config.max_batch_items as usize;
+    let max_items = limits.max_batch_items;
     if images.is_empty() || images.len() > max_items {
         return Err(ApiError::Validation(format!(
             "\"image\" holds {} images; 1 to {max_items} are accepted",
@@ -198,7 +202,7 @@ pub async fn uploads_of(inputs: Vec<Input>, config: &Config) -> Result<Vec<Predi
         }
         None => vec![None; images.len()],
     };
-    let (max_bytes, max_chars) = (config.max_upload_bytes, config.max_text_chars);
+    let (max_bytes, max_chars) = (limits.max_upload_bytes, limits.max_text_chars);
     actix_web::web::block(move || {
         images
             .into_iter()

@@ -6,10 +6,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::ModelPath;
-use crate::admin::Admin;
+use crate::domain::STABLE;
 use crate::error::ApiError;
-use crate::model::{ProtocolTotals, VersionEntry, STABLE};
-use crate::predictor::Predictor;
+use crate::routes::admin::Admin;
+use crate::runtime::ProtocolTotals;
+use crate::versions::{ModelTable, VersionEntry};
 
 #[derive(Deserialize, Default)]
 struct IndexRequest {
@@ -24,14 +25,14 @@ struct IndexRequest {
     (status = 200, description = "Every version of every model, with its state", body = Vec<IndexRow>),
     (status = 400, description = "Malformed body", body = crate::error::ErrorBody),
 ))]
-pub async fn index(_admin: Admin, body: web::Bytes, predictor: web::Data<Predictor>) -> Result<HttpResponse, ApiError> {
+pub async fn index(_admin: Admin, body: web::Bytes, versions: web::Data<ModelTable>) -> Result<HttpResponse, ApiError> {
     let request: IndexRequest = if body.iter().all(u8::is_ascii_whitespace) {
         IndexRequest::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Validation(format!("the body must be {{\"ready\": bool}}: {e}")))?
     };
-    Ok(HttpResponse::Ok().json(index_rows(&predictor, request.ready)))
+    Ok(HttpResponse::Ok().json(index_rows(&versions, request.ready)))
 }
 
 /// A version in the repository index, over HTTP or gRPC.
@@ -47,8 +48,8 @@ pub struct IndexRow {
 }
 
 /// Every version of every model (only the ready ones if `ready_only`).
-pub fn index_rows(predictor: &Predictor, ready_only: bool) -> Vec<IndexRow> {
-    let snapshot = predictor.table().snapshot();
+pub fn index_rows(versions: &ModelTable, ready_only: bool) -> Vec<IndexRow> {
+    let snapshot = versions.snapshot();
     snapshot
         .models
         .iter()
@@ -80,14 +81,14 @@ fn protocol_state(slot: &VersionEntry) -> (&'static str, String) {
 pub async fn load(
     admin: Admin,
     path: web::Path<String>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = model_entry(&predictor, &path)?;
+    let entry = model_entry(&versions, &path)?;
     let mut targets: Vec<&String> = entry.aliases.values().collect();
     targets.sort();
     targets.dedup();
     for version in targets {
-        predictor.table().load(&path, version, &admin.by).await?;
+        versions.load(&path, version, &admin.by).await?;
     }
     Ok(HttpResponse::Ok().json(json!({})))
 }
@@ -102,14 +103,14 @@ pub async fn load(
 pub async fn unload(
     admin: Admin,
     path: web::Path<String>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = model_entry(&predictor, &path)?;
+    let entry = model_entry(&versions, &path)?;
     let mut kept = Vec::new();
     for (version, _) in entry.versions.iter().filter(|(_, slot)| slot.model.is_some()) {
         let aliases = entry.aliases_of(version);
         if aliases.is_empty() {
-            predictor.table().unload(&path, version, &admin.by).await?;
+            versions.unload(&path, version, &admin.by).await?;
         } else {
             kept.push(format!("{version} ({})", aliases.join(", ")));
         }
@@ -123,14 +124,14 @@ pub async fn unload(
     Ok(HttpResponse::Ok().json(json!({})))
 }
 
-fn model_entry(predictor: &Predictor, name: &str) -> Result<crate::model::ModelEntry, ApiError> {
-    Ok(predictor.table().snapshot().model(name)?.clone())
+fn model_entry(versions: &ModelTable, name: &str) -> Result<crate::versions::ModelEntry, ApiError> {
+    Ok(versions.snapshot().model(name)?.clone())
 }
 
 /// The statistics extension: every loaded version's counts and summed durations.
 #[utoipa::path(get, path = "/v2/models/stats", tag = "v2", security(("admin_token" = [])), responses((status = 200, description = "`{model_stats: [...]}`", body = Object)))]
-pub async fn all_stats(_admin: Admin, predictor: web::Data<Predictor>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&predictor, None, None) }))
+pub async fn all_stats(_admin: Admin, versions: web::Data<ModelTable>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&versions, None, None) }))
 }
 
 /// The statistics extension for one model, or one of its versions (or an alias).
@@ -141,20 +142,20 @@ pub async fn all_stats(_admin: Admin, predictor: web::Data<Predictor>) -> HttpRe
 pub async fn model_stats(
     _admin: Admin,
     path: web::Path<ModelPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let version = match &path.version {
-        Some(target) => Some(predictor.resolve(Some(&path.name), Some(target))?.id.version.clone()),
+        Some(target) => Some(versions.resolve(Some(&path.name), Some(target))?.id.version.clone()),
         None => {
-            model_entry(&predictor, &path.name)?;
+            model_entry(&versions, &path.name)?;
             None
         }
     };
-    Ok(HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&predictor, Some(&path.name), version.as_deref()) })))
+    Ok(HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&versions, Some(&path.name), version.as_deref()) })))
 }
 
-fn stats_rows(predictor: &Predictor, name: Option<&str>, version: Option<&str>) -> Vec<Value> {
-    stats_of(predictor, name, version)
+fn stats_rows(versions: &ModelTable, name: Option<&str>, version: Option<&str>) -> Vec<Value> {
+    stats_of(versions, name, version)
         .into_iter()
         .map(|row| {
             json!({
@@ -180,8 +181,8 @@ pub struct StatsRow {
 }
 
 /// The loaded versions' statistics: every model's, or one model's, or one version's.
-pub fn stats_of(predictor: &Predictor, name: Option<&str>, version: Option<&str>) -> Vec<StatsRow> {
-    let snapshot = predictor.table().snapshot();
+pub fn stats_of(versions: &ModelTable, name: Option<&str>, version: Option<&str>) -> Vec<StatsRow> {
+    let snapshot = versions.snapshot();
     let mut rows = Vec::new();
     for (model_name, entry) in snapshot.models.iter().filter(|(n, _)| name.is_none_or(|name| name == *n)) {
         for (v, slot) in entry.versions.iter().filter(|(v, _)| version.is_none_or(|version| version == *v)) {
@@ -201,7 +202,7 @@ pub fn stats_of(predictor: &Predictor, name: Option<&str>, version: Option<&str>
 pub async fn version_stats(
     admin: Admin,
     path: web::Path<ModelPath>,
-    predictor: web::Data<Predictor>,
+    versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
-    model_stats(admin, path, predictor).await
+    model_stats(admin, path, versions).await
 }

@@ -1,20 +1,18 @@
 //! A model folder turned into a validated, warmed-up image model (TorchScript on libtorch, or ONNX
 //! on ONNX Runtime, as the manifest's `format` says) and text encoder.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime};
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
-
+use super::files::{first_line, hashed, ModelFile};
 use super::onnx::{OnnxImageModel, Slot};
 use super::prediction::softmax;
 use super::stats::VersionStats;
 use super::text::TextModel;
 use super::{
-    no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, InferError, LoadError, Manifest, ModelId,
-    ThreadLayout, MANIFEST_FILE,
+    no_grad, set_torch_threads, ClassMapping, Device, Fingerprint, InferError, LoadError, Manifest, ModelFormat,
+    ModelId, ThreadLayout, MANIFEST_FILE,
 };
 
 /// Where a model comes from; read again on every reload.
@@ -22,13 +20,6 @@ use super::{
 pub struct ModelPaths {
     pub model_dir: PathBuf,
     pub class_mapping: PathBuf,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelFile {
-    pub path: PathBuf,
-    pub bytes: usize,
-    pub sha256: String,
 }
 
 /// What the inference thread is asked to run.
@@ -157,10 +148,10 @@ impl LoadedModel {
 
         let weights_path = manifest.weights_path(&paths.model_dir);
         let (weights_file, weights) = hashed(&weights_path)?;
-        let image = match manifest.format.as_str() {
-            "onnx" => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
+        let image = match manifest.format {
+            ModelFormat::Onnx => ImageModel::Onnx(OnnxImageModel::load(&weights_path, &weights, layout)?),
             #[cfg(feature = "torch")]
-            _ => {
+            ModelFormat::TorchScript => {
                 // Its code is checked before any of it runs in this process (warm-up included).
                 super::torchscript_ops::check(&weights).map_err(|reason| LoadError::new(&weights_path, reason))?;
                 ImageModel::TorchScript(TorchScriptModel::load(&weights, device, layout).map_err(|e| {
@@ -169,8 +160,8 @@ impl LoadedModel {
             }
             // The manifest's check refuses TorchScript in a build without libtorch.
             #[cfg(not(feature = "torch"))]
-            other => {
-                return Err(LoadError::new(&weights_path, format!("format {other:?} is not served by this build")))
+            ModelFormat::TorchScript => {
+                return Err(LoadError::new(&weights_path, "format \"torchscript\" is not served by this build"))
             }
         };
 
@@ -360,15 +351,4 @@ fn torchscript_logits(
         return Err(tch::TchError::Shape(format!("expected logits [1, N], got {:?}", logits.size())));
     }
     Vec::<f32>::try_from(&logits.f_to_kind(Kind::Float)?.f_view([-1])?.f_to_device(Device::Cpu)?)
-}
-
-pub(super) fn hashed(path: &Path) -> Result<(ModelFile, Vec<u8>), LoadError> {
-    let bytes = std::fs::read(path).map_err(|e| LoadError::io(path, e))?;
-    let file = ModelFile { path: path.to_path_buf(), bytes: bytes.len(), sha256: hex::encode(Sha256::digest(&bytes)) };
-    Ok((file, bytes))
-}
-
-/// libtorch errors carry a C++ backtrace after the first line; clients and logs need the first.
-pub(super) fn first_line(e: &impl std::fmt::Display) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
 }

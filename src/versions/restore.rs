@@ -8,12 +8,13 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 
 use super::audit::AuditLog;
-use super::loader::Loader;
 use super::manage::{internal, promote};
 use super::repository::Repository;
 use super::state;
-use super::table::{Action, ModelTable, Snapshot, TableSettings, VersionEntry, STABLE};
-use super::{LoadError, MANIFEST_FILE};
+use super::table::{Action, ModelTable, Snapshot, TableSettings, VersionEntry};
+use crate::domain::STABLE;
+use crate::runtime::Loader;
+use crate::runtime::{LoadError, MANIFEST_FILE};
 
 impl ModelTable {
     /// Scans the repository, restores the saved aliases, adds the drop-in folder as a version (made

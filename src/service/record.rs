@@ -2,11 +2,12 @@
 //! and the row built from it and the outcome, for a client's prediction and for a shadow run.
 use std::time::Duration;
 
+use super::outcome::{ms, Outcome, PredictError};
 use crate::cache::InputKey;
 use crate::domain::PredictUpload;
 use crate::history::{History, Role, Row};
-use crate::model::{LoadedModel, Route};
-use crate::predictor::{ms, Outcome, PredictError, Predictor};
+use crate::runtime::LoadedModel;
+use crate::traffic::Route;
 
 /// Who asked for a prediction, as the history records it; the route fills it in.
 #[derive(Debug, Clone)]
@@ -40,10 +41,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
-impl Predictor {
+impl Recorder {
     /// The history's row for one prediction (primary or shadow): never waits, never the image, the
     /// text only when `--history-store-text`.
-    pub(crate) fn remember(
+    pub fn remember(
         &self,
         model: &LoadedModel,
         asked: &Asked<'_>,
@@ -51,7 +52,7 @@ impl Predictor {
         outcome: Result<&Outcome, &PredictError>,
         latency: Duration,
     ) {
-        let (history, call) = (self.history(), asked.call);
+        let (history, call) = (&self.history, asked.call);
         if !history.is_on() {
             return;
         }
@@ -76,7 +77,7 @@ impl Predictor {
             top_k,
             latency_ms: ms(latency),
             cache_hit: outcome.is_ok_and(|done| done.cache_hit),
-            status: outcome.map_or_else(|e| i64::from(self.status_of(e)), |_| 200),
+            status: outcome.map_or_else(|e| i64::from((self.status_of)(e)), |_| 200),
             error: outcome.err().map(ToString::to_string),
             sticky_key_sha256: call.sticky_key_sha256.clone(),
         });

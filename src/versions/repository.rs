@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::loaded::hashed;
-use super::{Fingerprint, LoadError, Manifest, ModelFile, ModelPaths, MANIFEST_FILE};
+use crate::domain::valid_name;
+use crate::runtime::{hashed, Fingerprint, LoadError, Manifest, ModelFile, ModelPaths, MANIFEST_FILE};
 
 /// The class mapping's name inside a version folder.
 pub const CLASS_MAPPING_FILE: &str = "class_mapping.json";
@@ -22,14 +22,6 @@ pub struct VersionDir {
     pub name: String,
     pub version: String,
     pub dir: PathBuf,
-}
-
-/// Model names, versions and aliases are path components and URL segments: short, plain, and
-/// never `.` or `..` (nor anything starting with a dot, which staging folders use).
-pub fn valid_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Staging folders are unique within the process (and by pid across processes).

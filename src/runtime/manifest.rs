@@ -8,7 +8,6 @@ use super::LoadError;
 use crate::preprocess::{InputSpec, Interpolation};
 
 pub const MANIFEST_FILE: &str = "manifest.json";
-const FORMATS: [&str; 2] = ["torchscript", "onnx"];
 pub const MAX_INPUT_SIZE: u32 = 1024;
 const MAX_RESIZE: u32 = 2048;
 /// ImageNet-21k has 21,843 classes: far more is no classifier, and every answer ranks them all.
@@ -19,7 +18,7 @@ pub struct Manifest {
     pub name: String,
     pub version: String,
     /// The image model's runtime: "torchscript" (libtorch) or "onnx" (ONNX Runtime).
-    pub format: String,
+    pub format: ModelFormat,
     /// File name of the weights, inside the model folder.
     pub weights: String,
     /// Width of the model's output (logits) row.
@@ -48,7 +47,7 @@ pub struct TextEncoderManifest {
     /// The encoder's runtime, as for the image model; "torchscript" when absent (manifests written
     /// before the encoder had an ONNX export).
     #[serde(default = "torchscript")]
-    pub format: String,
+    pub format: ModelFormat,
     /// (input_ids, attention_mask) int64 [N, L] -> L2-normalised embeddings [N, dim].
     pub weights: String,
     pub tokenizer: String,
@@ -61,8 +60,27 @@ pub struct TextEncoderManifest {
     pub temperature: f32,
 }
 
-fn torchscript() -> String {
-    "torchscript".into()
+fn torchscript() -> ModelFormat {
+    ModelFormat::TorchScript
+}
+
+/// The runtime a model's weights run on; any other value in a manifest is refused when it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFormat {
+    /// TorchScript on libtorch.
+    TorchScript,
+    /// ONNX on ONNX Runtime.
+    Onnx,
+}
+
+impl ModelFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TorchScript => "torchscript",
+            Self::Onnx => "onnx",
+        }
+    }
 }
 
 impl Manifest {
@@ -76,11 +94,8 @@ impl Manifest {
 
     fn validate(&self) -> Result<(), String> {
         let text = &self.text_encoder;
-        for (what, format) in [("format", &self.format), ("text_encoder.format", &text.format)] {
-            if !FORMATS.contains(&format.as_str()) {
-                return Err(format!("{what} {format:?} is not supported (one of {FORMATS:?})"));
-            }
-            if format == "torchscript" && !cfg!(feature = "torch") {
+        for (what, format) in [("format", self.format), ("text_encoder.format", text.format)] {
+            if format == ModelFormat::TorchScript && !cfg!(feature = "torch") {
                 return Err(format!(
                     "{what} is \"torchscript\", but this build has no libtorch: it serves ONNX models only"
                 ));

@@ -3,7 +3,7 @@
 //! a miss, never as an answer; the key (`food:v2:`) also names the format's generation.
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ClassMapping, ClassScore, Prediction};
+use crate::runtime::{ClassMapping, ClassScore, Prediction};
 
 /// A cached answer: everything in it depends only on (image, text, model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

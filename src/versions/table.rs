@@ -9,22 +9,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::Device;
+use crate::runtime::Device;
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use super::audit::{AuditLog, Deployment};
-use super::loader::Loader;
 use super::repository::Repository;
-use super::routing::{CanaryAbort, Route, RoutingPolicy, Share};
 use super::state::{self, SavedModel, SavedState};
-use super::stats::Window;
-use super::{Fingerprint, LoadError, LoadedModel, ModelPaths, ReloadStats, ThreadLayout};
-
-/// What `/predict` serves: the default model's `stable` alias.
-pub const STABLE: &str = "stable";
-/// Where every change of `stable` leaves the version it replaced: what a rollback returns to.
-pub const PREVIOUS: &str = "previous";
+use super::ReloadStats;
+use crate::domain::{PREVIOUS, STABLE};
+use crate::runtime::Loader;
+use crate::runtime::Window;
+use crate::runtime::{Fingerprint, LoadError, LoadedModel, ModelPaths, ThreadLayout};
+use crate::traffic::{CanaryAbort, Route, RoutingPolicy, Share};
 
 #[derive(Clone, Default)]
 pub struct Snapshot {
@@ -174,7 +171,8 @@ pub struct TableSettings {
 }
 
 /// A folder of model files in, its fingerprint out, or why it cannot be served. Blocking.
-pub type Validator = std::sync::Arc<dyn Fn(&std::path::Path) -> Result<super::Fingerprint, LoadError> + Send + Sync>;
+pub type Validator =
+    std::sync::Arc<dyn Fn(&std::path::Path) -> Result<crate::runtime::Fingerprint, LoadError> + Send + Sync>;
 
 pub struct ModelTable {
     pub(super) snapshot: ArcSwap<Snapshot>,

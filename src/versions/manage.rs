@@ -4,11 +4,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::repository::valid_name;
-use super::routing::RoutingPolicy;
+use super::table::VersionState;
 use super::table::{Action, ManageError, ModelEntry, ModelTable, ResolveError, Snapshot, VersionEntry};
-use super::table::{VersionState, PREVIOUS, STABLE};
-use super::{Fingerprint, LoadError, LoadedModel, ModelPaths};
+use crate::domain::{valid_name, PREVIOUS, STABLE};
+use crate::runtime::{Fingerprint, LoadError, LoadedModel, ModelPaths};
+use crate::traffic::RoutingPolicy;
 
 /// Upload folders are unique within the process (and by pid across processes).
 static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -26,7 +26,7 @@ impl ModelTable {
             || !valid_name(name)
             || !valid_name(version)
             || ModelEntry::alias_name(snapshot.models.get(name), version)
-            || !dir.join(super::MANIFEST_FILE).is_file()
+            || !dir.join(crate::runtime::MANIFEST_FILE).is_file()
         {
             return Ok(());
         }

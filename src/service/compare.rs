@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::outcome::PredictError;
+use super::predictor::Predictor;
 use crate::domain::PredictUpload;
-use crate::model::{InferError, Lane, LoadedModel};
-use crate::predictor::{PredictError, Predictor};
+use crate::runtime::{InferError, Lane, LoadedModel};
 
 pub struct Sample {
     pub name: String,
@@ -111,7 +112,7 @@ impl Predictor {
         k: usize,
     ) -> Option<Answered> {
         let deadline = Instant::now() + Duration::from_millis(self.deadline_ms());
-        let image_sha256 = crate::predictor::digest_of(&upload.image).await.ok()?;
+        let image_sha256 = crate::cache::digest_of(&upload.image).await.ok()?;
         loop {
             let started = Instant::now();
             match self.run(model.clone(), upload, &image_sha256, Lane::Primary).await {

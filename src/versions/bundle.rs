@@ -14,8 +14,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use sha2::{Digest, Sha256};
 
-use super::repository::valid_name;
-use super::shorten;
+use crate::domain::valid_name;
+use crate::runtime::shorten;
 
 pub const MAX_ENTRIES: usize = 16;
 /// Weights hardly compress (about 1.1x); text files do (about 4x): 20x is no model.

@@ -3,9 +3,11 @@ use std::path::Path;
 
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::loaded::hashed;
+use super::files::hashed;
 use super::onnx::OnnxTextModel;
-use super::{ClassMapping, Device, LoadError, Manifest, ModelFile, Slot, TextEncoderManifest, ThreadLayout};
+use super::{
+    ClassMapping, Device, LoadError, Manifest, ModelFile, ModelFormat, Slot, TextEncoderManifest, ThreadLayout,
+};
 
 /// The runtime the encoder is served on, as its manifest's `format` says.
 enum Encoder {
@@ -45,15 +47,15 @@ impl TextModel {
 
         let weights_path = manifest.text_weights_path(dir);
         let (weights_file, weights) = hashed(&weights_path)?;
-        let encoder = match manifest.text_encoder.format.as_str() {
-            "onnx" => Encoder::Onnx(OnnxTextModel::load(&weights_path, &weights, layout)?),
+        let encoder = match manifest.text_encoder.format {
+            ModelFormat::Onnx => Encoder::Onnx(OnnxTextModel::load(&weights_path, &weights, layout)?),
             #[cfg(feature = "torch")]
-            _ => Encoder::TorchScript {
+            ModelFormat::TorchScript => Encoder::TorchScript {
                 module: super::torchscript_ops::check(&weights)
                     .map_err(|reason| LoadError::new(&weights_path, reason))
                     .and_then(|()| {
                         tch::CModule::load_data_on_device(&mut std::io::Cursor::new(weights), device).map_err(|e| {
-                            let reason = super::loaded::first_line(&e);
+                            let reason = super::files::first_line(&e);
                             LoadError::new(&weights_path, format!("not a loadable TorchScript module: {reason}"))
                         })
                     })?,
@@ -61,8 +63,8 @@ impl TextModel {
             },
             // The manifest's check refuses TorchScript in a build without libtorch.
             #[cfg(not(feature = "torch"))]
-            other => {
-                return Err(LoadError::new(&weights_path, format!("format {other:?} is not served by this build")))
+            ModelFormat::TorchScript => {
+                return Err(LoadError::new(&weights_path, "format \"torchscript\" is not served by this build"))
             }
         };
         #[cfg(not(feature = "torch"))]
@@ -103,9 +105,9 @@ impl TextModel {
         match &self.encoder {
             #[cfg(feature = "torch")]
             Encoder::TorchScript { module, device } => {
-                torchscript_embedding(module, ids, *device).map_err(|e| super::loaded::first_line(&e))
+                torchscript_embedding(module, ids, *device).map_err(|e| super::files::first_line(&e))
             }
-            Encoder::Onnx(onnx) => onnx.embed(ids, slot).map_err(|e| super::loaded::first_line(&e)),
+            Encoder::Onnx(onnx) => onnx.embed(ids, slot).map_err(|e| super::files::first_line(&e)),
         }
     }
 

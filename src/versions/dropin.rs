@@ -7,8 +7,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::manage::{internal, promote};
 use super::repository::{self, Repository};
-use super::table::{Action, ManageError, ModelEntry, ModelTable, VersionEntry, VersionState, STABLE};
-use super::{Fingerprint, LoadError, LoadedModel, ModelPaths, ReloadRecord};
+use super::table::{Action, ManageError, ModelEntry, ModelTable, VersionEntry, VersionState};
+use super::ReloadRecord;
+use crate::domain::STABLE;
+use crate::runtime::{Fingerprint, LoadError, LoadedModel, ModelPaths};
 
 impl ModelTable {
     /// POST /reload_model: the drop-in folder becomes a version (the one with the same content, or
@@ -237,7 +239,7 @@ fn is_torchscript(path: &std::path::Path) -> bool {
 /// the load's own error names it.
 fn unimported_checkpoint(drop_in: &ModelPaths) -> Result<(), LoadError> {
     let dir = &drop_in.model_dir;
-    let Some(manifest) = std::fs::read(dir.join(super::manifest::MANIFEST_FILE))
+    let Some(manifest) = std::fs::read(dir.join(crate::runtime::MANIFEST_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
     else {
@@ -264,7 +266,7 @@ fn unimported_checkpoint(drop_in: &ModelPaths) -> Result<(), LoadError> {
         &path,
         format!(
             "a checkpoint that {} does not name: the server serves TorchScript or ONNX with a manifest, so import it first with `scripts/update_model.sh {} {}` (or `.venv/bin/python scripts/import_model.py {} --classes {} --drop-in {}`); the model served before stays",
-            dir.join(super::manifest::MANIFEST_FILE).display(),
+            dir.join(crate::runtime::MANIFEST_FILE).display(),
             path.display(),
             drop_in.class_mapping.display(),
             path.display(),

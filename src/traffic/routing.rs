@@ -6,8 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::repository::valid_name;
-use super::table::STABLE;
+use crate::domain::{valid_name, STABLE};
 
 /// Weights are percentages; buckets are finer so that the split holds to 0.01%.
 const BUCKETS: u64 = 10_000;
