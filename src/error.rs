@@ -45,7 +45,7 @@ pub enum ApiError {
     ClientClosed,
     #[error("no model is serving")]
     ModelUnavailable,
-    /// The model gave an output its manifest does not describe (src/model/loaded.rs `run`).
+    /// The model gave an output its manifest does not describe (src/runtime/loaded.rs `run`).
     #[error("{0}")]
     ModelOutput(String),
     #[error("reload failed, the previous model keeps serving: {0}")]

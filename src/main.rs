@@ -13,7 +13,7 @@ fn main() {
         food_api::validate::run(args.get(2).map(|a| a.as_os_str()));
     }
     // `food-api torchscript-ops FILE...`: the operators of TorchScript files, one per line, for
-    // scripts/torchscript_ops.py (src/model/torchscript_ops.txt).
+    // scripts/torchscript_ops.py (src/runtime/torchscript_ops.txt).
     #[cfg(feature = "torch")]
     if args.get(1).is_some_and(|a| a == "torchscript-ops") {
         for file in &args[2..] {

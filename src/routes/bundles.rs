@@ -1,6 +1,6 @@
 //! Versions in and out as `.tar.gz` bundles. Upload (off unless `--enable-model-upload`): the body
 //! is streamed to disk under `--max-bundle-mb`, hashed as it arrives and checked against the
-//! declared `X-Bundle-SHA256`, unpacked entry by entry (src/model/bundle.rs refuses paths, links,
+//! declared `X-Bundle-SHA256`, unpacked entry by entry (src/versions/bundle.rs refuses paths, links,
 //! devices, too many entries or bytes, bombs), loaded and warmed up in a child process with time and
 //! memory limits (src/validate.rs), and only then renamed into the repository as `available`.
 //! Nothing is ever fetched from a URL. Download: the version's deterministic bundle, with its

@@ -119,7 +119,7 @@ pub fn undo_openmp_pin() -> Option<String> {
 }
 
 /// Binds the calling thread and the OpenMP team libtorch gives it for `threads` intra-op threads
-/// to cores (src/model/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
+/// to cores (src/runtime/omp_affinity.cpp): the team's thread t to the (first + t)-th CPU this thread
 /// may run on. True when every thread of the team was bound. Without libtorch, only the calling
 /// thread, to the first-th CPU (ONNX Runtime's lone sessions bind their pool threads to the next).
 pub fn bind_torch_team(first: usize, threads: usize) -> bool {
@@ -173,7 +173,7 @@ mod omp {
     }
 }
 
-/// Turns on oneDNN Graph fusion (src/model/onednn_fusion.cpp) for the process: from now on, graphs
+/// Turns on oneDNN Graph fusion (src/runtime/onednn_fusion.cpp) for the process: from now on, graphs
 /// that a thread optimizes inside `fusing()` are fused. Idempotent; a no-op without libtorch.
 pub fn enable_onednn_fusion() {
     #[cfg(feature = "torch")]

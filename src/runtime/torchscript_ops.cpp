@@ -1,7 +1,7 @@
 // The operators a TorchScript file's code can run: every node of every function and method in
 // the file's compilation unit (forward, the submodules' methods, __setstate__, helper functions),
 // nested blocks (if, loop) included. tch exposes no graph, so the file is loaded here once more
-// and only read; src/model/torchscript_ops.rs compares the names with the allowlist.
+// and only read; src/runtime/torchscript_ops.rs compares the names with the allowlist.
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/serialization/import.h>
 #include <torch/script.h>

@@ -1,5 +1,5 @@
 //! The operators a TorchScript file may use: an allowlist, checked on the graphs of every function
-//! in the file (src/model/torchscript_ops.cpp) before the server runs any of them. A TorchScript
+//! in the file (src/runtime/torchscript_ops.cpp) before the server runs any of them. A TorchScript
 //! file is a program: `torch.from_file(..., shared=True)` in its forward pass creates a file, and
 //! a denylist would have to know every such operator of every libtorch. The list
 //! (torchscript_ops.txt) holds what image classifiers and the text encoder use, made by
@@ -47,7 +47,7 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
     }
     let shown: Vec<String> = refused.iter().take(8).map(|op| super::shorten(op)).collect();
     Err(format!(
-        "uses {} operator(s) an image classifier never needs ({}): refused, this server runs only the operators of src/model/torchscript_ops.txt",
+        "uses {} operator(s) an image classifier never needs ({}): refused, this server runs only the operators of src/runtime/torchscript_ops.txt",
         refused.len(),
         shown.join(", ")
     ))
