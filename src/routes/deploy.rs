@@ -1,12 +1,11 @@
 //! What changes the versions being served: load, unload, aliases, rollback, and the deployment
 //! log that records each change with its time and caller. Management endpoints: see `admin`.
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::target::VersionPath;
 use super::ModelRef;
-use crate::domain::{PREVIOUS, STABLE};
 use crate::error::ApiError;
 use crate::routes::admin::Admin;
 use crate::service::Predictor;
@@ -14,7 +13,7 @@ use crate::versions::ModelTable;
 
 /// POST /models/{name}/versions/{version}/load: loads, validates and warms a version up. Idempotent.
 #[utoipa::path(post, path = "/models/{name}/versions/{version}/load", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{status: \"ready\", model, load_ms}`", body = Object),
+    (status = 200, description = "Loaded and warmed up", body = Loaded),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "--max-loaded-versions reached and every loaded version has an alias", body = crate::error::ErrorBody),
     (status = 422, description = "The version's files are not a valid model", body = crate::error::ErrorBody),
@@ -25,14 +24,22 @@ pub async fn load(
     versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let model = versions.load(&path.name, &path.version, &admin.by).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "status": "ready", "model": ModelRef::from(&*model), "load_ms": model.load_ms })))
+    Ok(HttpResponse::Ok().json(Loaded { status: "ready", model: ModelRef::from(&*model), load_ms: model.load_ms }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Loaded<'a> {
+    /// Always `ready`.
+    status: &'static str,
+    model: ModelRef<'a>,
+    /// Load, validation and warm-up (0 when it was loaded already).
+    load_ms: f64,
 }
 
 /// POST /models/{name}/versions/{version}/unload: frees a version once the requests that hold it
 /// finish. Idempotent; refused while an alias points at it.
 #[utoipa::path(post, path = "/models/{name}/versions/{version}/unload", tag = "models", params(VersionPath), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{status: \"unloaded\"}`", body = Object),
+    (status = 200, description = "Unloaded (or being freed as its requests finish)", body = Unloaded),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "An alias points at the version (the message names it)", body = crate::error::ErrorBody),
 ))]
@@ -42,7 +49,15 @@ pub async fn unload(
     versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     versions.unload(&path.name, &path.version, &admin.by).await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "unloaded", "name": path.name, "version": path.version })))
+    Ok(HttpResponse::Ok().json(Unloaded { status: "unloaded", name: &path.name, version: &path.version }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Unloaded<'a> {
+    /// Always `unloaded`.
+    status: &'static str,
+    name: &'a str,
+    version: &'a str,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -64,7 +79,7 @@ pub struct AliasBody {
 /// PUT /models/{name}/aliases/{alias}: points an alias at a ready version, atomically. Moving
 /// `stable` promotes: the version it pointed at becomes `previous`.
 #[utoipa::path(put, path = "/models/{name}/aliases/{alias}", tag = "models", params(AliasPath), request_body = AliasBody, security(("admin_token" = [])), responses(
-    (status = 200, description = "`{name, alias, version, from}`", body = Object),
+    (status = 200, description = "The alias and the version it pointed at before", body = AliasSet),
     (status = 400, description = "Not a valid alias name or body", body = crate::error::ErrorBody),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not ready", body = crate::error::ErrorBody),
@@ -78,14 +93,22 @@ pub async fn set_alias(
     let body: AliasBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::Validation(format!("the body must be {{\"version\": \"<version>\"}}: {e}")))?;
     let from = versions.set_alias(&path.name, &path.alias, &body.version, &admin.by)?;
-    Ok(HttpResponse::Ok()
-        .json(json!({ "name": path.name, "alias": path.alias, "version": body.version, "from": from })))
+    Ok(HttpResponse::Ok().json(AliasSet { name: &path.name, alias: &path.alias, version: &body.version, from }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct AliasSet<'a> {
+    name: &'a str,
+    alias: &'a str,
+    version: &'a str,
+    /// The version the alias pointed at before; null for a new alias.
+    from: Option<String>,
 }
 
 /// DELETE /models/{name}/aliases/{alias}: removes an alias (not `stable`), so that the version it
 /// pointed at can be unloaded. Idempotent.
 #[utoipa::path(delete, path = "/models/{name}/aliases/{alias}", tag = "models", params(AliasPath), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{name, alias, from}`", body = Object),
+    (status = 200, description = "The alias removed and the version it pointed at", body = AliasRemoved),
     (status = 404, description = "No such model", body = crate::error::ErrorBody),
     (status = 409, description = "`stable` cannot be removed", body = crate::error::ErrorBody),
 ))]
@@ -95,13 +118,21 @@ pub async fn remove_alias(
     versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let from = versions.remove_alias(&path.name, &path.alias, &admin.by)?;
-    Ok(HttpResponse::Ok().json(json!({ "name": path.name, "alias": path.alias, "from": from })))
+    Ok(HttpResponse::Ok().json(AliasRemoved { name: &path.name, alias: &path.alias, from }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct AliasRemoved<'a> {
+    name: &'a str,
+    alias: &'a str,
+    /// The version it pointed at; null when there was no such alias.
+    from: Option<String>,
 }
 
 /// POST /models/{name}/rollback: `stable` goes back to `previous` (and `previous` to what `stable`
 /// was) in one atomic step; a second rollback undoes the first.
 #[utoipa::path(post, path = "/models/{name}/rollback", tag = "models", params(("name" = String, Path, description = "The model's name")), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{name, stable, previous}`", body = Object),
+    (status = 200, description = "`stable` and `previous` after the swap", body = RolledBack),
     (status = 404, description = "No such model", body = crate::error::ErrorBody),
     (status = 409, description = "No `previous`, or it is not ready", body = crate::error::ErrorBody),
 ))]
@@ -111,7 +142,16 @@ pub async fn rollback(
     versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     let (from, to) = versions.rollback(&path, &admin.by)?;
-    Ok(HttpResponse::Ok().json(json!({ "name": *path, STABLE: to, PREVIOUS: from })))
+    Ok(HttpResponse::Ok().json(RolledBack { name: &path, stable: to, previous: from }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RolledBack<'a> {
+    name: &'a str,
+    /// What `stable` names now (the former `previous`).
+    stable: String,
+    /// What `previous` names now (the former `stable`).
+    previous: String,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -64,7 +64,7 @@ fn etag(policy: &RoutingPolicy) -> (header::HeaderName, String) {
 
 /// DELETE /models/{name}/routing: no policy any more, everything to `stable`. Idempotent.
 #[utoipa::path(delete, path = "/models/{name}/routing", tag = "models", params(("name" = String, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{name, routing: null}`", body = Object),
+    (status = 200, description = "`{name, routing: null}`", body = RoutingCleared),
     (status = 404, description = "No such model", body = crate::error::ErrorBody),
 ))]
 pub async fn delete_routing(
@@ -73,5 +73,12 @@ pub async fn delete_routing(
     versions: web::Data<ModelTable>,
 ) -> Result<HttpResponse, ApiError> {
     versions.clear_routing(&path, &admin.by)?;
-    Ok(HttpResponse::Ok().json(json!({ "name": *path, "routing": null })))
+    Ok(HttpResponse::Ok().json(RoutingCleared { name: &path, routing: None }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct RoutingCleared<'a> {
+    name: &'a str,
+    /// Always null: no policy, everything to `stable`.
+    routing: Option<RoutingPolicy>,
 }

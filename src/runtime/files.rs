@@ -7,8 +7,9 @@ use sha2::{Digest, Sha256};
 
 use super::LoadError;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ModelFile {
+    #[schema(value_type = String)]
     pub path: PathBuf,
     pub bytes: usize,
     pub sha256: String,

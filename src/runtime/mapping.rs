@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::LoadError;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ClassEntry {
     pub label: String,
     pub index: i64,

@@ -9,11 +9,12 @@ pub mod protocol;
 pub mod repository;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::extract::{read_body, read_json_body};
 use super::target::{answered_by, Target};
-use crate::config::{Config, PredictLimits};
+use crate::config::PredictLimits;
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
 use crate::peer;
@@ -23,15 +24,27 @@ use crate::versions::ModelTable;
 pub use protocol::InferRequest;
 use protocol::{output, requested_outputs, uploads};
 
-#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, description = "`{live: true}`", body = Object)))]
-pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "live": true }))
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Live {
+    /// Always true: the process answers.
+    live: bool,
 }
 
-#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "`{ready: true}`", body = Object), (status = 503, description = "`{ready: false}`", body = Object)))]
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, description = "`{live: true}`", body = Live)))]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Live { live: true })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Ready {
+    /// The inference threads are alive.
+    ready: bool,
+}
+
+#[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses((status = 200, description = "`{ready: true}`", body = Ready), (status = 503, description = "`{ready: false}`", body = Ready)))]
 pub async fn ready(predictor: web::Data<Predictor>) -> HttpResponse {
     let ready = predictor.worker().is_alive();
-    let body = json!({ "ready": ready });
+    let body = Ready { ready };
     if ready {
         HttpResponse::Ok().json(body)
     } else {
@@ -39,14 +52,22 @@ pub async fn ready(predictor: web::Data<Predictor>) -> HttpResponse {
     }
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ServerMetadata {
+    name: &'static str,
+    version: &'static str,
+    /// The protocol's extensions this server speaks.
+    extensions: [&'static str; 3],
+}
+
 /// The server's metadata.
-#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, description = "`{name, version, extensions}`", body = Object)))]
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, description = "`{name, version, extensions}`", body = ServerMetadata)))]
 pub async fn server_metadata() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "name": "food-api",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["classification", "model_repository", "statistics"],
-    }))
+    HttpResponse::Ok().json(ServerMetadata {
+        name: "food-api",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: ["classification", "model_repository", "statistics"],
+    })
 }
 
 /// `/v2/models/{name}` or `/v2/models/{name}/versions/{version}` (a version or an alias).
@@ -74,7 +95,7 @@ pub fn model_named(
 pub async fn model_metadata(
     path: web::Path<ModelPath>,
     versions: web::Data<ModelTable>,
-    config: web::Data<Config>,
+    limits: web::Data<PredictLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let model = model_named(&versions, &path.name, path.version.as_deref())?;
     Ok(HttpResponse::Ok().json(json!({
@@ -91,7 +112,7 @@ pub async fn model_metadata(
         "outputs": [
             {"name": "label", "datatype": "BYTES", "shape": [-1]},
             {"name": "probability", "datatype": "FP32", "shape": [-1]},
-            {"name": "top_k", "datatype": "BYTES", "shape": [-1, config.top_k]},
+            {"name": "top_k", "datatype": "BYTES", "shape": [-1, limits.top_k]},
         ],
     })))
 }
@@ -113,7 +134,7 @@ pub fn platform(model: &LoadedModel) -> &'static str {
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2", params(("name" = String, Path)), responses(
-    (status = 200, description = "`{name, ready}`", body = Object),
+    (status = 200, description = "`{name, ready}`", body = ModelReady),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
@@ -123,7 +144,14 @@ pub async fn model_ready(
     predictor: web::Data<Predictor>,
 ) -> Result<HttpResponse, ApiError> {
     let model = model_named(&versions, &path.name, path.version.as_deref())?;
-    Ok(HttpResponse::Ok().json(json!({ "name": model.id.name, "ready": predictor.worker().is_alive() })))
+    Ok(HttpResponse::Ok().json(ModelReady { name: &model.id.name, ready: predictor.worker().is_alive() }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelReady<'a> {
+    name: &'a str,
+    /// The inference threads are alive (the version was found loaded).
+    ready: bool,
 }
 
 /// Inference: `image` BYTES input (base64 per image), optional `text` BYTES input.
@@ -210,13 +238,13 @@ fn outputs_in_binary(body: &Value) -> bool {
 pub async fn version_metadata(
     path: web::Path<ModelPath>,
     versions: web::Data<ModelTable>,
-    config: web::Data<Config>,
+    limits: web::Data<PredictLimits>,
 ) -> Result<HttpResponse, ApiError> {
-    model_metadata(path, versions, config).await
+    model_metadata(path, versions, limits).await
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/ready", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), responses(
-    (status = 200, description = "`{name, ready}`", body = Object),
+    (status = 200, description = "`{name, ready}`", body = ModelReady),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
 ))]

@@ -2,8 +2,7 @@
 //! documents: `POST /v2/repository/index`, `POST /v2/repository/models/{name}/load|unload` (admin
 //! only, as every change of what is served), and `GET /v2/models[/{name}[/versions/{v}]]/stats`.
 use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use super::ModelPath;
 use crate::domain::STABLE;
@@ -74,7 +73,7 @@ fn protocol_state(slot: &VersionEntry) -> (&'static str, String) {
 
 /// Loads the model's `stable` version (and every version an alias names), as Triton loads a model.
 #[utoipa::path(post, path = "/v2/repository/models/{name}/load", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "Loaded", body = Object),
+    (status = 200, description = "Loaded: an empty object", body = Empty),
     (status = 404, description = "No such model", body = crate::error::ErrorBody),
     (status = 422, description = "A version's files are not a valid model", body = crate::error::ErrorBody),
 ))]
@@ -90,13 +89,13 @@ pub async fn load(
     for version in targets {
         versions.load(&path, version, &admin.by).await?;
     }
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Empty {}))
 }
 
 /// Unloads the model's versions that no alias names. Versions an alias names stay (`stable` is what
 /// `/predict` serves): if any do, the answer is 409 naming them, after the others were unloaded.
 #[utoipa::path(post, path = "/v2/repository/models/{name}/unload", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "Every version unloaded", body = Object),
+    (status = 200, description = "Every version unloaded: an empty object", body = Empty),
     (status = 404, description = "No such model", body = crate::error::ErrorBody),
     (status = 409, description = "Aliases still name loaded versions (the message names them)", body = crate::error::ErrorBody),
 ))]
@@ -121,22 +120,26 @@ pub async fn unload(
             kept.join(", ")
         )));
     }
-    Ok(HttpResponse::Ok().json(json!({})))
+    Ok(HttpResponse::Ok().json(Empty {}))
 }
+
+/// What Triton answers to a repository load or unload.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Empty {}
 
 fn model_entry(versions: &ModelTable, name: &str) -> Result<crate::versions::ModelEntry, ApiError> {
     Ok(versions.snapshot().model(name)?.clone())
 }
 
 /// The statistics extension: every loaded version's counts and summed durations.
-#[utoipa::path(get, path = "/v2/models/stats", tag = "v2", security(("admin_token" = [])), responses((status = 200, description = "`{model_stats: [...]}`", body = Object)))]
+#[utoipa::path(get, path = "/v2/models/stats", tag = "v2", security(("admin_token" = [])), responses((status = 200, description = "`{model_stats: [...]}`", body = ModelStats)))]
 pub async fn all_stats(_admin: Admin, versions: web::Data<ModelTable>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&versions, None, None) }))
+    HttpResponse::Ok().json(ModelStats { model_stats: stats_rows(&versions, None, None) })
 }
 
 /// The statistics extension for one model, or one of its versions (or an alias).
 #[utoipa::path(get, path = "/v2/models/{name}/stats", tag = "v2", params(("name" = String, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{model_stats: [...]}`", body = Object),
+    (status = 200, description = "`{model_stats: [...]}`", body = ModelStats),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
 ))]
 pub async fn model_stats(
@@ -151,23 +154,40 @@ pub async fn model_stats(
             None
         }
     };
-    Ok(HttpResponse::Ok().json(json!({ "model_stats": stats_rows(&versions, Some(&path.name), version.as_deref()) })))
+    Ok(HttpResponse::Ok().json(ModelStats { model_stats: stats_rows(&versions, Some(&path.name), version.as_deref()) }))
 }
 
-fn stats_rows(versions: &ModelTable, name: Option<&str>, version: Option<&str>) -> Vec<Value> {
+/// The statistics extension's answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelStats {
+    model_stats: Vec<ModelStatsRow>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ModelStatsRow {
+    name: String,
+    version: String,
+    /// Milliseconds since the Unix epoch; 0 before the first.
+    last_inference: u64,
+    inference_count: u64,
+    /// Every image runs through its own forward pass: no batching merges executions.
+    execution_count: u64,
+    inference_stats: ProtocolTotals,
+    /// Always empty: no batching.
+    batch_stats: [u64; 0],
+}
+
+fn stats_rows(versions: &ModelTable, name: Option<&str>, version: Option<&str>) -> Vec<ModelStatsRow> {
     stats_of(versions, name, version)
         .into_iter()
-        .map(|row| {
-            json!({
-                "name": row.name,
-                "version": row.version,
-                "last_inference": row.last_inference,
-                "inference_count": row.totals.success.count,
-                // Every image runs through its own forward pass: no batching merges executions.
-                "execution_count": row.totals.compute_infer.count,
-                "inference_stats": row.totals,
-                "batch_stats": [],
-            })
+        .map(|row| ModelStatsRow {
+            name: row.name,
+            version: row.version,
+            last_inference: row.last_inference,
+            inference_count: row.totals.success.count,
+            execution_count: row.totals.compute_infer.count,
+            inference_stats: row.totals,
+            batch_stats: [],
         })
         .collect()
 }
@@ -195,7 +215,7 @@ pub fn stats_of(versions: &ModelTable, name: Option<&str>, version: Option<&str>
 }
 
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}/stats", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{model_stats: [...]}`", body = Object),
+    (status = 200, description = "`{model_stats: [...]}`", body = ModelStats),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
 ))]
