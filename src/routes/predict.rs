@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::target::{answered_by, Target, VersionPath};
+use super::target::{Target, VersionPath};
 use super::{extract, ModelRef};
 use crate::config::PredictLimits;
 use crate::domain::{PredictUpload, TopK};
@@ -84,11 +84,7 @@ pub async fn predict(
     let mut outcome = predictor.predict(&target.model, &upload, &target.call, peer::closed(&req)).await?;
     // Total includes reading the upload.
     outcome.timings.total = started.elapsed().as_secs_f64() * 1e3;
-    let mut response = HttpResponse::Ok();
-    for header in answered_by(&target) {
-        response.insert_header(header);
-    }
-    let mut response = response.json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
+    let mut response = target.answered().json(PredictResponse::new(&outcome, &upload, top_k, predictor.text_weight()));
     let label = outcome.answer.combined.best().label.clone();
     response.extensions_mut().insert(PredictionLog { cache_hit: outcome.cache_hit, label, timings: outcome.timings });
     Ok(response)

@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use super::predict::{PredictQuery, PredictResponse};
+use super::target::Target;
 use super::target::VersionPath;
-use super::target::{answered_by, Target};
 use crate::config::PredictLimits;
 use crate::domain::TopK;
 use crate::error::ApiError;
@@ -80,11 +80,7 @@ pub async fn predict_batch(
         .collect();
     let errors = items.iter().filter(|i| matches!(i, Item::Error { .. })).count();
     let timings_ms = BatchTimings { total: started.elapsed().as_secs_f64() * 1e3 };
-    let mut response = HttpResponse::Ok();
-    for header in answered_by(&target) {
-        response.insert_header(header);
-    }
-    Ok(response.json(BatchResponse { items, errors, timings_ms }))
+    Ok(target.answered().json(BatchResponse { items, errors, timings_ms }))
 }
 
 /// Several photos on a given version or alias of a model: the same body and answer as

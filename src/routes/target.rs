@@ -7,7 +7,7 @@ use std::future::{ready, Ready};
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::Deserialize;
 use tracing_actix_web::RequestId;
 
@@ -80,9 +80,15 @@ fn call_of(req: &HttpRequest, route: Route, sticky_key: Option<&str>) -> Call {
     }
 }
 
-/// The headers of every prediction answer: the version that answered, and why.
-pub fn answered_by(target: &Target) -> [(&'static str, String); 2] {
-    [(MODEL_VERSION, target.model.id.version.clone()), ("X-Route", target.call.route.as_str().to_string())]
+impl Target {
+    /// A 200 naming the version that answered (`X-Model-Version`) and why (`X-Route`): every
+    /// prediction answer starts here.
+    pub fn answered(&self) -> HttpResponseBuilder {
+        let mut response = HttpResponse::Ok();
+        response.insert_header((MODEL_VERSION, self.model.id.version.as_str()));
+        response.insert_header(("X-Route", self.call.route.as_str()));
+        response
+    }
 }
 
 /// A model's version (or alias: `stable`, `previous`, ...), as the path names it.

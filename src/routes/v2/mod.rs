@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::extract::{read_body, read_json_body};
-use super::target::{answered_by, Target};
+use super::target::Target;
 use crate::config::PredictLimits;
 use crate::domain::base64_body_limit;
 use crate::error::ApiError;
@@ -211,10 +211,7 @@ pub async fn infer(
     if let Some(id) = id {
         body["id"] = id.into();
     }
-    let mut response = HttpResponse::Ok();
-    for header in answered_by(&target) {
-        response.insert_header(header);
-    }
+    let mut response = target.answered();
     if outputs_in_binary(&body) {
         let (bytes, header_length) = binary::response_body(&body, raw);
         return Ok(response
