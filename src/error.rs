@@ -1,8 +1,13 @@
 //! One error type for every route: each variant picks its status code and a machine-readable kind.
+//! The one status an operator chooses (503 or 429 for a full server) is chosen here too, by
+//! `Statuses`: admission and the worker only say "full".
+use actix_web::dev::ServiceResponse;
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::config::OverloadStatus;
 use crate::domain::InputError;
 use crate::history::HistoryError;
 use crate::limits::AdmissionError;
@@ -36,7 +41,7 @@ pub enum ApiError {
     #[error("{method} is not a method of this route; it has {allow}")]
     MethodNotAllowed { method: String, allow: String },
     #[error("the model queue is full, retry shortly")]
-    Overloaded { too_many_requests: bool },
+    Overloaded,
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error("no answer within the deadline of {0} ms; the request was dropped, retry or raise --deadline-ms")]
@@ -116,9 +121,53 @@ impl From<HistoryError> for ApiError {
     }
 }
 
-/// The status a failed prediction answers with: the history records it beside the error's text.
-pub fn prediction_status(e: &PredictError) -> u16 {
-    ApiError::from(e.clone()).status_code().as_u16()
+/// The statuses as this server was started to give them: an overloaded server answers 503 or, with
+/// `--overload-status 429`, 429. Every place that states a status uses it: the answer (through
+/// `middleware`), a batch item's status, the history row, so all of them agree.
+#[derive(Debug, Clone, Copy)]
+pub struct Statuses {
+    overload: StatusCode,
+}
+
+impl Statuses {
+    pub fn new(overload: OverloadStatus) -> Self {
+        let overload = match overload {
+            OverloadStatus::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            OverloadStatus::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        };
+        Self { overload }
+    }
+
+    pub fn of(&self, e: &ApiError) -> StatusCode {
+        if e.is_overload() {
+            self.overload
+        } else {
+            e.status_code()
+        }
+    }
+
+    /// The status a failed prediction answers with: the history records it beside the error's text.
+    pub fn of_prediction(&self, e: &PredictError) -> u16 {
+        self.of(&ApiError::from(e.clone())).as_u16()
+    }
+
+    /// Gives an overloaded answer (503 from `status_code`) the chosen status. A middleware because
+    /// an error becomes its response inside actix, where no setting of the server is at hand; it sits
+    /// outside the door, so requests refused there are covered too.
+    pub fn middleware<B: 'static>(self) -> ErrorHandlers<B> {
+        let handlers = ErrorHandlers::new();
+        if self.overload == StatusCode::SERVICE_UNAVAILABLE {
+            return handlers;
+        }
+        handlers.handler(StatusCode::SERVICE_UNAVAILABLE, move |mut res: ServiceResponse<B>| {
+            let overloaded =
+                res.response().error().and_then(|e| e.as_error::<ApiError>()).is_some_and(ApiError::is_overload);
+            if overloaded {
+                *res.response_mut().status_mut() = self.overload;
+            }
+            Ok(ErrorHandlerResponse::Response(res.map_into_left_body()))
+        })
+    }
 }
 
 impl From<ResolveError> for ApiError {
@@ -145,7 +194,7 @@ impl From<ManageError> for ApiError {
 impl From<InferError> for ApiError {
     fn from(e: InferError) -> Self {
         match e {
-            InferError::QueueFull { too_many_requests } => Self::Overloaded { too_many_requests },
+            InferError::QueueFull => Self::Overloaded,
             InferError::Stopped => Self::ModelUnavailable,
             InferError::Failed(m) => Self::Internal(anyhow::anyhow!("forward pass failed: {m}")),
             InferError::BadOutput(m) => Self::ModelOutput(m),
@@ -165,6 +214,11 @@ pub struct ErrorBody<'a> {
 }
 
 impl ApiError {
+    /// The server is full right now (queue, requests in progress or memory): worth a retry.
+    pub fn is_overload(&self) -> bool {
+        matches!(self, Self::Overloaded) || matches!(self, Self::Admission(e) if e.is_busy())
+    }
+
     pub fn error_type(&self) -> &'static str {
         match self {
             Self::Validation(_) => "validation",
@@ -177,8 +231,8 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::Overloaded { .. } => "overloaded",
-            Self::Admission(e) if e.too_many_requests().is_some() => "overloaded",
+            Self::Overloaded => "overloaded",
+            Self::Admission(e) if e.is_busy() => "overloaded",
             Self::Admission(_) => "payload_too_large",
             Self::DeadlineExceeded(_) => "deadline_exceeded",
             Self::ClientClosed => "client_closed",
@@ -204,13 +258,10 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Overloaded { too_many_requests: true } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Overloaded { .. } | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Admission(e) => match e.too_many_requests() {
-                Some(true) => StatusCode::TOO_MANY_REQUESTS,
-                Some(false) => StatusCode::SERVICE_UNAVAILABLE,
-                None => StatusCode::PAYLOAD_TOO_LARGE,
-            },
+            // 503 unless the server was told otherwise: see `Statuses`.
+            Self::Overloaded | Self::ModelUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Admission(e) if e.is_busy() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Admission(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             // nginx's "client closed request": logged and counted, never read by anyone.
             Self::ClientClosed => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -240,8 +291,7 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(self.status_code());
-        let busy = matches!(self, Self::Admission(e) if e.too_many_requests().is_some());
-        if busy || matches!(self, Self::Overloaded { .. } | Self::HistoryUnavailable(_)) {
+        if self.is_overload() || matches!(self, Self::HistoryUnavailable(_)) {
             response.insert_header((header::RETRY_AFTER, "1"));
         }
         if matches!(self, Self::UnsupportedEncoding(_)) {

@@ -11,8 +11,8 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
 use crate::cache::SharedCache;
-use crate::config::{Config, OverloadStatus};
-use crate::error::ApiError;
+use crate::config::Config;
+use crate::error::{ApiError, Statuses};
 use crate::history::{DeploymentRow, History};
 use crate::limits::Admission;
 use crate::metrics::Metrics;
@@ -90,10 +90,8 @@ impl Application {
         })
         .await
         .map_err(|e| anyhow::anyhow!("cannot load the models: {e}. Run scripts/setup.sh to produce the model files, or point --model-dir/--class-mapping/--model-repository at them"))?;
-        let full_is_429 = config.overload_status == OverloadStatus::TooManyRequests;
-        let worker =
-            InferenceWorker::spawn(config.queue_capacity, config.shadow_queue_capacity as usize, layout, full_is_429)
-                .context("cannot start the inference threads")?;
+        let worker = InferenceWorker::spawn(config.queue_capacity, config.shadow_queue_capacity as usize, layout)
+            .context("cannot start the inference threads")?;
 
         let signals = ShutdownSignals::listen().context("cannot listen for SIGTERM/SIGINT")?;
         let listener = TcpListener::bind((config.host.as_str(), config.port))
@@ -104,11 +102,11 @@ impl Application {
         let connections_per_worker = (config.max_connections as usize).div_ceil(workers);
         let (grace, origins) = (config.shutdown_grace_seconds, config.cors_origins.clone());
         let head_timeout = std::time::Duration::from_secs(config.request_timeout_seconds);
-        let admission =
-            Admission::new(config.max_concurrent_requests as usize, config.memory_budget_mb << 20, full_is_429);
+        let admission = Admission::new(config.max_concurrent_requests as usize, config.memory_budget_mb << 20);
         // What handlers need, each registered on its own (zero2prod's way): the prediction service,
         // the settings, the metrics, and who may manage the server.
-        let recorder = Recorder { history: history.clone(), status_of: crate::error::prediction_status };
+        let statuses = Statuses::new(config.overload_status);
+        let recorder = Recorder { history: history.clone(), status_of: Box::new(move |e| statuses.of_prediction(e)) };
         let settings = config.predictor_settings();
         let shared = config.shared_cache_settings()?.map(SharedCache::start).transpose()?;
         let metrics = web::Data::new(Metrics::new().context("cannot register the metrics")?);
@@ -128,10 +126,18 @@ impl Application {
         let access = web::Data::new(AdminAccess { token: admin_token, origins: config.cors_origins.clone() });
         let jobs = web::Data::new(crate::service::compare::CompareJobs::default());
         let predict_limits = web::Data::new(config.predict_limits());
+        // What the other routes read of the settings, each its own small part (no route gets the
+        // whole configuration).
+        let status_settings = web::Data::new(routes::StatusSettings::of(&config));
+        let bundle_settings = web::Data::new(routes::BundleSettings::of(&config)?);
+        let compare_settings = web::Data::new(routes::CompareSettings {
+            sets: config.compare_sets.clone(),
+            limits: config.predict_limits(),
+        });
+        let statuses = web::Data::new(statuses);
         // Behind a load balancer, which replica answered (only when named: a default name would
         // show the host name and process id to every client).
         let replica = config.replica_name.clone();
-        let config = web::Data::new(config);
         let grpc = match config.grpc_port {
             Some(grpc_port) => {
                 let inference = routes::grpc::Inference {
@@ -148,17 +154,21 @@ impl Application {
             let named = DefaultHeaders::new().add(("X-Replica", replica.clone().unwrap_or_default()));
             App::new()
                 .wrap(from_fn(routes::at_the_door))
+                .wrap(statuses.get_ref().middleware())
                 .wrap(from_fn(telemetry::observe))
                 .wrap(cors(&origins))
                 .wrap(Condition::new(replica.is_some(), named))
                 .wrap(TracingLogger::default())
                 .app_data(predictor.clone())
                 .app_data(versions.clone())
-                .app_data(config.clone())
                 .app_data(predict_limits.clone())
                 .app_data(metrics.clone())
                 .app_data(access.clone())
                 .app_data(jobs.clone())
+                .app_data(statuses.clone())
+                .app_data(status_settings.clone())
+                .app_data(bundle_settings.clone())
+                .app_data(compare_settings.clone())
                 .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::Validation(e.to_string()).into()))
                 // A path segment that does not parse (a job id that is not a number) names nothing
                 // here: a 404, in the JSON error shape like every other (actix answers text/plain).

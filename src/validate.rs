@@ -63,8 +63,10 @@ impl RunSettings {
 const SETTINGS_ENV: &str = "FOOD_API_VALIDATE_SETTINGS";
 
 /// What the child checked, and how: the upload's answer shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Validated {
+    /// SHA-256 over the version's files, hex
+    #[schema(value_type = String)]
     pub fingerprint: Fingerprint,
     /// What held of the sandbox (src/sandbox.rs `enter`).
     pub sandbox: String,

@@ -69,7 +69,7 @@ pub struct ModelCache<V> {
     misses: AtomicU64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CacheStats {
     pub size: usize,
     pub capacity: usize,

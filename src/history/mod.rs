@@ -40,7 +40,9 @@ pub struct HistorySettings {
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DeploymentRow {
     pub at_ms: i64,
+    /// The replica that acted (rows read from the store only).
     #[sqlx(default)]
+    #[schema(required = false)]
     pub replica: String,
     #[serde(rename = "by")]
     pub by_whom: String,
@@ -99,7 +101,7 @@ pub enum Status {
     Degraded,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     pub written: u64,
     pub dropped_queue_full: u64,

@@ -50,7 +50,7 @@ pub struct InputSpec {
 /// models bicubic. Both as PIL applies them to a downscale (antialiased: the filter widens with
 /// the scale), which `fast_image_resize`'s convolution does too; PIL's bicubic is Keys' cubic with
 /// a = -0.5, Catmull-Rom's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
     #[default]

@@ -12,7 +12,6 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::target::VersionPath;
@@ -21,6 +20,7 @@ use crate::domain::valid_name;
 use crate::error::ApiError;
 use crate::routes::admin::Admin;
 use crate::runtime::{LoadError, Manifest, MANIFEST_FILE};
+use crate::validate::ValidationLimits;
 use crate::versions::{bundle, ModelTable};
 
 const DIGEST_HEADER: &str = "X-Bundle-SHA256";
@@ -34,6 +34,31 @@ static PACKED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(
 pub struct UploadQuery {
     /// The new version's name (default: the bundle manifest's `version`)
     version: Option<String>,
+}
+
+/// What the bundle routes read of the configuration.
+pub struct BundleSettings {
+    /// `--enable-model-upload`.
+    pub upload: bool,
+    pub max_bytes: u64,
+    /// How long an upload's body may take to arrive (20 x --request-timeout-seconds).
+    pub upload_timeout: std::time::Duration,
+    /// The sandboxed check an uploaded version passes before it lands.
+    pub validation: ValidationLimits,
+    /// Where downloads' bundles are packed and kept.
+    pub packed: PathBuf,
+}
+
+impl BundleSettings {
+    pub fn of(config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            upload: config.enable_model_upload,
+            max_bytes: config.max_bundle_mb << 20,
+            upload_timeout: std::time::Duration::from_secs(config.request_timeout_seconds.saturating_mul(20)),
+            validation: config.validation_limits()?,
+            packed: config.data_dir.join("bundles"),
+        })
+    }
 }
 
 /// Removes an upload's folder however the request ends.
@@ -50,7 +75,7 @@ impl Drop for Cleanup {
 #[utoipa::path(post, path = "/models/{name}/versions", tag = "models", params(("name" = String, Path), UploadQuery,
     ("X-Bundle-SHA256" = String, Header, description = "SHA-256 of the body, hex")),
     request_body(content = Vec<u8>, content_type = "application/gzip"), security(("admin_token" = [])), responses(
-    (status = 201, description = "`{name, version, state: \"available\", fingerprint, bytes, validation: {sandbox, fusion, fused_graphs, threads}}`; Location names it", body = Object),
+    (status = 201, description = "The new version, `available` (not loaded); Location names it", body = Uploaded),
     (status = 400, description = "No or malformed X-Bundle-SHA256, a body that does not match it, a bad name", body = crate::error::ErrorBody),
     (status = 403, description = "Upload is off (--enable-model-upload), or not an admin caller", body = crate::error::ErrorBody),
     (status = 409, description = "The version exists already", body = crate::error::ErrorBody),
@@ -64,9 +89,9 @@ pub async fn upload(
     query: web::Query<UploadQuery>,
     mut payload: web::Payload,
     versions: web::Data<ModelTable>,
-    config: web::Data<Config>,
+    settings: web::Data<BundleSettings>,
 ) -> Result<HttpResponse, ApiError> {
-    if !config.enable_model_upload {
+    if !settings.upload {
         return Err(ApiError::Forbidden("model upload is off: start the server with --enable-model-upload".into()));
     }
     let declared = req
@@ -78,11 +103,11 @@ pub async fn upload(
         .ok_or_else(|| ApiError::Validation(format!("{DIGEST_HEADER}: the bundle's SHA-256 in hex is required")))?;
     let folder = versions.upload_folder(&path)?;
     let _cleanup = Cleanup(folder.clone());
-    let max_bytes = config.max_bundle_mb << 20;
+    let max_bytes = settings.max_bytes;
     let bundle_path = folder.join("bundle.tar.gz");
     let mut file = std::fs::File::create(&bundle_path).map_err(anyhow::Error::from)?;
     let (mut hasher, mut received) = (Sha256::new(), 0u64);
-    let limit = std::time::Duration::from_secs(config.request_timeout_seconds.saturating_mul(20));
+    let limit = settings.upload_timeout;
     let read = tokio::time::timeout(limit, async {
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| ApiError::Validation(format!("cannot read the body: {e}")))?;
@@ -121,7 +146,7 @@ pub async fn upload(
     if !valid_name(&version) {
         return Err(ApiError::Validation(format!("{version:?} cannot be a version name")));
     }
-    let limits = config.validation_limits()?;
+    let limits = settings.validation.clone();
     let checked = files.clone();
     let validated = web::block(move || crate::validate::in_child(&checked, &limits))
         .await
@@ -134,9 +159,31 @@ pub async fn upload(
         })?;
     let fingerprint = validated.fingerprint;
     versions.add_uploaded(&path, &version, &folder.join("files"), fingerprint, &admin.by)?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, format!("/models/{path}/versions/{version}")))
-        .json(json!({ "name": *path, "version": version, "state": "available", "fingerprint": fingerprint, "bytes": unpacked, "validation": validated })))
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, format!("/models/{path}/versions/{version}"))).json(
+        Uploaded {
+            name: path.into_inner(),
+            version,
+            state: "available",
+            fingerprint,
+            bytes: unpacked,
+            validation: validated,
+        },
+    ))
+}
+
+/// A bundle taken in: the version it became and what its sandboxed check found.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Uploaded {
+    name: String,
+    version: String,
+    /// Always `available`: on disk and checked, not loaded (`POST .../load` loads it).
+    state: &'static str,
+    /// SHA-256 over the version's files, hex
+    #[schema(value_type = String)]
+    fingerprint: crate::runtime::Fingerprint,
+    /// The unpacked files' bytes.
+    bytes: u64,
+    validation: crate::validate::Validated,
 }
 
 fn manifest_version(files: &Path) -> Result<String, ApiError> {
@@ -160,11 +207,11 @@ pub async fn download(
     req: HttpRequest,
     path: web::Path<VersionPath>,
     versions: web::Data<ModelTable>,
-    config: web::Data<Config>,
+    settings: web::Data<BundleSettings>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, version, slot) = super::models::find(&versions, &path)?;
     // Versions are immutable: their bundle is made once and kept.
-    let bundle = config.data_dir.join("bundles").join(&path.name).join(format!("{version}.tar.gz"));
+    let bundle = settings.packed.join(&path.name).join(format!("{version}.tar.gz"));
     let (dir, out) = (slot.dir.clone(), bundle.clone());
     let sha = web::block(move || -> std::io::Result<String> {
         let sidecar = out.with_extension("sha256");

@@ -5,11 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::extract::read_json_body;
-use crate::config::Config;
+use crate::config::PredictLimits;
 use crate::domain::valid_name;
 use crate::domain::{base64_body_limit, decode_base64_image, PredictUpload};
 use crate::error::ApiError;
@@ -38,6 +37,38 @@ pub struct CompareBody {
     run_async: bool,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Running,
+    Done,
+}
+
+/// A comparison started as a job.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobStarted {
+    job: u64,
+    status: JobStatus,
+    /// Where its result will be: `GET` it.
+    result: String,
+}
+
+/// A comparison job: running, or done with its report.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobState<'a> {
+    job: u64,
+    status: JobStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a CompareReport>,
+}
+
+/// What a comparison reads of the settings: the folder of named photo sets it may name
+/// (`--compare-sets`) and the prediction routes' limits, which its photos keep.
+pub struct CompareSettings {
+    pub sets: std::path::PathBuf,
+    pub limits: PredictLimits,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LabelledImage {
@@ -47,7 +78,7 @@ pub struct LabelledImage {
 
 #[utoipa::path(post, path = "/models/{name}/compare", tag = "models", params(("name" = String, Path)), request_body = CompareBody, security(("admin_token" = [])), responses(
     (status = 200, description = "The comparison", body = CompareReport),
-    (status = 202, description = "Started as a job: `{job, status}`, `Location` names its result", body = Object),
+    (status = 202, description = "Started as a job; `Location` names its result", body = JobStarted),
     (status = 400, description = "No photos, a label the model does not know, a bad set name or body", body = crate::error::ErrorBody),
     (status = 404, description = "No such model, version or set", body = crate::error::ErrorBody),
     (status = 409, description = "A version is not loaded", body = crate::error::ErrorBody),
@@ -58,20 +89,21 @@ pub async fn compare(
     path: web::Path<String>,
     payload: web::Payload,
     predictor: web::Data<Predictor>,
-    config: web::Data<Config>,
+    settings: web::Data<CompareSettings>,
     jobs: web::Data<CompareJobs>,
 ) -> Result<HttpResponse, ApiError> {
+    let limits = &settings.limits;
     let mut memory = predictor.admission().reservation();
-    let limit = base64_body_limit(config.max_batch_upload_bytes);
-    let body = read_json_body(req.headers(), payload, limit, config.upload_limits(), &mut memory).await?;
+    let limit = base64_body_limit(limits.max_batch_upload_bytes);
+    let body = read_json_body(req.headers(), payload, limit, limits.upload, &mut memory).await?;
     let body: CompareBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::Validation(format!("not a comparison request: {e}")))?;
     let versions = versions_of(&predictor, &path, body.versions.as_deref())?;
     let samples = match (body.samples, body.set) {
-        (Some(samples), None) => inline(samples, &config)?,
+        (Some(samples), None) => inline(samples, limits)?,
         (None, Some(set)) => {
-            let root = config.compare_sets.clone();
-            let max_bytes = config.max_upload_bytes;
+            let root = settings.sets.clone();
+            let max_bytes = limits.max_upload_bytes;
             web::block(move || from_set(&root, &set, max_bytes)).await.map_err(anyhow::Error::from)??
         }
         _ => return Err(ApiError::Validation("give either `samples` or `set`".into())),
@@ -86,7 +118,7 @@ pub async fn compare(
             unknown.label, unknown.name
         )));
     }
-    let top_k = body.top_k.unwrap_or(5).clamp(1, config.max_top_k);
+    let top_k = body.top_k.unwrap_or(5).clamp(1, limits.max_top_k);
     if !body.run_async && samples.len() <= AT_ONCE {
         return Ok(HttpResponse::Ok().json(predictor.compare(&versions, &samples, top_k).await));
     }
@@ -101,14 +133,16 @@ pub async fn compare(
         drop(held);
     });
     let location = format!("/models/{path}/compare/{id}");
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", location.clone()))
-        .json(json!({ "job": id, "status": "running", "result": location })))
+    Ok(HttpResponse::Accepted().insert_header(("Location", location.clone())).json(JobStarted {
+        job: id,
+        status: JobStatus::Running,
+        result: location,
+    }))
 }
 
 /// GET /models/{name}/compare/{job}: `{status: "running"}`, or `{status: "done", result}`.
 #[utoipa::path(get, path = "/models/{name}/compare/{job}", tag = "models", params(("name" = String, Path), ("job" = u64, Path)), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{status, result}`", body = Object),
+    (status = 200, description = "Running, or done with its result", body = JobState),
     (status = 404, description = "No such job (only the latest 16 are kept)", body = crate::error::ErrorBody),
 ))]
 pub async fn compare_result(
@@ -118,9 +152,9 @@ pub async fn compare_result(
 ) -> Result<HttpResponse, ApiError> {
     match jobs.get(path.1) {
         None => Err(ApiError::NotFound(format!("no comparison job {}", path.1))),
-        Some(None) => Ok(HttpResponse::Ok().json(json!({ "job": path.1, "status": "running" }))),
+        Some(None) => Ok(HttpResponse::Ok().json(JobState { job: path.1, status: JobStatus::Running, result: None })),
         Some(Some(report)) => {
-            Ok(HttpResponse::Ok().json(json!({ "job": path.1, "status": "done", "result": *report })))
+            Ok(HttpResponse::Ok().json(JobState { job: path.1, status: JobStatus::Done, result: Some(&report) }))
         }
     }
 }
@@ -146,13 +180,13 @@ fn versions_of(predictor: &Predictor, name: &str, asked: Option<&[String]>) -> R
     Ok(versions)
 }
 
-fn inline(samples: Vec<LabelledImage>, config: &Config) -> Result<Vec<Sample>, ApiError> {
+fn inline(samples: Vec<LabelledImage>, limits: &PredictLimits) -> Result<Vec<Sample>, ApiError> {
     samples
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            let bytes = decode_base64_image(&s.image, config.max_upload_bytes)?;
-            let upload = PredictUpload::parse(bytes, None, config.max_text_chars)?;
+            let bytes = decode_base64_image(&s.image, limits.max_upload_bytes)?;
+            let upload = PredictUpload::parse(bytes, None, limits.max_text_chars)?;
             Ok(Sample { name: format!("samples[{i}]"), upload, label: s.label })
         })
         .collect()

@@ -2,7 +2,6 @@
 //! log that records each change with its time and caller. Management endpoints: see `admin`.
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::target::VersionPath;
 use super::ModelRef;
@@ -175,7 +174,7 @@ pub enum Scope {
 /// GET /deployments: the deployment log, newest first: every load, unload, alias change,
 /// rollback, reload and eviction, with its time, caller and outcome.
 #[utoipa::path(get, path = "/deployments", tag = "models", params(DeploymentsQuery), security(("admin_token" = [])), responses(
-    (status = 200, description = "`{deployments: [...]}`", body = Object),
+    (status = 200, description = "The log, newest first: this replica's, or every replica's from the store", body = Deployments),
     (status = 400, description = "`limit` out of range, or an unknown `scope`", body = crate::error::ErrorBody),
     (status = 404, description = "`scope=store` while the history is off", body = crate::error::ErrorBody),
     (status = 503, description = "`scope=store` while the history store cannot be read", body = crate::error::ErrorBody),
@@ -192,7 +191,23 @@ pub async fn deployments(
     }
     let limit = limit.min(crate::versions::DEPLOYMENTS_KEPT);
     Ok(HttpResponse::Ok().json(match query.scope.unwrap_or(Scope::Replica) {
-        Scope::Replica => json!({ "deployments": versions.deployments(limit) }),
-        Scope::Store => json!({ "deployments": predictor.history().deployments(limit as i64).await? }),
+        Scope::Replica => Deployments { deployments: Log::Replica(versions.deployments(limit)) },
+        Scope::Store => Deployments { deployments: Log::Store(predictor.history().deployments(limit as i64).await?) },
     }))
+}
+
+/// The deployment log, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deployments {
+    /// This replica's own entries (`scope=replica`), or the store's, each naming its replica
+    /// (`scope=store`): one shape, `replica` only in the second.
+    #[schema(value_type = Vec<crate::history::DeploymentRow>)]
+    deployments: Log,
+}
+
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Log {
+    Replica(Vec<crate::versions::Deployment>),
+    Store(Vec<crate::history::DeploymentRow>),
 }

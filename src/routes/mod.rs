@@ -25,9 +25,9 @@ mod system_status;
 pub mod target;
 pub mod v2;
 
-pub use bundles::{download, upload};
+pub use bundles::{download, upload, BundleSettings};
 pub use classes::classes;
-pub use compare::{compare, compare_result};
+pub use compare::{compare, compare_result, CompareSettings};
 pub use deploy::{deployments, load, remove_alias, rollback, set_alias, unload};
 pub use docs::{docs, docs_page};
 pub use door::at_the_door;
@@ -42,7 +42,7 @@ pub use predict::predict;
 pub use predict_batch::predict_batch;
 pub use reload::reload_model;
 pub use routing::{delete_routing, get_routing, put_routing};
-pub use system_status::system_status;
+pub use system_status::{system_status, StatusSettings};
 
 use serde::Serialize;
 

@@ -89,12 +89,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// The OpenAPI 3 document of every route.
 #[utoipa::path(get, path = "/openapi.json", tag = "docs", responses((status = 200, description = "OpenAPI 3 JSON")))]
-pub async fn openapi_json(config: web::Data<crate::config::Config>) -> HttpResponse {
+pub async fn openapi_json(limits: web::Data<crate::config::PredictLimits>) -> HttpResponse {
     // What utoipa derives never changes: built once. The limits the settings decide are written
     // into a copy for this server (a few milliseconds; the document is not on a hot path).
     static DOCUMENT: LazyLock<serde_json::Value> =
         LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default());
     let mut document = DOCUMENT.clone();
-    super::openapi_limits::apply(&mut document, &config);
+    super::openapi_limits::apply(&mut document, &limits);
     HttpResponse::Ok().json(document)
 }

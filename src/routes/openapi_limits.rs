@@ -3,10 +3,10 @@
 //! callers (and schemathesis) what will be refused instead of the bare types utoipa derives.
 use serde_json::{json, Value};
 
-use crate::config::Config;
+use crate::config::PredictLimits;
 
 /// Applies the settings' limits to a document utoipa built.
-pub fn apply(document: &mut Value, config: &Config) {
+pub fn apply(document: &mut Value, limits: &PredictLimits) {
     let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
     for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|item| item.values_mut()) {
         // An admin route refuses a caller without the token (401) or from the wrong place (403).
@@ -22,7 +22,7 @@ pub fn apply(document: &mut Value, config: &Config) {
             let name = parameter["name"].as_str().unwrap_or_default().to_string();
             let place = parameter["in"].as_str().unwrap_or_default().to_string();
             match (name.as_str(), place.as_str()) {
-                ("top_k", "query") => bound(&mut parameter["schema"], 1, config.max_top_k as u64),
+                ("top_k", "query") => bound(&mut parameter["schema"], 1, limits.max_top_k as u64),
                 ("name", "path") => set_example(parameter, "food"),
                 ("version", "path") => set_example(parameter, "stable"),
                 _ => {}
@@ -31,7 +31,7 @@ pub fn apply(document: &mut Value, config: &Config) {
     }
     // Uploads: an image that cannot be empty (base64 in JSON), texts within their limit, batches
     // within theirs.
-    let chars = config.max_text_chars;
+    let chars = limits.max_text_chars;
     if let Some(json_body) = document.pointer_mut("/components/schemas/PredictJson/properties") {
         json_body["image"]["minLength"] = json!(1);
         json_body["text"]["maxLength"] = json!(chars);
@@ -41,13 +41,13 @@ pub fn apply(document: &mut Value, config: &Config) {
     }
     if let Some(batch) = document.pointer_mut("/components/schemas/BatchForm/properties") {
         batch["image"]["minItems"] = json!(1);
-        batch["image"]["maxItems"] = json!(config.max_batch_items);
+        batch["image"]["maxItems"] = json!(limits.max_batch_items);
         // One `text` field or several (multipart repeats a field for a list): a string or an array.
         batch["text"] = json!({
             "type": ["string", "array", "null"],
             "maxLength": chars,
             "items": {"type": "string", "maxLength": chars},
-            "maxItems": config.max_batch_items,
+            "maxItems": limits.max_batch_items,
             "description": "Texts pair with images by position (first text, first image); optional",
         });
     }

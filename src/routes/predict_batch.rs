@@ -3,7 +3,7 @@
 //! same queue, the same deadline per item.
 use std::time::Instant;
 
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::predict::{PredictQuery, PredictResponse};
@@ -11,7 +11,7 @@ use super::target::Target;
 use super::target::VersionPath;
 use crate::config::PredictLimits;
 use crate::domain::TopK;
-use crate::error::ApiError;
+use crate::error::{ApiError, Statuses};
 use crate::peer;
 use crate::service::{Items, Predictor};
 
@@ -53,6 +53,7 @@ pub async fn predict_batch(
     payload: web::Payload,
     predictor: web::Data<Predictor>,
     limits: web::Data<PredictLimits>,
+    statuses: web::Data<Statuses>,
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let top_k = TopK::parse(query.top_k, limits.top_k, limits.max_top_k)?;
@@ -74,7 +75,7 @@ pub async fn predict_batch(
                 if let ApiError::Internal(cause) = e {
                     tracing::error!(error = ?cause, "batch item failed");
                 }
-                Item::Error { error: e.to_string(), error_type: e.error_type(), status: e.status_code().as_u16() }
+                Item::Error { error: e.to_string(), error_type: e.error_type(), status: statuses.of(e).as_u16() }
             }
         })
         .collect();

@@ -13,7 +13,7 @@ const MAX_RESIZE: u32 = 2048;
 /// ImageNet-21k has 21,843 classes: far more is no classifier, and every answer ranks them all.
 const MAX_OUTPUTS: i64 = 100_000;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Manifest {
     pub name: String,
     pub version: String,
@@ -40,7 +40,7 @@ pub struct Manifest {
 }
 
 /// The sentence encoder that turns a request's text into a distribution over the classes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TextEncoderManifest {
     pub name: String,
     pub version: String,
@@ -65,7 +65,7 @@ fn torchscript() -> ModelFormat {
 }
 
 /// The runtime a model's weights run on; any other value in a manifest is refused when it is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
     /// TorchScript on libtorch.

@@ -63,8 +63,6 @@ pub struct InferenceWorker {
     /// Inference threads still running.
     alive: Arc<AtomicUsize>,
     threads: usize,
-    /// Answer a full queue with 429 rather than 503.
-    full_is_429: bool,
 }
 
 #[derive(Default)]
@@ -113,7 +111,7 @@ impl TorchThreads {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InferError {
     #[error("the model queue is full")]
-    QueueFull { too_many_requests: bool },
+    QueueFull,
     #[error("the inference threads have stopped")]
     Stopped,
     #[error("forward pass failed: {0}")]
@@ -129,12 +127,7 @@ const CHANNEL_PER_PLACE: usize = 4;
 
 impl InferenceWorker {
     /// `shadow_capacity`: places of the shadow lane.
-    pub fn spawn(
-        queue_capacity: usize,
-        shadow_capacity: usize,
-        layout: ThreadLayout,
-        full_is_429: bool,
-    ) -> std::io::Result<Self> {
+    pub fn spawn(queue_capacity: usize, shadow_capacity: usize, layout: ThreadLayout) -> std::io::Result<Self> {
         let (capacity, threads, torch) = (queue_capacity.max(1), layout.inference_threads.max(1), layout.torch);
         let shadow_capacity = shadow_capacity.max(1);
         let (queue, primary) = mpsc::channel(capacity * CHANNEL_PER_PLACE);
@@ -175,7 +168,7 @@ impl InferenceWorker {
             }
         }
         let shadow_places = Semaphore::new(shadow_capacity);
-        Ok(Self { queue, shadow_queue, places, shadow_places, capacity, stats, alive, threads, full_is_429 })
+        Ok(Self { queue, shadow_queue, places, shadow_places, capacity, stats, alive, threads })
     }
 
     pub fn stats(&self) -> &WorkerStats {
@@ -201,16 +194,15 @@ impl InferenceWorker {
     /// reload swaps another in meanwhile: a request finishes on the model it started with.
     /// Dropping the returned future (deadline, client gone) gives up the place in the queue.
     pub async fn infer(&self, model: Arc<LoadedModel>, work: Work, lane: Lane) -> Result<Inference, InferError> {
-        let overloaded = || InferError::QueueFull { too_many_requests: self.full_is_429 };
         let (places, queue) = match lane {
             Lane::Primary => (&*self.places, &self.queue),
             Lane::Shadow => (&self.shadow_places, &self.shadow_queue),
         };
-        let _place = places.try_acquire().map_err(|_| overloaded())?;
+        let _place = places.try_acquire().map_err(|_| InferError::QueueFull)?;
         let (reply, answer) = oneshot::channel();
         let job = Job { model, work, lane, queued_at: Instant::now(), reply, span: tracing::Span::current() };
         queue.try_send(job).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => overloaded(),
+            mpsc::error::TrySendError::Full(_) => InferError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => InferError::Stopped,
         })?;
         answer.await.map_err(|_| InferError::Stopped)?

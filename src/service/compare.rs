@@ -54,7 +54,9 @@ pub struct ClassResult {
     pub recall: Option<f64>,
 }
 
+/// Named apart from the history's `Latency` (its quantiles may be null): one name, one schema.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = CompareLatency)]
 pub struct Latency {
     pub p50: f64,
     pub p95: f64,
@@ -120,7 +122,7 @@ impl Predictor {
                     let top = outcome.answer.combined.top(k).iter().map(|c| c.label.clone()).collect();
                     return Some(Answered { top, latency: (!outcome.cache_hit).then(|| started.elapsed()) });
                 }
-                Err(PredictError::Infer(InferError::QueueFull { .. })) if Instant::now() < deadline => {
+                Err(PredictError::Infer(InferError::QueueFull)) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(_) => return None,

@@ -26,8 +26,11 @@ pub struct Call {
 /// handed in by the start-up so that this layer knows nothing of HTTP).
 pub struct Recorder {
     pub history: History,
-    pub status_of: fn(&PredictError) -> u16,
+    pub status_of: StatusOf,
 }
+
+/// A failed prediction's HTTP status (error.rs's `Statuses::of_prediction`).
+pub type StatusOf = Box<dyn Fn(&PredictError) -> u16 + Send + Sync>;
 
 /// One prediction's input and who asked for it.
 pub struct Asked<'a> {

@@ -38,7 +38,7 @@ impl Predictor {
             .await
             .unwrap_or(Err(PredictError::Deadline(deadline.as_millis() as u64)));
         let ran = match outcome {
-            Err(PredictError::Infer(InferError::QueueFull { .. })) => {
+            Err(PredictError::Infer(InferError::QueueFull)) => {
                 counts.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
                 return;
             }

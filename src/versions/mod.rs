@@ -18,14 +18,14 @@ pub use table::{
 };
 
 /// Reloads of the drop-in folder so far.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct ReloadStats {
     pub succeeded: u64,
     pub failed: u64,
     pub last: Option<ReloadRecord>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ReloadRecord {
     /// Seconds since the Unix epoch.
     pub at: u64,

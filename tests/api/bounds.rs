@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use food_api::config::OverloadStatus;
+
 use crate::helpers::{error_of, sample, spawn_app, spawn_app_with, test_config, TestApp};
+use crate::metrics::scrape;
 
 const MODEL: &str = "food";
 
@@ -147,6 +150,29 @@ async fn requests_beyond_the_bound_in_progress_are_refused_at_once_and_health_st
     assert_eq!((status, kind.as_str()), (503, "overloaded"), "{error}");
     assert!(error.contains("in progress"), "{error}");
     assert_eq!(app.get("/health").await.status(), 200, "GETs take no place");
+
+    drop(stalled);
+    until(&app, "the place given back", |a| a["requests_in_progress"] == 0).await;
+    app.predict_ok(&sample("orange.jpg"), None).await;
+}
+
+/// `--overload-status 429`: every refusal of a full server says 429, the door's included (error.rs's
+/// `Statuses` alone decides it), and the metrics count what the client got.
+#[tokio::test]
+async fn the_door_says_429_when_told_to_and_the_metrics_count_429() {
+    let mut config = test_config();
+    config.max_concurrent_requests = 1;
+    config.overload_status = OverloadStatus::TooManyRequests;
+    let app = spawn_app_with(config).await;
+    let stalled = stalled_upload(&app, 1000).await;
+    until(&app, "one request in progress", |a| a["requests_in_progress"] == 1).await;
+    let refused = app.post_predict(&sample("orange.jpg"), None).await;
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (status, kind, error) = error_of(refused).await;
+    assert_eq!((status, kind.as_str()), (429, "overloaded"), "{error}");
+    let counted = scrape(&app).await;
+    assert_eq!(counted.get(r#"food_api_http_requests_total{route="/predict",status="429"}"#), Some(&1.0));
+    assert!(!counted.keys().any(|k| k.contains(r#"status="503""#)), "no 503 was answered");
 
     drop(stalled);
     until(&app, "the place given back", |a| a["requests_in_progress"] == 0).await;

@@ -43,6 +43,10 @@ async fn a_full_queue_is_refused_at_once_and_health_stays_up() {
         }
     }
     assert!(refused > 0 && ok > 0, "ok {ok}, refused {refused}");
+    // The history records what the clients got (Statuses, as the answers).
+    let rows = app.rows_when("status=429", refused).await;
+    assert_eq!(rows.len(), refused, "one row per refusal");
+    assert_eq!(app.history("limit=1000&status=503").await["rows"].as_array().unwrap().len(), 0);
     assert_eq!(app.get("/health").await.status(), 200);
     app.predict_ok(&image, Some("after the burst")).await;
 }
@@ -55,7 +59,7 @@ async fn one_thread_worker() -> (Arc<LoadedModel>, InferenceWorker) {
     let model = Arc::new(
         tokio::task::spawn_blocking(move || LoadedModel::load(&paths, Device::Cpu, layout, 1)).await.unwrap().unwrap(),
     );
-    (model, InferenceWorker::spawn(4, 1, layout, false).unwrap())
+    (model, InferenceWorker::spawn(4, 1, layout).unwrap())
 }
 
 #[tokio::test]
@@ -133,7 +137,7 @@ async fn mirrored_jobs_take_no_clients_place_and_run_only_when_no_clients_job_wa
     let mut mirrored = Box::pin(worker.infer(model.clone(), image(), Lane::Shadow));
     assert!(poll!(&mut mirrored).is_pending());
     let refused = worker.infer(model.clone(), image(), Lane::Shadow).await;
-    assert!(matches!(refused, Err(InferError::QueueFull { .. })), "the shadow lane has one place");
+    assert!(matches!(refused, Err(InferError::QueueFull)), "the shadow lane has one place");
     assert_eq!(worker.queued(), 1, "a mirror takes none of the clients' places");
     let client = worker.infer(model.clone(), image(), Lane::Primary);
     let note = |name: &'static str| {

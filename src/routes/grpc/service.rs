@@ -108,8 +108,8 @@ impl Inference {
             to_binary(&mut tensor, &mut raw);
             response.outputs.push(InferOutputTensor {
                 name: o.name,
-                datatype: tensor["datatype"].as_str().unwrap_or_default().to_string(),
-                shape: tensor["shape"].as_array().into_iter().flatten().filter_map(|d| d.as_i64()).collect(),
+                datatype: tensor.datatype.to_string(),
+                shape: tensor.shape.iter().map(|&d| d as i64).collect(),
                 ..Default::default()
             });
             response.raw_output_contents.push(Bytes::from(raw));

@@ -5,7 +5,8 @@
 //! travels as itself, without base64. Outputs asked for in binary come back the same way.
 use actix_web::http::header::{HeaderMap, HeaderValue};
 use actix_web::web::Bytes;
-use serde_json::Value;
+
+use super::protocol::{BinaryData, InferResponse, OutputTensor, TensorData};
 
 use crate::error::ApiError;
 
@@ -91,28 +92,28 @@ pub fn bytes_elements(name: &str, data: &Bytes, max: usize) -> Result<Vec<Bytes>
 
 /// Moves an output's `data` into raw bytes (BYTES: length-prefixed; FP32: little-endian), leaving
 /// `parameters.binary_data_size` in its place.
-pub fn to_binary(output: &mut Value, raw: &mut Vec<u8>) {
-    let data = output.get_mut("data").map(Value::take).unwrap_or_default();
+pub fn to_binary(output: &mut OutputTensor, raw: &mut Vec<u8>) {
     let before = raw.len();
-    let is_bytes = output["datatype"] == "BYTES";
-    for element in data.as_array().into_iter().flatten() {
-        if is_bytes {
-            let text = element.as_str().unwrap_or_default().as_bytes();
-            raw.extend_from_slice(&(text.len() as u32).to_le_bytes());
-            raw.extend_from_slice(text);
-        } else {
-            raw.extend_from_slice(&(element.as_f64().unwrap_or_default() as f32).to_le_bytes());
+    match output.data.take() {
+        Some(TensorData::Bytes(texts)) => {
+            for text in texts {
+                raw.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                raw.extend_from_slice(text.as_bytes());
+            }
         }
+        Some(TensorData::Fp32(values)) => {
+            for value in values {
+                raw.extend_from_slice(&(value as f32).to_le_bytes());
+            }
+        }
+        None => {}
     }
-    if let Some(object) = output.as_object_mut() {
-        object.remove("data");
-        object.insert("parameters".into(), serde_json::json!({ "binary_data_size": raw.len() - before }));
-    }
+    output.parameters = Some(BinaryData { binary_data_size: raw.len() - before });
 }
 
 /// The response body and its header value: the JSON, then the raw data.
-pub fn response_body(json: &Value, raw: Vec<u8>) -> (Vec<u8>, HeaderValue) {
-    let mut body = serde_json::to_vec(json).expect("a JSON value serializes");
+pub fn response_body(json: &InferResponse, raw: Vec<u8>) -> (Vec<u8>, HeaderValue) {
+    let mut body = serde_json::to_vec(json).expect("the answer serializes");
     let header = HeaderValue::from(body.len());
     body.extend_from_slice(&raw);
     (body, header)
@@ -139,13 +140,21 @@ mod tests {
     #[test]
     fn outputs_become_raw_bytes_with_their_size() {
         let mut raw = Vec::new();
-        let mut label = serde_json::json!({"name": "label", "datatype": "BYTES", "shape": [1], "data": ["lemon"]});
-        let mut probability = serde_json::json!({"name": "p", "datatype": "FP32", "shape": [1], "data": [0.5]});
+        let tensor = |name: &str, datatype, data| OutputTensor {
+            name: name.into(),
+            datatype,
+            shape: vec![1],
+            data: Some(data),
+            parameters: None,
+        };
+        let mut label = tensor("label", "BYTES", TensorData::Bytes(vec!["lemon".into()]));
+        let mut probability = tensor("p", "FP32", TensorData::Fp32(vec![0.5]));
         to_binary(&mut label, &mut raw);
         to_binary(&mut probability, &mut raw);
-        assert_eq!(label["parameters"]["binary_data_size"], 9);
-        assert_eq!(probability["parameters"]["binary_data_size"], 4);
-        assert!(label.get("data").is_none());
+        let json = serde_json::to_value([&label, &probability]).unwrap();
+        assert_eq!(json[0]["parameters"]["binary_data_size"], 9);
+        assert_eq!(json[1]["parameters"]["binary_data_size"], 4);
+        assert!(json[0].get("data").is_none());
         assert_eq!(raw, [&5u32.to_le_bytes()[..], b"lemon", &0.5f32.to_le_bytes()].concat());
     }
 }

@@ -10,7 +10,6 @@ pub mod repository;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
-use serde_json::{json, Value};
 
 use super::extract::{read_body, read_json_body};
 use super::target::Target;
@@ -22,7 +21,7 @@ use crate::runtime::LoadedModel;
 use crate::service::{Items, Predictor};
 use crate::versions::ModelTable;
 pub use protocol::InferRequest;
-use protocol::{output, requested_outputs, uploads};
+use protocol::{output, requested_outputs, uploads, InferResponse, OutputTensor};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Live {
@@ -88,7 +87,7 @@ pub fn model_named(
 
 /// The model's metadata: platform, versions, inputs and outputs.
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2", params(("name" = String, Path, description = "efficientnet-lite0")), responses(
-    (status = 200, description = "Model metadata", body = Object),
+    (status = 200, description = "Model metadata", body = ModelMetadata),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
 ))]
@@ -98,23 +97,55 @@ pub async fn model_metadata(
     limits: web::Data<PredictLimits>,
 ) -> Result<HttpResponse, ApiError> {
     let model = model_named(&versions, &path.name, path.version.as_deref())?;
-    Ok(HttpResponse::Ok().json(json!({
-        "name": model.id.name,
-        "versions": ready_versions(&versions, &path.name),
-        "platform": platform(&model),
-        "inputs": [
-            // How the elements are encoded: the protocol has no field for it, tensor parameters do.
-            {"name": "image", "datatype": "BYTES", "shape": [-1], "parameters": {
-                "content": "an encoded image (JPEG, PNG, WebP, BMP, GIF or TIFF): its raw bytes with the binary data extension, base64 in JSON"}},
-            {"name": "text", "datatype": "BYTES", "shape": [-1], "parameters": {
-                "content": "optional UTF-8 text guiding the answer: one element, or one per image"}},
+    // How the elements are encoded: the protocol has no field for it, tensor parameters do.
+    let input = |name, content| TensorMetadata {
+        name,
+        datatype: "BYTES",
+        shape: vec![-1],
+        parameters: Some(Content { content }),
+    };
+    let output = |name, datatype, shape| TensorMetadata { name, datatype, shape, parameters: None };
+    Ok(HttpResponse::Ok().json(ModelMetadata {
+        name: model.id.name.clone(),
+        versions: ready_versions(&versions, &path.name),
+        platform: platform(&model),
+        inputs: [
+            input("image", "an encoded image (JPEG, PNG, WebP, BMP, GIF or TIFF): its raw bytes with the binary data extension, base64 in JSON"),
+            input("text", "optional UTF-8 text guiding the answer: one element, or one per image"),
         ],
-        "outputs": [
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            {"name": "probability", "datatype": "FP32", "shape": [-1]},
-            {"name": "top_k", "datatype": "BYTES", "shape": [-1, limits.top_k]},
+        outputs: [
+            output("label", "BYTES", vec![-1]),
+            output("probability", "FP32", vec![-1]),
+            output("top_k", "BYTES", vec![-1, limits.top_k as i64]),
         ],
-    })))
+    }))
+}
+
+/// A model's metadata (the protocol's): the loaded versions, the platform, the tensors.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModelMetadata {
+    name: String,
+    versions: Vec<String>,
+    /// Triton's name for the runtime: pytorch_torchscript or onnxruntime_onnx
+    platform: &'static str,
+    inputs: [TensorMetadata; 2],
+    outputs: [TensorMetadata; 3],
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+struct TensorMetadata {
+    name: &'static str,
+    datatype: &'static str,
+    /// -1: any size.
+    shape: Vec<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parameters: Option<Content>,
+}
+
+/// What an input's elements hold.
+#[derive(Serialize, utoipa::ToSchema)]
+struct Content {
+    content: &'static str,
 }
 
 /// The model's versions that are loaded, for its metadata.
@@ -156,7 +187,7 @@ pub(super) struct ModelReady<'a> {
 
 /// Inference: `image` BYTES input (base64 per image), optional `text` BYTES input.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2", params(("name" = String, Path)), request_body = InferRequest, responses(
-    (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
+    (status = 200, description = "`label`, `probability` and `top_k` outputs (JSON; with the binary data extension, the JSON and then the raw bytes)", body = InferResponse),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No model of that name", body = crate::error::ErrorBody),
     (status = 408, description = "The body did not arrive within --request-timeout-seconds", body = crate::error::ErrorBody),
@@ -197,7 +228,7 @@ pub async fn infer(
 
     let rows = outcomes.len();
     let mut raw = Vec::new();
-    let outputs: Vec<Value> = outputs
+    let outputs: Vec<OutputTensor> = outputs
         .iter()
         .map(|o| {
             let mut tensor = output(&o.name, o.classification, &outcomes, rows);
@@ -207,12 +238,11 @@ pub async fn infer(
             tensor
         })
         .collect();
-    let mut body = json!({ "model_name": model.id.name, "model_version": model.id.version, "outputs": outputs });
-    if let Some(id) = id {
-        body["id"] = id.into();
-    }
+    let in_binary = outputs.iter().any(|t| t.parameters.is_some());
+    let body =
+        InferResponse { model_name: model.id.name.clone(), model_version: model.id.version.clone(), id, outputs };
     let mut response = target.answered();
-    if outputs_in_binary(&body) {
+    if in_binary {
         let (bytes, header_length) = binary::response_body(&body, raw);
         return Ok(response
             .insert_header((binary::HEADER, header_length))
@@ -222,13 +252,9 @@ pub async fn infer(
     Ok(response.json(body))
 }
 
-fn outputs_in_binary(body: &Value) -> bool {
-    body["outputs"].as_array().is_some_and(|o| o.iter().any(|t| t.get("parameters").is_some()))
-}
-
 /// A version's (or an alias's) metadata: as `GET /v2/models/{name}`, on that version.
 #[utoipa::path(get, path = "/v2/models/{name}/versions/{version}", tag = "v2", params(("name" = String, Path), ("version" = String, Path, description = "A version or an alias")), responses(
-    (status = 200, description = "Model metadata", body = Object),
+    (status = 200, description = "Model metadata", body = ModelMetadata),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
 ))]
@@ -255,7 +281,7 @@ pub async fn version_ready(
 
 /// Inference on a version (or an alias): as `POST /v2/models/{name}/infer`.
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2", params(("name" = String, Path), ("version" = String, Path)), request_body = InferRequest, responses(
-    (status = 200, description = "`label`, `probability` and `top_k` outputs", body = Object),
+    (status = 200, description = "`label`, `probability` and `top_k` outputs (JSON; with the binary data extension, the JSON and then the raw bytes)", body = InferResponse),
     (status = 400, description = "Malformed request", body = crate::error::ErrorBody),
     (status = 404, description = "No such model or version", body = crate::error::ErrorBody),
     (status = 409, description = "The version is not loaded", body = crate::error::ErrorBody),
