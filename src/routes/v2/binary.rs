@@ -6,7 +6,7 @@
 use actix_web::http::header::{HeaderMap, HeaderValue};
 use actix_web::web::Bytes;
 
-use super::protocol::{BinaryData, InferResponse, OutputTensor, TensorData};
+use super::tensor::{BinaryData, InferResponse, OutputTensor, TensorData};
 
 use crate::error::ApiError;
 

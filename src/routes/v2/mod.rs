@@ -7,6 +7,7 @@ pub mod binary;
 mod bounded;
 pub mod protocol;
 pub mod repository;
+pub mod tensor;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
@@ -21,7 +22,8 @@ use crate::runtime::LoadedModel;
 use crate::service::{Items, Predictor};
 use crate::versions::ModelTable;
 pub use protocol::InferRequest;
-use protocol::{output, requested_outputs, uploads, InferResponse, OutputTensor};
+use protocol::{output, requested_outputs, uploads};
+use tensor::{InferResponse, OutputTensor};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct Live {

@@ -1,10 +1,11 @@
 //! The protocol's infer request and response, translated to and from this server's uploads and
 //! answers: BYTES inputs (base64 images, texts) in, `label` / `probability` / `top_k` outputs out.
 use actix_web::web::Bytes;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::binary::{bytes_elements, Section};
 use super::bounded::{Bounded, Element};
+use super::tensor::{OutputTensor, TensorData};
 use crate::config::PredictLimits;
 use crate::domain::{decode_base64_image, InputError, PredictUpload};
 use crate::error::ApiError;
@@ -295,43 +296,4 @@ pub fn output(name: &str, classification: Option<usize>, outcomes: &[Outcome], r
         "label" => tensor("BYTES", vec![rows], TensorData::Bytes(best.map(|c| c.label.clone()).collect())),
         _ => tensor("FP32", vec![rows], TensorData::Fp32(best.map(|c| f64::from(c.probability)).collect())),
     }
-}
-
-/// An infer answer (the protocol's response; `id` echoes the request's).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct InferResponse {
-    pub model_name: String,
-    pub model_version: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    pub outputs: Vec<OutputTensor>,
-}
-
-/// One output tensor: `label` (BYTES), `probability` (FP32) or a classification (BYTES,
-/// `probability:index:label` per class).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct OutputTensor {
-    pub name: String,
-    /// BYTES or FP32
-    pub datatype: &'static str,
-    pub shape: Vec<usize>,
-    /// The elements, row-major; absent when they follow the JSON as raw bytes (binary data extension).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<TensorData>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<BinaryData>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-#[serde(untagged)]
-pub enum TensorData {
-    Bytes(Vec<String>),
-    /// FP32 values (as JSON numbers).
-    Fp32(Vec<f64>),
-}
-
-/// Where a tensor's elements went instead of `data`: this many bytes of the raw part.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct BinaryData {
-    pub binary_data_size: usize,
 }
