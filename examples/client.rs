@@ -1,5 +1,5 @@
 //! A client for food-api that does not fail on a blip, the same policy as
-//! clients/python/food_client.py: a per-try timeout; retries with exponential backoff and full
+//! the Python package in clients/python: a per-try timeout; retries with exponential backoff and full
 //! jitter on connection errors, timeouts, 429, 502, 503 and 504 (a prediction changes nothing,
 //! so trying it again is safe); Retry-After honoured; one overall deadline no retry outlives; and
 //! a warm-up that waits until the server is ready, then sends one real prediction.
