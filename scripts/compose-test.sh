@@ -25,6 +25,24 @@ scripts/image.sh
 # The ONNX-only image beside it: same answers from a binary without libtorch.
 scripts/image.sh --onnx
 .venv/bin/python tests/compose/check_images.py food-api:latest food-api:onnx sample
+# The server's own thread count under a CPU quota smaller than the machine (docker --cpus 1: the
+# cgroup's CFS quota; these machines run cgroup v1, and Rust's available_parallelism, which the
+# server counts its cores by, reads v2's cpu.max the same way): one inference thread, a lone
+# request's libtorch team of one, and no binding to cores it does not own.
+quota=$(docker run -d --rm --cpus 1 -p 127.0.0.1::8000 food-api:latest)
+trap 'docker stop "$quota" >/dev/null 2>&1 || true' EXIT
+quota_port=$(docker port "$quota" 8000 | head -1 | sed 's/.*://')
+for _ in $(seq 120); do curl -sf "127.0.0.1:$quota_port/health" >/dev/null && break; sleep 1; done
+curl -sf "127.0.0.1:$quota_port/system_status" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+m, cpus = s["model"], s["machine"]["cpus"]
+seen = (m["inference_threads"], m["torch_threads_alone"], s["queue"]["threads_bound_to_cores"])
+assert seen == (1, 1, 0), f"under --cpus 1 on {cpus} CPUs: inference threads, alone threads, bound = {seen}"
+print(f"compose-test: under --cpus 1 on a {cpus}-CPU machine: 1 inference thread, 1 libtorch thread alone, none bound")
+'
+docker stop "$quota" >/dev/null
+trap - EXIT
 stable=$(python3 -c 'import json; print(json.load(open("checkpoints/manifest.json"))["version"])')
 new=$(ls models/food | grep -v "^\." | grep -vx "$stable" | head -1)
 echo "compose-test: the cluster serves $stable; the rollout brings $new"

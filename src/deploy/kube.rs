@@ -7,6 +7,13 @@ use super::{quoted, Plan};
 fn env(plan: &Plan, redis: bool, indent: &str) -> String {
     let mut out = String::new();
     let mut settings = plan.settings.clone();
+    // As many inference threads as the pod has CPUs, said outright: a pod that counted the
+    // node's cores would start one per core of a 64-core node.
+    if plan.setting("FOOD_API_INFERENCE_THREADS").is_none() {
+        let threads = plan.cpus.to_string();
+        settings.push(super::Setting { env: "FOOD_API_INFERENCE_THREADS".into(), value: threads, secret: false });
+        settings.sort_by(|a, b| a.env.cmp(&b.env));
+    }
     if redis && plan.setting("FOOD_API_REDIS_URL").is_none() {
         let url = "redis://food-api-redis:6379".to_string();
         settings.push(super::Setting { env: "FOOD_API_REDIS_URL".into(), value: url, secret: false });
@@ -35,7 +42,7 @@ fn env(plan: &Plan, redis: bool, indent: &str) -> String {
 
 /// The server's container; `indent` is the list's.
 fn container(plan: &Plan, name: &str, image: &str, indent: &str) -> String {
-    let port = plan.server.port;
+    let (port, cpus) = (plan.server.port, plan.cpus);
     let env = env(plan, true, &format!("{indent}    "));
     format!(
         r#"{indent}- name: {name}
@@ -70,11 +77,17 @@ fn container(plan: &Plan, name: &str, image: &str, indent: &str) -> String {
 {indent}    preStop:
 {indent}      exec:
 {indent}        command: ["sleep", "5"]
+{indent}  # Limits = requests: Guaranteed QoS. The CPU quota is what the server counts its cores by
+{indent}  # (so a lone request's libtorch team is {cpus} threads, not the node's cores), and under
+{indent}  # the kubelet's static CPU manager the pod gets {cpus} cores of its own, which its threads
+{indent}  # are then bound to. Memory: the model, --memory-budget-mb for requests, and a second copy
+{indent}  # of a model while an upload is validated.
 {indent}  resources:
 {indent}    requests:
-{indent}      cpu: "2"
-{indent}      memory: 2Gi
+{indent}      cpu: "{cpus}"
+{indent}      memory: 4Gi
 {indent}    limits:
+{indent}      cpu: "{cpus}"
 {indent}      memory: 4Gi
 {indent}  securityContext:
 {indent}    runAsNonRoot: true

@@ -92,6 +92,24 @@ fn settings_given_to_plan_reach_every_target_and_secrets_are_never_written() {
     assert!(!refused.status.success() && !dir.path().join("x").exists());
 }
 
+/// `--cpus` sizes each replica: its request, its limit and its inference threads, unless the
+/// threads are given.
+#[test]
+fn cpus_set_the_request_the_limit_and_the_inference_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, cpu, threads) in [(&["--cpus", "4"][..], "4", "4"), (&["--cpus", "4", "--inference-threads", "3"][..], "4", "3")] {
+        let out = dir.path().join(args.join("-"));
+        let mut all = vec!["plan", "--target", "kserve", "--out", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let output = food_api_deploy(&all);
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        let text = std::fs::read_to_string(out.join("food-api.yaml")).unwrap();
+        assert_eq!(text.matches(&format!("cpu: \"{cpu}\"")).count(), 2, "request and limit, {args:?}:\n{text}");
+        let env = format!("- name: FOOD_API_INFERENCE_THREADS\n          value: \"{threads}\"");
+        assert!(text.contains(&env), "{args:?}: {env}\n{text}");
+    }
+}
+
 #[test]
 fn preflight_says_what_a_target_lacks() {
     // No Baseten key in the test's environment: preflight fails and says how to provide it.
@@ -115,7 +133,7 @@ fn the_deployment_files_pass_each_targets_own_checks() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     println!("{stdout}");
     assert!(output.status.success(), "the deployment files fail their checks ({}):\n{stdout}\n{stderr}", output.status);
-    for checked in ["kubernetes-validate --strict", "kserve", "truss", "yamllint"] {
+    for checked in ["kubernetes-validate --strict", "kserve", "truss", "yamllint", "cpu sizing"] {
         assert!(stdout.contains(&format!("ok {checked}")), "{checked} ran:\n{stdout}");
     }
 }

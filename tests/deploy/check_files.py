@@ -8,6 +8,9 @@
   schema for): every field must be one KServe's SDK models (kserve on PyPI) know, recursively, with
   the right kind of value, and the predictor must use the Open Inference Protocol (v2).
 - Truss: config.yaml through truss's own TrussConfig.from_yaml, then validate_forbid_extra().
+- CPU sizing (k8s, kserve): every server container is Guaranteed QoS (CPU and memory limits equal
+  to their requests), and its FOOD_API_INFERENCE_THREADS is its CPU count, so that no replica
+  counts the node's cores.
 - Every YAML file: yamllint.
 Prints "ok <check>" for each check that ran; exits non-zero with every failure listed.
 """
@@ -82,10 +85,36 @@ def check_kserve_object(doc: dict, where: str, errors: list) -> None:
         errors.append(f"{where}: the runtime must declare protocolVersions [v2]")
 
 
+def server_containers(node):
+    """The containers that run this server (they carry FOOD_API_* settings), anywhere in an object."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "containers" and isinstance(value, list):
+                yield from (c for c in value if any(e.get("name", "").startswith("FOOD_API_") for e in c.get("env", [])))
+            else:
+                yield from server_containers(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from server_containers(item)
+
+
+def check_cpu_sizing(container: dict, where: str, errors: list) -> None:
+    resources = container.get("resources", {})
+    requests, limits = resources.get("requests", {}), resources.get("limits", {})
+    for kind in ("cpu", "memory"):
+        if kind not in requests or str(requests.get(kind)) != str(limits.get(kind)):
+            errors.append(f"cpu sizing {where}: {kind} request {requests.get(kind)} and limit {limits.get(kind)} "
+                          "differ (not Guaranteed QoS)")
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if env.get("FOOD_API_INFERENCE_THREADS") != str(requests.get("cpu")):
+        errors.append(f"cpu sizing {where}: FOOD_API_INFERENCE_THREADS {env.get('FOOD_API_INFERENCE_THREADS')} "
+                      f"for {requests.get('cpu')} CPUs")
+
+
 def main(deploy: Path) -> int:
     errors = []
     yaml_files = sorted(p for p in deploy.rglob("*") if p.suffix in (".yaml", ".yml"))
-    kube, kserve_objects = 0, 0
+    kube, kserve_objects, sized = 0, 0, 0
     for path in yaml_files:
         text = path.read_text()
         for problem in linter.run(text, YAMLLINT, str(path)):
@@ -94,6 +123,9 @@ def main(deploy: Path) -> int:
             continue
         for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
             where = f"{path.relative_to(deploy)} document {i + 1}"
+            for container in server_containers(doc):
+                check_cpu_sizing(container, f"{where} container {container.get('name')}", errors)
+                sized += 1
             if doc["apiVersion"].startswith(KSERVE_GROUP):
                 check_kserve_object(doc, f"kserve {where}", errors)
                 kserve_objects += 1
@@ -108,6 +140,10 @@ def main(deploy: Path) -> int:
         print(f"ok yamllint: {len(yaml_files)} files")
     if not failed("kubernetes-validate"):
         print(f"ok kubernetes-validate --strict: {kube} objects (Kubernetes {kubernetes_validate.latest_version()})")
+    if sized and not failed("cpu sizing"):
+        print(f"ok cpu sizing: {sized} server containers Guaranteed, as many inference threads as CPUs")
+    elif not sized:
+        errors.append("cpu sizing: no server container found in k8s/ or kserve/")
     if not failed("kserve"):
         print(f"ok kserve: {kserve_objects} objects against the models of kserve {version('kserve')}")
 
