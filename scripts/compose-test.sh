@@ -59,6 +59,16 @@ status=$(target/release/food-api deploy status "${verbs[@]}")
 echo "$status"
 [ "$ready" = 200 ] || { echo "compose-test: FAIL after 'deploy deploy', ready through nginx answered $ready" >&2; exit 1; }
 [ "$(grep -c ' Up ' <<<"$status")" -ge 4 ] || { echo "compose-test: FAIL 'deploy status' does not show 4 services up" >&2; exit 1; }
+# The replicas run hardened (read-only root, no capability, no new privileges, CPU and memory
+# bounded) and healthy by the image's light check.
+for service in api1 api2; do
+  replica=$(docker ps -q --filter "label=com.docker.compose.project=food-api-verbs" --filter "label=com.docker.compose.service=$service")
+  [ -n "$replica" ] || { echo "compose-test: FAIL no running $service" >&2; exit 1; }
+  seen=$(docker inspect -f '{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}} {{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.State.Health.Status}}' "$replica")
+  [ "$seen" = "true [ALL] [no-new-privileges:true] 2000000000 4294967296 healthy" ] ||
+    { echo "compose-test: FAIL $service runs with $seen" >&2; exit 1; }
+done
+echo "compose-test: ok the replicas run read-only, with no capability, 2 CPUs and 4 GiB, healthy"
 target/release/food-api deploy destroy "${verbs[@]}"
 left=$(docker ps -a -q --filter "label=com.docker.compose.project=food-api-verbs")
 [ -z "$left" ] || { echo "compose-test: FAIL 'deploy destroy' left containers: $left" >&2; exit 1; }

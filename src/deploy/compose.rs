@@ -16,6 +16,10 @@ fn replica(plan: &Plan, name: &str) -> String {
             false => env += &format!("      {}: {}\n", s.env, quoted(&s.value)),
         }
     }
+    // As many inference threads as the replica may use CPUs (`cpus` below), said outright.
+    if plan.setting("FOOD_API_INFERENCE_THREADS").is_none() {
+        env += &format!("      FOOD_API_INFERENCE_THREADS: \"{}\"\n", plan.cpus);
+    }
     if plan.setting("FOOD_API_ADMIN_TOKEN").is_none() {
         // Management through nginx needs a token (callers are not on the replica's loopback).
         env += "      FOOD_API_ADMIN_TOKEN:\n";
@@ -30,6 +34,15 @@ fn replica(plan: &Plan, name: &str) -> String {
     image: {image}
     restart: unless-stopped
     stop_grace_period: {grace}s
+    # Hardened as the Kubernetes pods are: nothing written outside the data volume and /tmp, no
+    # capability, no privilege gained by exec, and bounded CPU and memory.
+    read_only: true
+    tmpfs:
+      - /tmp
+    cap_drop: ["ALL"]
+    security_opt: ["no-new-privileges:true"]
+    cpus: {cpus}
+    mem_limit: 4g
     environment:
 {env}    volumes:
       - {name}-data:/opt/food-api/data
@@ -39,6 +52,7 @@ fn replica(plan: &Plan, name: &str) -> String {
 "#,
         image = plan.image,
         grace = plan.server.shutdown_grace_seconds + 5,
+        cpus = plan.cpus,
     )
 }
 

@@ -81,8 +81,8 @@ pub struct Plan {
     /// The port nginx publishes on the host (compose)
     #[arg(long, default_value_t = 8080)]
     pub publish_port: u16,
-    /// CPUs of each replica (k8s, kserve): its request and its limit (Guaranteed QoS), and its
-    /// inference threads unless --inference-threads says otherwise
+    /// CPUs of each replica: its request and its limit (k8s, kserve: Guaranteed QoS; compose:
+    /// `cpus`), and its inference threads unless --inference-threads says otherwise
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub cpus: u32,
     /// The server's own settings, as `food-api --help` lists them

@@ -97,7 +97,9 @@ fn settings_given_to_plan_reach_every_target_and_secrets_are_never_written() {
 #[test]
 fn cpus_set_the_request_the_limit_and_the_inference_threads() {
     let dir = tempfile::tempdir().unwrap();
-    for (args, cpu, threads) in [(&["--cpus", "4"][..], "4", "4"), (&["--cpus", "4", "--inference-threads", "3"][..], "4", "3")] {
+    for (args, cpu, threads) in
+        [(&["--cpus", "4"][..], "4", "4"), (&["--cpus", "4", "--inference-threads", "3"][..], "4", "3")]
+    {
         let out = dir.path().join(args.join("-"));
         let mut all = vec!["plan", "--target", "kserve", "--out", out.to_str().unwrap()];
         all.extend_from_slice(args);
