@@ -97,6 +97,10 @@ fn container(plan: &Plan, name: &str, image: &str, indent: &str) -> String {
 {indent}    allowPrivilegeEscalation: false
 {indent}    capabilities:
 {indent}      drop: ["ALL"]
+{indent}    # Pod Security "restricted" requires a seccomp profile; the runtime's default suffices
+{indent}    # (the server sandboxes a model's validation with its own seccomp filter inside it).
+{indent}    seccompProfile:
+{indent}      type: RuntimeDefault
 {indent}  volumeMounts:
 {indent}    - name: data
 {indent}      mountPath: /opt/food-api/data
@@ -187,6 +191,23 @@ spec:
               memory: 300Mi
             limits:
               memory: 300Mi
+          # The redis image's own user; nothing written but its empty working folder.
+          securityContext:
+            runAsNonRoot: true
+            runAsUser: 999
+            runAsGroup: 999
+            readOnlyRootFilesystem: true
+            allowPrivilegeEscalation: false
+            capabilities:
+              drop: ["ALL"]
+            seccompProfile:
+              type: RuntimeDefault
+          volumeMounts:
+            - name: data
+              mountPath: /data
+      volumes:
+        - name: data
+          emptyDir: {{}}
 ---
 apiVersion: v1
 kind: Service
@@ -283,6 +304,13 @@ apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
   name: food
+  annotations:
+    # RawDeployment, said outright rather than left to the cluster's default (Serverless in
+    # KServe's default install): Knative's admission refuses this runtime's named port `http`,
+    # its preStop hook (the graceful shutdown's pause) and its fieldRef env (the replica's name).
+    # The server queues, admits and sheds load itself, and a cold start loads and warms a model
+    # (seconds), so Knative's request-driven scaling to zero would buy little here.
+    serving.kserve.io/deploymentMode: RawDeployment
 spec:
   predictor:
     minReplicas: 1

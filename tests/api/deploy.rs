@@ -135,7 +135,16 @@ fn the_deployment_files_pass_each_targets_own_checks() {
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     println!("{stdout}");
     assert!(output.status.success(), "the deployment files fail their checks ({}):\n{stdout}\n{stderr}", output.status);
-    for checked in ["kubernetes-validate --strict", "kserve", "truss", "yamllint", "cpu sizing"] {
+    let checks = [
+        "kubernetes-validate --strict",
+        "kserve",
+        "truss",
+        "yamllint",
+        "cpu sizing",
+        "pod security restricted",
+        "kserve mode",
+    ];
+    for checked in checks {
         assert!(stdout.contains(&format!("ok {checked}")), "{checked} ran:\n{stdout}");
     }
 }

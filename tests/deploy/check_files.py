@@ -11,6 +11,13 @@
 - CPU sizing (k8s, kserve): every server container is Guaranteed QoS (CPU and memory limits equal
   to their requests), and its FOOD_API_INFERENCE_THREADS is its CPU count, so that no replica
   counts the node's cores.
+- Pod Security "restricted" (k8s, kserve), the rules of Kubernetes' Pod Security Standards for the
+  pods this renders: non-root, no privilege escalation, every capability dropped, a RuntimeDefault
+  or Localhost seccomp profile, no privileged container, no host namespaces, ports or paths, and
+  only the volume types the profile allows.
+- KServe: the InferenceService says its deployment mode (RawDeployment) instead of falling to the
+  cluster's default (Serverless, whose Knative admission refuses a named port, a lifecycle hook
+  and fieldRef env, all of which the runtime has).
 - Every YAML file: yamllint.
 Prints "ok <check>" for each check that ran; exits non-zero with every failure listed.
 """
@@ -111,10 +118,53 @@ def check_cpu_sizing(container: dict, where: str, errors: list) -> None:
                       f"for {requests.get('cpu')} CPUs")
 
 
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def pod_specs(doc: dict):
+    """(pod-level spec, its containers) of a workload: a Deployment's template, a ServingRuntime."""
+    if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        spec = doc["spec"]["template"]["spec"]
+        yield spec, spec.get("containers", []) + spec.get("initContainers", [])
+    elif doc["kind"] == "ServingRuntime":
+        yield doc["spec"], doc["spec"].get("containers", [])
+
+
+def check_restricted(pod: dict, containers: list, where: str, errors: list) -> None:
+    """Pod Security Standards, "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards)."""
+    fail = lambda what: errors.append(f"pod security {where}: {what}")  # noqa: E731
+    pod_context = pod.get("securityContext", {})
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(host):
+            fail(f"{host} is set")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            fail(f"volume {volume['name']} of type {sorted(kinds)}")
+    for c in containers:
+        name, context = c["name"], c.get("securityContext", {})
+        merged = {**pod_context, **context}
+        if context.get("privileged"):
+            fail(f"{name} is privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            fail(f"{name}: allowPrivilegeEscalation is not false")
+        if merged.get("runAsNonRoot") is not True or merged.get("runAsUser") == 0:
+            fail(f"{name}: runAsNonRoot is not true")
+        if "ALL" not in context.get("capabilities", {}).get("drop", []):
+            fail(f"{name}: capabilities do not drop ALL")
+        if set(context.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            fail(f"{name}: adds capabilities")
+        if merged.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost"):
+            fail(f"{name}: no RuntimeDefault or Localhost seccompProfile")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            fail(f"{name}: a hostPort")
+
+
 def main(deploy: Path) -> int:
     errors = []
     yaml_files = sorted(p for p in deploy.rglob("*") if p.suffix in (".yaml", ".yml"))
-    kube, kserve_objects, sized = 0, 0, 0
+    kube, kserve_objects, sized, pods, modes = 0, 0, 0, 0, 0
     for path in yaml_files:
         text = path.read_text()
         for problem in linter.run(text, YAMLLINT, str(path)):
@@ -123,6 +173,15 @@ def main(deploy: Path) -> int:
             continue
         for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
             where = f"{path.relative_to(deploy)} document {i + 1}"
+            for pod, containers in pod_specs(doc):
+                check_restricted(pod, containers, f"{where} ({doc['kind']} {doc['metadata']['name']})", errors)
+                pods += 1
+            if doc["kind"] == "InferenceService":
+                mode = doc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+                if mode != "RawDeployment":
+                    errors.append(f"kserve mode {where}: deploymentMode {mode!r}, so the cluster's default "
+                                  "(Serverless: Knative refuses the runtime's named port, preStop hook and fieldRef env)")
+                modes += 1
             for container in server_containers(doc):
                 check_cpu_sizing(container, f"{where} container {container.get('name')}", errors)
                 sized += 1
@@ -140,6 +199,12 @@ def main(deploy: Path) -> int:
         print(f"ok yamllint: {len(yaml_files)} files")
     if not failed("kubernetes-validate"):
         print(f"ok kubernetes-validate --strict: {kube} objects (Kubernetes {kubernetes_validate.latest_version()})")
+    if pods and not failed("pod security"):
+        print(f"ok pod security restricted: {pods} pod templates")
+    elif not pods:
+        errors.append("pod security: no pod template found")
+    if modes and not failed("kserve mode"):
+        print(f"ok kserve mode: {modes} InferenceService in RawDeployment, said outright")
     if sized and not failed("cpu sizing"):
         print(f"ok cpu sizing: {sized} server containers Guaranteed, as many inference threads as CPUs")
     elif not sized:
