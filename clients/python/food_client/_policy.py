@@ -77,6 +77,33 @@ class Call:
         wait = self.policy.wait(attempt, None if hint < 0 else hint)
         return wait if wait < self.left() else None
 
+    def steps(self, retry: bool = True):
+        """The retry loop without its I/O, for the blocking and the asyncio client alike: yields
+        ("try", seconds left) and is sent the try's outcome (the response, the httpx.TransportError,
+        or None when the try was given up at the deadline); yields ("sleep", seconds) between tries
+        and is sent None; returns the successful response; raises the typed error when it gives up."""
+        for attempt in range(self.policy.retries + 1 if retry else 1):
+            left = self.left()
+            if left <= 0:
+                break
+            self.attempts = attempt + 1
+            outcome = yield "try", left
+            if outcome is None:
+                self.abandoned = True
+                break
+            if isinstance(outcome, Exception):
+                self.failed(outcome)
+                hint = -1.0
+            else:
+                hint = self.answered(outcome)
+                if hint is None:
+                    return outcome
+            wait = self.next_wait(attempt, hint)
+            if wait is None:
+                break
+            yield "sleep", wait
+        raise self.give_up()
+
     def give_up(self) -> Exception:
         tries = f"after {self.attempts} tr{'y' if self.attempts == 1 else 'ies'} within {self.policy.deadline:.1f} s"
         args = (self.status, self.code, self.attempts, self.request_id)

@@ -30,29 +30,29 @@ class AsyncFoodClient:
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Call]:
         call = Call(self.policy)
-        for attempt in range(self.policy.retries + 1):
-            left = call.left()
-            if left <= 0:
-                break
-            call.attempts = attempt + 1
-            try:
-                response = await asyncio.wait_for(
-                    self._http.request(method, path, timeout=self.policy.timeout(left), **kwargs), timeout=left)
-            except asyncio.TimeoutError:
-                call.abandoned = True
-                break
-            except httpx.TransportError as e:
-                call.failed(e)
-                hint = -1.0
-            else:
-                hint = call.answered(response)
-                if hint is None:
-                    return response, call
-            wait = call.next_wait(attempt, hint)
-            if wait is None:
-                break
-            await self._sleep(wait)
-        raise call.give_up()
+        steps = call.steps()
+        step = next(steps)
+        try:
+            while True:
+                kind, seconds = step
+                if kind == "sleep":
+                    await self._sleep(seconds)
+                    step = steps.send(None)
+                else:
+                    step = steps.send(await self._try(method, path, seconds, kwargs))
+        except StopIteration as done:
+            return done.value, call
+
+    async def _try(self, method: str, path: str, left: float, kwargs: dict) -> Optional[object]:
+        """One try within `left` seconds: the response, the transport error, or None at the
+        deadline (the try is cancelled)."""
+        request = self._http.request(method, path, timeout=self.policy.timeout(left), **kwargs)
+        try:
+            return await asyncio.wait_for(request, timeout=left)
+        except asyncio.TimeoutError:
+            return None
+        except httpx.TransportError as e:
+            return e
 
     async def predict(self, image: bytes, text: Optional[str] = None, top_k: Optional[int] = None, *,
                       filename: str = "image.jpg", model: Optional[str] = None, version: Optional[str] = None,

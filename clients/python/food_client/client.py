@@ -28,29 +28,29 @@ class _Blocking:
 
     def _send(self, method: str, path: str, *, retry: bool = True, **kwargs: Any) -> tuple[httpx.Response, Call]:
         call = Call(self.policy)
-        for attempt in range(self.policy.retries + 1 if retry else 1):
-            left = call.left()
-            if left <= 0:
-                break
-            call.attempts = attempt + 1
-            try:
-                response = self._tries.submit(self._http.request, method, path, timeout=self.policy.timeout(left),
-                                              **kwargs).result(timeout=left)
-            except FutureTimeout:
-                call.abandoned = True
-                break
-            except httpx.TransportError as e:
-                call.failed(e)
-                hint = -1.0
-            else:
-                hint = call.answered(response)
-                if hint is None:
-                    return response, call
-            wait = call.next_wait(attempt, hint)
-            if wait is None:
-                break
-            self._sleep(wait)
-        raise call.give_up()
+        steps = call.steps(retry)
+        step, outcome = next(steps), None
+        try:
+            while True:
+                kind, seconds = step
+                if kind == "sleep":
+                    self._sleep(seconds)
+                    outcome = None
+                else:
+                    outcome = self._try(method, path, seconds, kwargs)
+                step = steps.send(outcome)
+        except StopIteration as done:
+            return done.value, call
+
+    def _try(self, method: str, path: str, left: float, kwargs: dict) -> Optional[object]:
+        """One try within `left` seconds: the response, the transport error, or None at the deadline."""
+        timeout = self.policy.timeout(left)
+        try:
+            return self._tries.submit(self._http.request, method, path, timeout=timeout, **kwargs).result(timeout=left)
+        except FutureTimeout:
+            return None
+        except httpx.TransportError as e:
+            return e
 
     def close(self) -> None:
         self._http.close()
