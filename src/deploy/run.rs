@@ -60,6 +60,7 @@ pub fn preflight(plan: &Plan) -> anyhow::Result<()> {
 
 fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     let file = plan.out().join("docker-compose.yml");
+    anyhow::ensure!(file.is_file(), "{} does not exist: `deploy deploy` (or `deploy plan`) renders it", file.display());
     let mut command = Command::new("docker-compose");
     // One signing secret for the replicas' shared cache entries, made here when none is given.
     if std::env::var_os("FOOD_API_CACHE_SECRET").is_none() {
@@ -75,8 +76,16 @@ fn compose(plan: &Plan, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Renders the files (deploy only) and prints the commands that act on them.
 fn elsewhere(plan: &Plan, commands: &str) -> anyhow::Result<()> {
     render(plan)?;
+    told(plan, commands)
+}
+
+/// The commands for a target not run from here. `status` and `destroy` use this: they act on what
+/// was deployed and never write the files (which are committed, and would take the caller's
+/// environment into them).
+fn told(plan: &Plan, commands: &str) -> anyhow::Result<()> {
     println!("{:?} is not run from here; with what preflight asks for, run:\n{commands}", plan.target);
     Ok(())
 }
@@ -102,11 +111,10 @@ pub fn deploy(plan: &Plan) -> anyhow::Result<()> {
 pub fn status(plan: &Plan) -> anyhow::Result<()> {
     match plan.target {
         Target::Compose => compose(plan, &["ps"]),
-        Target::K8s | Target::Kserve => elsewhere(
-            plan,
-            "  kubectl get deploy,svc,hpa,pdb,pods -l app=food-api\n  kubectl get inferenceservice food",
-        ),
-        Target::Truss => elsewhere(plan, "  truss watch (or Baseten's dashboard)"),
+        Target::K8s | Target::Kserve => {
+            told(plan, "  kubectl get deploy,svc,hpa,pdb,pods -l app=food-api\n  kubectl get inferenceservice food")
+        }
+        Target::Truss => told(plan, "  truss watch (or Baseten's dashboard)"),
     }
 }
 
@@ -114,9 +122,7 @@ pub fn destroy(plan: &Plan) -> anyhow::Result<()> {
     let out = plan.out();
     match plan.target {
         Target::Compose => compose(plan, &["down", "-v", "--remove-orphans"]),
-        Target::K8s | Target::Kserve => {
-            elsewhere(plan, &format!("  kubectl delete -f {}/food-api.yaml", out.display()))
-        }
-        Target::Truss => elsewhere(plan, "  delete the model in Baseten's dashboard"),
+        Target::K8s | Target::Kserve => told(plan, &format!("  kubectl delete -f {}/food-api.yaml", out.display())),
+        Target::Truss => told(plan, "  delete the model in Baseten's dashboard"),
     }
 }

@@ -148,3 +148,31 @@ fn the_deployment_files_pass_each_targets_own_checks() {
         assert!(stdout.contains(&format!("ok {checked}")), "{checked} ran:\n{stdout}");
     }
 }
+
+/// `status` and `destroy` act on what was deployed: they never write the files (the committed ones
+/// by default, which would take the caller's FOOD_API_* environment into them).
+#[test]
+fn status_and_destroy_never_write_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let verb = |verb: &str, target: &str, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_food-api"))
+            .args(["deploy", verb, "--target", target, "--out", out.to_str().unwrap()])
+            .env("FOOD_API_QUEUE_CAPACITY", "7")
+            .output()
+            .expect("food-api runs")
+    };
+    for target in ["k8s", "kserve", "truss"] {
+        for name in ["status", "destroy"] {
+            let out = dir.path().join(target);
+            let output = verb(name, target, &out);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(output.status.success() && stdout.contains("is not run from here"), "{name} {target}: {stdout}");
+            assert!(!out.exists(), "{name} --target {target} wrote {}", out.display());
+        }
+    }
+    let out = dir.path().join("compose");
+    let output = verb("status", "compose", &out);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("does not exist"), "{stderr}");
+    assert!(!out.exists());
+}
