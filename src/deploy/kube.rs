@@ -15,7 +15,12 @@ fn env(plan: &Plan, redis: bool, indent: &str) -> String {
         settings.sort_by(|a, b| a.env.cmp(&b.env));
     }
     if redis && plan.setting("FOOD_API_REDIS_URL").is_none() {
-        let url = "redis://food-api-redis:6379".to_string();
+        // Redis's password, from the Secret, before the URL that names it: Kubernetes expands
+        // $(VAR) from variables listed earlier in the container's env.
+        out += &format!(
+            "{indent}- name: REDIS_PASSWORD\n{indent}  valueFrom:\n{indent}    secretKeyRef:\n{indent}      name: food-api\n{indent}      key: redis-password\n"
+        );
+        let url = "redis://:$(REDIS_PASSWORD)@food-api-redis:6379".to_string();
         settings.push(super::Setting { env: "FOOD_API_REDIS_URL".into(), value: url, secret: false });
     }
     // The replicas sign the shared cache's entries with one secret, from the Secret (README).
@@ -153,7 +158,10 @@ spec:
     )
 }
 
-fn redis(plan: &Plan) -> String {
+/// Redis for the shared cache: a password from the Secret, and a NetworkPolicy that lets only the
+/// server's pods (`clients`: their labels) reach it. Without both, any pod of the cluster could
+/// write answers the replicas serve (the entries are also signed: FOOD_API_CACHE_SECRET).
+fn redis(plan: &Plan, clients: &str) -> String {
     let image = &plan.redis_image;
     format!(
         r#"---
@@ -177,7 +185,14 @@ spec:
         - name: redis
           image: {image}
           # A cache: nothing persisted, the least recently used answers evicted at the limit.
-          args: ["--save", "", "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru"]
+          args: ["--save", "", "--appendonly", "no", "--maxmemory", "256mb", "--maxmemory-policy", "allkeys-lru",
+                 "--requirepass", "$(REDIS_PASSWORD)"]
+          env:
+            - name: REDIS_PASSWORD
+              valueFrom:
+                secretKeyRef:
+                  name: food-api
+                  key: redis-password
           ports:
             - containerPort: 6379
               name: redis
@@ -219,6 +234,24 @@ spec:
   ports:
     - port: 6379
       targetPort: redis
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: food-api-redis
+spec:
+  podSelector:
+    matchLabels:
+      app: food-api-redis
+  policyTypes: ["Ingress"]
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels:
+              {clients}
+      ports:
+        - port: 6379
+          protocol: TCP
 "#
     )
 }
@@ -278,7 +311,7 @@ spec:
       app: food-api
 "#
     );
-    out + &redis(plan)
+    out + &redis(plan, "app: food-api")
 }
 
 pub fn kserve(plan: &Plan) -> String {
@@ -321,6 +354,7 @@ spec:
       runtime: food-api
       protocolVersion: v2
 {redis}"#,
-        redis = redis(plan)
+        // KServe labels the predictor's pods with the InferenceService's name.
+        redis = redis(plan, "serving.kserve.io/inferenceservice: food")
     )
 }

@@ -102,7 +102,7 @@ pub fn deploy(plan: &Plan) -> anyhow::Result<()> {
         }
         Target::K8s | Target::Kserve => elsewhere(
             plan,
-            &format!("  kubectl create secret generic food-api --from-literal=admin-token=... --from-literal=cache-secret=$(openssl rand -hex 32)\n  kubectl apply -f {out}/food-api.yaml"),
+            &format!("  kubectl create secret generic food-api --from-literal=admin-token=... --from-literal=cache-secret=$(openssl rand -hex 32) --from-literal=redis-password=$(openssl rand -hex 32)\n  kubectl apply -f {out}/food-api.yaml"),
         ),
         Target::Truss => elsewhere(plan, &format!("  truss push {out}")),
     }

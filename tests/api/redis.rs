@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     port: u16,
     child: Option<Child>,
+    /// Set by `require_password`: every command then authenticates first.
+    password: Option<String>,
 }
 
 impl Redis {
     pub fn start() -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut redis = Self { port, child: None };
+        let mut redis = Self { port, child: None, password: None };
         redis.resume();
         redis
     }
@@ -46,14 +48,29 @@ impl Redis {
         }
     }
 
-    /// One inline command; its first reply line, or None when the server does not answer.
+    /// From now on the server asks for `password` (CONFIG SET requirepass).
+    pub fn require_password(&mut self, password: &str) {
+        assert_eq!(self.command(&format!("CONFIG SET requirepass {password}")).as_deref(), Some("+OK"));
+        self.password = Some(password.to_string());
+    }
+
+    /// One inline command (after AUTH when a password is required); its first reply line, or None
+    /// when the server does not answer.
     pub fn command(&self, command: &str) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
-        let mut reply = [0u8; 512];
-        let n = stream.read(&mut reply).ok()?;
-        Some(String::from_utf8_lossy(&reply[..n]).lines().next()?.to_string())
+        let auth = self.password.as_ref().map(|p| format!("AUTH {p}\r\n")).unwrap_or_default();
+        stream.write_all(format!("{auth}{command}\r\n").as_bytes()).ok()?;
+        let (mut reply, mut got) = ([0u8; 512], 0);
+        let lines = if auth.is_empty() { 1 } else { 2 };
+        while String::from_utf8_lossy(&reply[..got]).matches("\r\n").count() < lines {
+            let n = stream.read(&mut reply[got..]).ok()?;
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        Some(String::from_utf8_lossy(&reply[..got]).lines().nth(lines - 1)?.to_string())
     }
 
     /// True when the server takes longer than 200 ms to answer a PING (a `DEBUG SLEEP` holds it).

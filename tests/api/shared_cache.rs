@@ -138,3 +138,36 @@ async fn identical_concurrent_misses_compute_once() {
     assert_eq!(metric(&app, "food_api_forward_passes_total").await, 1.0, "{levels:?}");
     assert!(answers.iter().all(|a| answer_of(a) == answer_of(&answers[0])));
 }
+
+/// A Redis with a password (the rendered Kubernetes files give it one): the URL's password gets
+/// the replicas in and the answer is shared; a wrong password is a degraded shared cache, never a
+/// failed prediction.
+#[tokio::test]
+async fn a_redis_with_a_password_is_shared_with_the_right_one_and_degraded_with_a_wrong_one() {
+    let mut redis = Redis::start();
+    redis.require_password("s3cret");
+    let url = |password: &str| redis.url().replace("redis://", &format!("redis://:{password}@"));
+    let with = |url: String| move |config: &mut food_api::config::Config| config.redis_url = Some(url.parse().unwrap());
+    let (first, second) =
+        (replica_with(&redis, with(url("s3cret"))).await, replica_with(&redis, with(url("s3cret"))).await);
+    let image = sample("orange.jpg");
+    first.predict_ok(&image, Some("an orange behind a password")).await;
+    wait_for_keys(&redis, 1);
+    let shared = second.predict_ok(&image, Some("an orange behind a password")).await;
+    assert_eq!(shared["cache"], "shared", "{shared}");
+
+    // A wrong password: every Redis operation fails, so the breaker opens after its three failures
+    // in a row (a lookup and a write per miss), while every prediction is answered.
+    let wrong = replica_with(&redis, with(url("wrong"))).await;
+    let deadline = Instant::now() + PATIENCE;
+    for n in 0.. {
+        let answer = wrong.predict_ok(&image, Some(&format!("an orange, try {n}"))).await;
+        assert_ne!(answer["cache"], "shared", "a wrong password reads nothing");
+        let health = wrong.get_json("/health").await;
+        if health["shared_cache"] == "degraded" {
+            assert_eq!(health["status"], "ok", "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {health} after {n} predictions with a wrong password");
+    }
+}

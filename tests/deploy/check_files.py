@@ -18,6 +18,9 @@
 - KServe: the InferenceService says its deployment mode (RawDeployment) instead of falling to the
   cluster's default (Serverless, whose Knative admission refuses a named port, a lifecycle hook
   and fieldRef env, all of which the runtime has).
+- Redis (k8s, kserve): a password from the Secret (`--requirepass`), which the servers' Redis URL
+  names through an env var listed before it, and a NetworkPolicy that admits only the server's
+  pods (by their template's labels, or KServe's inferenceservice label) on 6379.
 - Every YAML file: yamllint.
 Prints "ok <check>" for each check that ran; exits non-zero with every failure listed.
 """
@@ -161,16 +164,53 @@ def check_restricted(pod: dict, containers: list, where: str, errors: list) -> N
             fail(f"{name}: a hostPort")
 
 
+def check_redis(docs: list, where: str, errors: list) -> None:
+    fail = lambda what: errors.append(f"redis {where}: {what}")  # noqa: E731
+    redis = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "food-api-redis"]
+    if not redis:
+        return fail("no food-api-redis Deployment")
+    container = redis[0]["spec"]["template"]["spec"]["containers"][0]
+    args, env = container.get("args", []), {e["name"]: e for e in container.get("env", [])}
+    secret = env.get("REDIS_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
+    if "--requirepass" not in args or args[args.index("--requirepass") + 1] != "$(REDIS_PASSWORD)" or not secret:
+        fail("Redis runs without a password from the Secret")
+    for c in (c for d in docs for c in server_containers(d)):
+        names = [e["name"] for e in c.get("env", [])]
+        url = next((e.get("value", "") for e in c["env"] if e["name"] == "FOOD_API_REDIS_URL"), "")
+        if "$(REDIS_PASSWORD)" not in url or "REDIS_PASSWORD" not in names[:names.index("FOOD_API_REDIS_URL")]:
+            fail(f"container {c['name']}: the Redis URL {url!r} does not carry the password from an earlier env var")
+    server_labels = [d["spec"]["template"]["metadata"]["labels"] for d in docs
+                     if d["kind"] == "Deployment" and d["metadata"]["name"] != "food-api-redis"]
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "InferenceService"}
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"
+                and d["spec"]["podSelector"].get("matchLabels") == {"app": "food-api-redis"}]
+    if not policies:
+        return fail("no NetworkPolicy selects Redis's pods")
+    for rule in policies[0]["spec"].get("ingress", []):
+        sources = rule.get("from", [])
+        if not sources:
+            fail("an ingress rule without `from` admits every pod")
+        for source in sources:
+            wanted = source.get("podSelector", {}).get("matchLabels", {})
+            ours = any(wanted and wanted.items() <= labels.items() for labels in server_labels)
+            kserve_pods = wanted.get("serving.kserve.io/inferenceservice") in services
+            if not (ours or kserve_pods) or set(source) != {"podSelector"}:
+                fail(f"the NetworkPolicy admits {source}, not only the server's pods")
+
+
 def main(deploy: Path) -> int:
     errors = []
     yaml_files = sorted(p for p in deploy.rglob("*") if p.suffix in (".yaml", ".yml"))
     kube, kserve_objects, sized, pods, modes = 0, 0, 0, 0, 0
+    redis_checked = False
     for path in yaml_files:
         text = path.read_text()
         for problem in linter.run(text, YAMLLINT, str(path)):
             errors.append(f"yamllint {path}:{problem.line}:{problem.column}: {problem.message} ({problem.rule})")
         if path.parent.name not in ("k8s", "kserve"):
             continue
+        check_redis([d for d in yaml.safe_load_all(text) if d], str(path.relative_to(deploy)), errors)
+        redis_checked = True
         for i, doc in enumerate(d for d in yaml.safe_load_all(text) if d):
             where = f"{path.relative_to(deploy)} document {i + 1}"
             for pod, containers in pod_specs(doc):
@@ -203,6 +243,8 @@ def main(deploy: Path) -> int:
         print(f"ok pod security restricted: {pods} pod templates")
     elif not pods:
         errors.append("pod security: no pod template found")
+    if redis_checked and not failed("redis"):
+        print("ok redis: a password from the Secret, reachable only from the server's pods")
     if modes and not failed("kserve mode"):
         print(f"ok kserve mode: {modes} InferenceService in RawDeployment, said outright")
     if sized and not failed("cpu sizing"):
