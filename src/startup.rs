@@ -132,7 +132,7 @@ impl Application {
         let bundle_settings = web::Data::new(routes::BundleSettings::of(&config)?);
         let compare_settings = web::Data::new(routes::CompareSettings {
             sets: config.compare_sets.clone(),
-            limits: config.predict_limits(),
+            limits: *predict_limits.get_ref(),
         });
         let statuses = web::Data::new(statuses);
         // Behind a load balancer, which replica answered (only when named: a default name would
